@@ -1,0 +1,31 @@
+/* main.c - `fedlung`: dispatches git-style subcommands. Owns exit codes and nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: fedlung <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  model info|forward|bench   inspect, run and time the ResNet family (RNet)\n"
+    "  demo                       train a small model for a few steps and print the loss\n"
+    "\n"
+    "Run `fedlung <command> --help` for a command's options.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) return fl_cli_usage(usage);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return FL_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        puts("fedlung 0.1.0");
+        return FL_EXIT_OK;
+    }
+    if (strcmp(cmd, "model") == 0) return fl_cmd_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
+    fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
+    return fl_cli_usage(usage);
+}

@@ -1,0 +1,359 @@
+/* model_cmd.c - `fedlung model info|forward|bench`: the engine from the command line, so
+ * numpy users, tests and benchmarks can drive it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../nn/checkpoint.h"
+#include "../nn/npy.h"
+#include "../nn/optim.h"
+#include "../nn/resnet.h"
+#include "../nn/safetensors.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: fedlung model info    --arch A --tile T [--stem imagenet|small] [--classes K] [--width "
+    "W]\n"
+    "       fedlung model forward --arch A --tile T [--stem S] [--classes K] [--width W]\n"
+    "                             --weights W.safetensors|W.h5 --input X.npy --out Y.npy\n"
+    "                             [--features] [--batch B] [--threads N]\n"
+    "       fedlung model bench   --arch A --tile T --batch B [--steps S] [--threads N]\n"
+    "                             [--stem S] [--classes K] [--width W] [--weights W] [--json]\n"
+    "\n"
+    "  --arch      resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet152)\n"
+    "  --tile      square input size in pixels, >= 32 (default 224)\n"
+    "  --stem      imagenet (7x7/2 + maxpool, torchvision) or small (3x3/1, no maxpool)\n"
+    "  --classes   number of classes (default 3)\n"
+    "  --width     channel multiplier (default 1)\n"
+    "  --features  write the pooled embeddings instead of the logits\n"
+    "  --threads   compute threads (default $FEDLUNG_THREADS or the number of cores)\n"
+    "  --json      bench: print exactly one JSON object on stdout\n";
+
+typedef struct {
+    fl_resnet_config net;
+    const char *weights, *input, *out;
+    int features, batch, steps, threads, json;
+} model_opts;
+
+enum {
+    OPT_ARCH = 256,
+    OPT_TILE,
+    OPT_STEM,
+    OPT_CLASSES,
+    OPT_WIDTH,
+    OPT_WEIGHTS,
+    OPT_INPUT,
+    OPT_OUT,
+    OPT_FEATURES,
+    OPT_BATCH,
+    OPT_STEPS,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_HELP
+};
+
+static int parse(int argc, char **argv, model_opts *o) {
+    static const struct option longopts[] = {{"arch", required_argument, 0, OPT_ARCH},
+                                             {"tile", required_argument, 0, OPT_TILE},
+                                             {"stem", required_argument, 0, OPT_STEM},
+                                             {"classes", required_argument, 0, OPT_CLASSES},
+                                             {"width", required_argument, 0, OPT_WIDTH},
+                                             {"weights", required_argument, 0, OPT_WEIGHTS},
+                                             {"input", required_argument, 0, OPT_INPUT},
+                                             {"out", required_argument, 0, OPT_OUT},
+                                             {"features", no_argument, 0, OPT_FEATURES},
+                                             {"batch", required_argument, 0, OPT_BATCH},
+                                             {"steps", required_argument, 0, OPT_STEPS},
+                                             {"threads", required_argument, 0, OPT_THREADS},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, OPT_HELP},
+                                             {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    fl_resnet_config_default(&o->net);
+    o->steps = 5;
+    int c, idx = 0, bad = 0;
+    optind = 1;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+        switch (c) {
+        case OPT_ARCH:
+            bad = !(o->net.depth = fl_resnet_depth_from_name(optarg));
+            break;
+        case OPT_TILE:
+            bad = fl_parse_int(optarg, 32, 8192, &o->net.tile);
+            break;
+        case OPT_STEM: {
+            int s = fl_stem_from_name(optarg);
+            bad = s < 0;
+            o->net.stem = (fl_stem)s;
+            break;
+        }
+        case OPT_CLASSES:
+            bad = fl_parse_int(optarg, 1, 100000, &o->net.classes);
+            break;
+        case OPT_WIDTH:
+            bad = fl_parse_float(optarg, 1e-3, 64, &o->net.width);
+            break;
+        case OPT_WEIGHTS:
+            o->weights = optarg;
+            break;
+        case OPT_INPUT:
+            o->input = optarg;
+            break;
+        case OPT_OUT:
+            o->out = optarg;
+            break;
+        case OPT_FEATURES:
+            o->features = 1;
+            break;
+        case OPT_BATCH:
+            bad = fl_parse_int(optarg, 1, 1 << 20, &o->batch);
+            break;
+        case OPT_STEPS:
+            bad = fl_parse_int(optarg, 1, 1 << 20, &o->steps);
+            break;
+        case OPT_THREADS:
+            bad = fl_parse_int(optarg, 1, 1024, &o->threads);
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_HELP:
+            return 1;
+        default:
+            fprintf(stderr, "fedlung model: unknown option or missing value: %s\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "fedlung model: bad value '%s' for --%s\n", optarg, longopts[idx].name);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fedlung model: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Loads .safetensors or .h5 weights into m. */
+static fl_status load_weights(fl_model *m, const char *path, fl_err *err) {
+    if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return fl_checkpoint_load(m, path, err);
+    return fl_safetensors_load_model(m, path, err);
+}
+
+static fl_status build(fl_model **m, fl_backend **be, const model_opts *o, int batch, fl_err *err) {
+    fl_graph *g;
+    fl_status s = fl_resnet_build(&g, &o->net, err);
+    if (s != FL_OK) return s;
+    if (!(*be = fl_backend_cpu_new(o->threads, err))) {
+        fl_graph_free(g);
+        return FL_EBACKEND;
+    }
+    s = fl_model_new(m, g, *be, batch, 42, err);
+    if (s == FL_OK && o->weights) s = load_weights(*m, o->weights, err);
+    return s;
+}
+
+static int cmd_info(const model_opts *o) {
+    fl_err err = {{0}};
+    fl_backend *be = NULL;
+    fl_model *m = NULL;
+    if (build(&m, &be, o, 1, &err) != FL_OK) {
+        fl_model_free(m);
+        if (be) be->destroy(be);
+        return fl_cli_fail(&err);
+    }
+    const fl_graph *g = fl_model_graph(m);
+    int emb = g->values[g->outputs[fl_graph_find_output(g, "embedding")]].shape[0];
+    printf("arch           resnet%d (%s stem, width %g)\n", o->net.depth, fl_stem_name(o->net.stem),
+           (double)o->net.width);
+    printf("tile           %d px\n", o->net.tile);
+    printf("classes        %d\n", o->net.classes);
+    size_t np = fl_graph_count(g, 1);
+    printf("parameters     %zu (%.1f MB)\n", np, np * 4.0 / 1e6);
+    printf("buffers        %zu (BatchNorm running statistics)\n", fl_graph_count(g, 0));
+    printf("embedding      %d\n", emb);
+    printf("forward FLOPs  %.3f GFLOP per tile\n", fl_graph_flops(g) / 1e9);
+    printf("activations    %.1f MB per tile (training, batch 1)\n",
+           fl_model_activation_bytes(m) / 1e6);
+    fl_model_free(m);
+    be->destroy(be);
+    return FL_EXIT_OK;
+}
+
+static int cmd_forward(model_opts *o) {
+    if (!o->weights || !o->input || !o->out) {
+        fprintf(stderr, "fedlung model forward: --weights, --input and --out are required\n");
+        return fl_cli_usage(usage);
+    }
+    fl_err err = {{0}};
+    float *x = NULL, *y = NULL, *rows = NULL;
+    int ndim, rc = FL_EXIT_FAIL;
+    int64_t shape[4];
+    fl_backend *be = NULL;
+    fl_model *m = NULL;
+    if (fl_npy_read_f32(o->input, &x, &ndim, shape, &err) != FL_OK) return fl_cli_fail(&err);
+    int T = o->net.tile;
+    if (ndim != 4 || shape[1] != 3 || shape[2] != T || shape[3] != T) {
+        fl_fail(&err, FL_ESHAPE, "%s: expected a float32 array of shape (N, 3, %d, %d), got %d-D",
+                o->input, T, T, ndim);
+        if (ndim == 4)
+            snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg),
+                     " (%lld, %lld, %lld, %lld)", (long long)shape[0], (long long)shape[1],
+                     (long long)shape[2], (long long)shape[3]);
+        goto done;
+    }
+    int n = (int)shape[0], B = o->batch ? o->batch : (n < 16 ? n : 16);
+    if (n < 1) {
+        fl_fail(&err, FL_ESHAPE, "%s: the array holds no images", o->input);
+        goto done;
+    }
+    if (build(&m, &be, o, B, &err) != FL_OK) goto done;
+    const fl_graph *g = fl_model_graph(m);
+    int out = fl_graph_find_output(g, o->features ? "embedding" : "logits");
+    int F = g->values[g->outputs[out]].shape[0];
+    size_t per = (size_t)3 * T * T;
+    y = malloc((size_t)n * F * sizeof(float));
+    rows = calloc((size_t)B * (per > (size_t)F ? per : (size_t)F), sizeof(float));
+    if (!y || !rows) {
+        fl_fail(&err, FL_ENOMEM, "out of memory for %d images", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i += B) {
+        int k = n - i < B ? n - i : B; /* the last batch is padded with zeros */
+        memset(rows, 0, (size_t)B * per * sizeof(float));
+        memcpy(rows, x + (size_t)i * per, (size_t)k * per * sizeof(float));
+        if (fl_model_set_input(m, 0, rows, &err) != FL_OK ||
+            fl_model_forward(m, 0, &err) != FL_OK ||
+            fl_model_get_output(m, out, rows, &err) != FL_OK)
+            goto done;
+        memcpy(y + (size_t)i * F, rows, (size_t)k * F * sizeof(float));
+    }
+    int64_t oshape[2] = {n, F};
+    if (fl_npy_write_f32(o->out, y, 2, oshape, &err) != FL_OK) goto done;
+    rc = FL_EXIT_OK;
+done:
+    if (rc != FL_EXIT_OK) fl_cli_fail(&err);
+    fl_model_free(m);
+    if (be) be->destroy(be);
+    free(x);
+    free(y);
+    free(rows);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_bench(model_opts *o) {
+    if (!o->batch) {
+        fprintf(stderr, "fedlung model bench: --batch is required\n");
+        return fl_cli_usage(usage);
+    }
+    fl_err err = {{0}};
+    fl_backend *be = NULL;
+    fl_model *m = NULL;
+    fl_optim opt = {0};
+    float *x = NULL;
+    int32_t *labels = NULL;
+    double *times = NULL;
+    int rc = FL_EXIT_FAIL, B = o->batch, T = o->net.tile, warmup = 2;
+    if (build(&m, &be, o, B, &err) != FL_OK) goto done;
+    fl_optim_config oc;
+    fl_optim_config_default(&oc);
+    oc.weight_decay = 0; /* the benchmark's step: SGD, lr 0.01, momentum 0.9 */
+    if (fl_optim_init(&opt, m, &oc, &err) != FL_OK) goto done;
+    size_t per = (size_t)3 * T * T;
+    x = malloc((size_t)B * per * sizeof(float));
+    labels = malloc((size_t)B * sizeof(int32_t));
+    times = malloc((size_t)o->steps * sizeof(double));
+    if (!x || !labels || !times) {
+        fl_fail(&err, FL_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (o->input) {
+        float *in;
+        int ndim;
+        int64_t shape[4];
+        if (fl_npy_read_f32(o->input, &in, &ndim, shape, &err) != FL_OK) goto done;
+        if (ndim != 4 || shape[0] != B || shape[1] != 3 || shape[2] != T || shape[3] != T) {
+            free(in);
+            fl_fail(&err, FL_ESHAPE, "%s: expected shape (%d, 3, %d, %d)", o->input, B, T, T);
+            goto done;
+        }
+        memcpy(x, in, (size_t)B * per * sizeof(float));
+        free(in);
+    } else {
+        fl_rng rng;
+        fl_rng_seed(&rng, 1234);
+        for (size_t i = 0; i < (size_t)B * per; i++) x[i] = (float)fl_rng_normal(&rng);
+    }
+    for (int i = 0; i < B; i++) labels[i] = i % o->net.classes;
+    float first_loss = 0;
+    for (int s = 0; s < warmup + o->steps; s++) {
+        double t0 = fl_now();
+        float loss;
+        if (fl_model_set_input(m, 0, x, &err) != FL_OK || fl_model_forward(m, 1, &err) != FL_OK ||
+            fl_model_loss_ce(m, 0, labels, NULL, &loss, &err) != FL_OK ||
+            fl_model_backward(m, &err) != FL_OK || fl_optim_step(&opt, NULL, &err) != FL_OK)
+            goto done;
+        double dt = fl_now() - t0;
+        if (s == 0) first_loss = loss;
+        if (s >= warmup) times[s - warmup] = dt;
+        if (!o->json || s == 0)
+            fprintf(stderr, "step %d/%d: loss %.6f, %.3f s\n", s + 1, warmup + o->steps, loss, dt);
+    }
+    qsort(times, (size_t)o->steps, sizeof *times, cmp_double);
+    double median =
+        o->steps % 2 ? times[o->steps / 2] : 0.5 * (times[o->steps / 2 - 1] + times[o->steps / 2]);
+    double ips = B / median;
+    if (o->json)
+        printf("{\"arch\": \"resnet%d\", \"tile\": %d, \"batch\": %d, \"threads\": %d, "
+               "\"steps\": %d, \"images_per_second\": %.6g, \"peak_rss_bytes\": %lld, "
+               "\"first_loss\": %.9g}\n",
+               o->net.depth, T, B, be->threads, o->steps, ips, fl_peak_rss_bytes(),
+               (double)first_loss);
+    else
+        printf("resnet%d @%d px, batch %d, %d threads: %.2f images/s (median of %d steps), "
+               "peak RSS %.0f MB, first loss %.6f\n",
+               o->net.depth, T, B, be->threads, ips, o->steps, fl_peak_rss_bytes() / 1e6,
+               (double)first_loss);
+    rc = FL_EXIT_OK;
+done:
+    if (rc != FL_EXIT_OK) fl_cli_fail(&err);
+    fl_optim_destroy(&opt);
+    fl_model_free(m);
+    if (be) be->destroy(be);
+    free(x);
+    free(labels);
+    free(times);
+    return rc;
+}
+
+int fl_cmd_model(int argc, char **argv) {
+    if (argc < 2) return fl_cli_usage(usage);
+    const char *sub = argv[1];
+    model_opts o;
+    int p = parse(argc - 1, argv + 1, &o);
+    if (p > 0 || strcmp(sub, "--help") == 0) {
+        fputs(usage, stdout);
+        return FL_EXIT_OK;
+    }
+    if (p < 0) return fl_cli_usage(usage);
+    if (strcmp(sub, "info") == 0) return cmd_info(&o);
+    if (strcmp(sub, "forward") == 0) return cmd_forward(&o);
+    if (strcmp(sub, "bench") == 0) return cmd_bench(&o);
+    fprintf(stderr, "fedlung model: unknown subcommand '%s'\n", sub);
+    return fl_cli_usage(usage);
+}
