@@ -68,8 +68,11 @@ static int add_param(fl_graph *g, const char *prefix, const char *suffix, int nd
 
 /* Appends a node with a fresh output value of the given per-sample shape. */
 static fl_node *add_node(fl_graph *g, fl_op op, int n_in, const int *in, int ndim,
-                         const int *shape) {
+                         const int *shape_in) {
     if (g->status != FL_OK) return NULL;
+    /* shape_in may point into g->values, which grow() below can move. */
+    int shape[3] = {0, 0, 0};
+    for (int i = 0; i < ndim && i < 3; i++) shape[i] = shape_in[i];
     for (int i = 0; i < n_in; i++)
         if (!valid_value(g, in[i])) {
             graph_error(g, FL_EINVAL, "graph: node uses an unknown value%s", "");

@@ -11,8 +11,11 @@
 typedef struct {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
-    float *scratch; /* shared by all plans: receives dx before it is added (beta = 1) */
-    size_t scratch_bytes;
+    /* Shared by all plans, sized for the largest layer, used only within one call: */
+    float *scratch;    /* dx before it is added (beta = 1) */
+    float *w_scratch;  /* weights in the primitive's layout */
+    float *dw_scratch; /* weight gradients in the primitive's layout */
+    size_t scratch_bytes, w_bytes, dw_bytes;
 } cpu_state;
 
 typedef struct {
@@ -21,9 +24,9 @@ typedef struct {
     dnnl_primitive_t w_to_fwd;   /* OIHW -> forward weights layout, NULL if the same */
     dnnl_primitive_t w_to_bwd;   /* OIHW -> backward-data weights layout, NULL if same as fwd */
     dnnl_primitive_t dw_to_user; /* diff weights layout -> OIHW, NULL if the same */
+    /* Buffers are attached per call; w_fwd, w_bwd and diff_w point into the shared scratch. */
     dnnl_memory_t src, dst, bias, w_user, w_fwd, w_bwd, diff_src, diff_dst, diff_w, diff_w_user,
         diff_bias;
-    void *w_fwd_buf, *w_bwd_buf, *diff_w_buf; /* owned, NULL when the user layout is used */
 } conv_plan;
 
 static fl_status dnnl_fail(fl_err *err, dnnl_status_t st, const char *what) {
@@ -60,18 +63,26 @@ void fl_cpu_conv_shutdown(fl_backend *be) {
     dnnl_stream_destroy(cs->stream);
     dnnl_engine_destroy(cs->eng);
     free(cs->scratch);
+    free(cs->w_scratch);
+    free(cs->dw_scratch);
     free(cs);
     be->impl = NULL;
 }
 
-/* A memory object over md whose buffer is set per call (or owned: *buf receives it). */
-static dnnl_status_t make_mem(dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_engine_t eng,
-                              void **owned) {
-    if (!owned) return dnnl_memory_create(m, md, eng, DNNL_MEMORY_NONE);
-    size_t bytes = dnnl_memory_desc_get_size(md);
-    *owned = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!*owned) return dnnl_out_of_memory;
-    return dnnl_memory_create(m, md, eng, *owned);
+/* A memory object over md whose buffer is attached per call. */
+static dnnl_status_t make_mem(dnnl_memory_t *m, const dnnl_memory_desc_t *md, dnnl_engine_t eng) {
+    return dnnl_memory_create(m, md, eng, DNNL_MEMORY_NONE);
+}
+
+/* Grows a shared scratch buffer to at least `bytes` (at plan time, never during a step). */
+static int grow_scratch(float **buf, size_t *have, size_t bytes) {
+    if (bytes <= *have) return 0;
+    float *grown = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!grown) return -1;
+    free(*buf);
+    *buf = grown;
+    *have = bytes;
+    return 0;
 }
 
 static dnnl_status_t make_reorder(dnnl_primitive_t *p, const dnnl_memory_desc_t *from,
@@ -97,9 +108,6 @@ void fl_cpu_conv2d_plan_free(fl_backend *be, void *plan) {
                             p->diff_w, p->diff_w_user, p->diff_bias};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
-    free(p->w_fwd_buf);
-    free(p->w_bwd_buf);
-    free(p->diff_w_buf);
     free(p);
 }
 
@@ -154,39 +162,36 @@ fl_status fl_cpu_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **ou
     const dnnl_memory_desc_t *dw_md =
         dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0);
 
-    DNNL_TRY(make_mem(&p->src, &src_md, cs->eng, NULL), "memory");
-    DNNL_TRY(make_mem(&p->dst, &dst_md, cs->eng, NULL), "memory");
-    DNNL_TRY(make_mem(&p->diff_src, &src_md, cs->eng, NULL), "memory");
-    DNNL_TRY(make_mem(&p->diff_dst, &dst_md, cs->eng, NULL), "memory");
-    DNNL_TRY(make_mem(&p->w_user, &w_oihw, cs->eng, NULL), "memory");
-    DNNL_TRY(make_mem(&p->diff_w_user, &w_oihw, cs->eng, NULL), "memory");
+    DNNL_TRY(make_mem(&p->src, &src_md, cs->eng), "memory");
+    DNNL_TRY(make_mem(&p->dst, &dst_md, cs->eng), "memory");
+    DNNL_TRY(make_mem(&p->diff_src, &src_md, cs->eng), "memory");
+    DNNL_TRY(make_mem(&p->diff_dst, &dst_md, cs->eng), "memory");
+    DNNL_TRY(make_mem(&p->w_user, &w_oihw, cs->eng), "memory");
+    DNNL_TRY(make_mem(&p->diff_w_user, &w_oihw, cs->eng), "memory");
     if (s->has_bias) {
-        DNNL_TRY(make_mem(&p->bias, &b_md, cs->eng, NULL), "memory");
-        DNNL_TRY(make_mem(&p->diff_bias, &b_md, cs->eng, NULL), "memory");
+        DNNL_TRY(make_mem(&p->bias, &b_md, cs->eng), "memory");
+        DNNL_TRY(make_mem(&p->diff_bias, &b_md, cs->eng), "memory");
     }
     if (!dnnl_memory_desc_equal(w_fwd_md, &w_oihw)) {
-        DNNL_TRY(make_mem(&p->w_fwd, w_fwd_md, cs->eng, &p->w_fwd_buf), "memory");
+        DNNL_TRY(make_mem(&p->w_fwd, w_fwd_md, cs->eng), "memory");
         DNNL_TRY(make_reorder(&p->w_to_fwd, &w_oihw, w_fwd_md, cs->eng), "weights reorder");
     }
     if (!dnnl_memory_desc_equal(w_bwd_md, w_fwd_md)) {
-        DNNL_TRY(make_mem(&p->w_bwd, w_bwd_md, cs->eng, &p->w_bwd_buf), "memory");
+        DNNL_TRY(make_mem(&p->w_bwd, w_bwd_md, cs->eng), "memory");
         DNNL_TRY(make_reorder(&p->w_to_bwd, &w_oihw, w_bwd_md, cs->eng), "weights reorder");
     }
     if (!dnnl_memory_desc_equal(dw_md, &w_oihw)) {
-        DNNL_TRY(make_mem(&p->diff_w, dw_md, cs->eng, &p->diff_w_buf), "memory");
+        DNNL_TRY(make_mem(&p->diff_w, dw_md, cs->eng), "memory");
         DNNL_TRY(make_reorder(&p->dw_to_user, dw_md, &w_oihw, cs->eng), "weights reorder");
     }
 
     size_t x_bytes = (size_t)s->N * s->C * s->H * s->W * sizeof(float);
-    if (x_bytes > cs->scratch_bytes) {
-        float *grown = aligned_alloc(64, (x_bytes + 63) & ~(size_t)63);
-        if (!grown) {
-            status = fl_fail(err, FL_ENOMEM, "conv2d plan: out of memory");
-            goto fail;
-        }
-        free(cs->scratch);
-        cs->scratch = grown;
-        cs->scratch_bytes = x_bytes;
+    size_t w_bytes = dnnl_memory_desc_get_size(w_fwd_md), wb = dnnl_memory_desc_get_size(w_bwd_md);
+    if (grow_scratch(&cs->scratch, &cs->scratch_bytes, x_bytes) ||
+        grow_scratch(&cs->w_scratch, &cs->w_bytes, w_bytes > wb ? w_bytes : wb) ||
+        grow_scratch(&cs->dw_scratch, &cs->dw_bytes, dnnl_memory_desc_get_size(dw_md))) {
+        status = fl_fail(err, FL_ENOMEM, "conv2d plan: out of memory");
+        goto fail;
     }
     dnnl_primitive_desc_destroy(fpd);
     dnnl_primitive_desc_destroy(bpd);
@@ -220,6 +225,7 @@ void fl_cpu_conv2d_forward(fl_backend *be, void *plan, const float *x, const flo
     dnnl_memory_set_data_handle(p->w_user, (void *)w);
     dnnl_memory_t wm = p->w_user;
     if (p->w_to_fwd) {
+        dnnl_memory_set_data_handle(p->w_fwd, cs->w_scratch);
         reorder(cs, p->w_to_fwd, p->w_user, p->w_fwd);
         wm = p->w_fwd;
     }
@@ -241,11 +247,14 @@ void fl_cpu_conv2d_backward(fl_backend *be, void *plan, const float *x, const fl
     dnnl_memory_set_data_handle(p->diff_dst, (void *)dy);
     if (dx) {
         float *target = beta != 0.0f ? cs->scratch : dx;
-        dnnl_memory_t wm = p->w_fwd ? p->w_fwd : p->w_user;
+        /* The shared weight scratch has been reused since forward: reorder again. */
+        dnnl_memory_t wm = p->w_user;
+        dnnl_primitive_t to = p->w_to_bwd ? p->w_to_bwd : p->w_to_fwd;
         dnnl_memory_set_data_handle(p->w_user, (void *)w);
-        if (p->w_to_bwd) {
-            reorder(cs, p->w_to_bwd, p->w_user, p->w_bwd);
-            wm = p->w_bwd;
+        if (to) {
+            wm = p->w_to_bwd ? p->w_bwd : p->w_fwd;
+            dnnl_memory_set_data_handle(wm, cs->w_scratch);
+            reorder(cs, to, p->w_user, wm);
         }
         dnnl_memory_set_data_handle(p->diff_src, target);
         dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->diff_dst},
@@ -257,6 +266,7 @@ void fl_cpu_conv2d_backward(fl_backend *be, void *plan, const float *x, const fl
     }
     dnnl_memory_set_data_handle(p->src, (void *)x);
     dnnl_memory_set_data_handle(p->diff_w_user, dw);
+    if (p->diff_w) dnnl_memory_set_data_handle(p->diff_w, cs->dw_scratch);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src},
                                {DNNL_ARG_DIFF_DST, p->diff_dst},
                                {DNNL_ARG_DIFF_WEIGHTS, p->diff_w ? p->diff_w : p->diff_w_user}};
