@@ -1,6 +1,6 @@
-/* norm.c - batch, group and layer normalisation on the CPU, forward and backward, over
- * channels-last rows. Statistics are summed in double over a row chunking that depends only
- * on the shape, so results are bitwise identical for any thread count. Not fused with ReLU. */
+/* norm.c - batch, group and layer normalisation on the CPU over channels-last rows. Statistics
+ * are shifted sums (float over 16 rows, then double) over a row chunking fixed by the shape, so
+ * results are bitwise the same for any thread count. Not fused with ReLU. */
 #include "cpu_impl.h"
 
 #include <math.h>
@@ -31,9 +31,10 @@ static void poison(float *p, size_t n) {
 /* Column sums over S segments of R rows of C columns (x, dy: (S, R, C)), per segment:
  *   dy == NULL: s1[s,c] = sum_r (x - k[s,c]),  s2[s,c] = sum_r (x - k[s,c])^2
  *   dy != NULL: s1[s,c] = sum_r dy,            s2[s,c] = sum_r dy * (x - k[s,c])
- * k holds values that are exact in float. part is moments_part(S, R, C) doubles of scratch;
- * s1, s2 are S*C. */
-static void col_moments(const float *x, const float *dy, const double *k, int S, int R, int C,
+ * k holds values that are exact in float (not modified; non-const only because gcc's
+ * -Wmaybe-uninitialized cannot see that callers fill it). part holds the scratch counted by
+ * moments_doubles; s1, s2 are S*C. */
+static void col_moments(const float *x, const float *dy, double *k, int S, int R, int C,
                         double *part, double *s1, double *s2) {
     int nc = norm_chunks(S, R);
     int tasks = S * nc;

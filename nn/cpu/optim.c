@@ -32,7 +32,8 @@ void fl_cpu_adamw_step(fl_backend *be, float *w, const float *g, float *m, float
     float step_size = (float)(lr / bc1);
     float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
     float a1 = 1.0f - b1, a2 = 1.0f - b2;
-#pragma omp parallel for simd schedule(static)
+    /* No simd: sqrtf may set errno, so neither gcc nor clang vectorise it; memory bounds it. */
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = m[i] + a1 * (gi - m[i]);
