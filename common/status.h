@@ -7,15 +7,15 @@
 #include <stddef.h>
 
 /* X-macro: name, value, message. Negative values only; FL_OK is 0. */
-#define FL_STATUS_TABLE(X)                                                   \
-    X(FL_OK, 0, "ok")                                                        \
-    X(FL_EINVAL, -1, "invalid argument")                                     \
-    X(FL_ENOMEM, -2, "out of memory")                                        \
-    X(FL_EIO, -3, "input/output error")                                      \
-    X(FL_EFORMAT, -4, "malformed file")                                      \
-    X(FL_ESHAPE, -5, "shape mismatch")                                       \
-    X(FL_ENOTFOUND, -6, "not found")                                         \
-    X(FL_EUNSUPPORTED, -7, "not supported")                                  \
+#define FL_STATUS_TABLE(X)                  \
+    X(FL_OK, 0, "ok")                       \
+    X(FL_EINVAL, -1, "invalid argument")    \
+    X(FL_ENOMEM, -2, "out of memory")       \
+    X(FL_EIO, -3, "input/output error")     \
+    X(FL_EFORMAT, -4, "malformed file")     \
+    X(FL_ESHAPE, -5, "shape mismatch")      \
+    X(FL_ENOTFOUND, -6, "not found")        \
+    X(FL_EUNSUPPORTED, -7, "not supported") \
     X(FL_EBACKEND, -8, "backend failure")
 
 typedef enum {

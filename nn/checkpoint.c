@@ -30,8 +30,6 @@ void fl_model_meta_init(fl_model_meta *meta) {
 fl_status fl_model_sha256(fl_model *m, char hex[65]) {
     const fl_graph *g = fl_model_graph(m);
     fl_backend *be = fl_model_backend(m);
-    const float *slab[2] = {fl_model_params(m), fl_model_buffers(m)};
-    size_t len[2] = {g->n_trainable, g->n_buffer};
     fl_status s = FL_OK;
     hex[0] = '\0';
     float *buf = malloc(SHA_CHUNK_FLOATS * sizeof *buf);
@@ -41,11 +39,18 @@ fl_status fl_model_sha256(fl_model *m, char hex[65]) {
         goto fail;
     }
     if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) goto crypto;
-    for (int k = 0; k < 2; k++) {
-        for (size_t off = 0; off < len[k] && slab[k]; off += SHA_CHUNK_FLOATS) {
-            size_t n = len[k] - off < SHA_CHUNK_FLOATS ? len[k] - off : SHA_CHUNK_FLOATS;
-            be->download(be, buf, slab[k] + off, n * sizeof *buf);
-            if (EVP_DigestUpdate(ctx, buf, n * sizeof *buf) != 1) goto crypto;
+    /* Trainable tensors, then buffers, each in graph order (= slab order); the alignment
+     * padding between tensors in a slab is left out, so the hash depends on values only. */
+    for (int pass = 1; pass >= 0; pass--) {
+        const float *slab = pass ? fl_model_params(m) : fl_model_buffers(m);
+        for (int i = 0; i < g->n_params; i++) {
+            const fl_param *p = &g->params[i];
+            if (p->trainable != pass) continue;
+            for (size_t off = 0; off < p->numel; off += SHA_CHUNK_FLOATS) {
+                size_t n = p->numel - off < SHA_CHUNK_FLOATS ? p->numel - off : SHA_CHUNK_FLOATS;
+                be->download(be, buf, slab + p->offset + off, n * sizeof *buf);
+                if (EVP_DigestUpdate(ctx, buf, n * sizeof *buf) != 1) goto crypto;
+            }
         }
     }
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -30,9 +30,11 @@ typedef struct {
 /* Empty strings, zeros, width 1, round -1. */
 void fl_model_meta_init(fl_model_meta *meta);
 
-/* Hex SHA-256 (64 lowercase digits and a NUL) of m's parameter slab bytes followed by its
- * buffer slab bytes, as they lie on the device (read back in chunks). FL_ENOMEM or
- * FL_EBACKEND (OpenSSL failed) leave hex as "". */
+/* Hex SHA-256 (64 lowercase digits and a NUL) of m's slabs: the float32 bytes of every
+ * trainable tensor in slab (= graph) order, then of every buffer, read back from the device in
+ * chunks. The slabs' alignment padding is not hashed, so the value depends only on the
+ * tensors; for a torchvision ResNet it equals hashing named_parameters() then the float
+ * named_buffers(). FL_ENOMEM or FL_EBACKEND (OpenSSL failed) leave hex as "". */
 fl_status fl_model_sha256(fl_model *m, char hex[65]);
 
 /* Writes every parameter and buffer of m with meta's attributes and m's SHA-256 into

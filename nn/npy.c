@@ -332,9 +332,8 @@ static fl_status read_raw(const char *path, npy_header *h, unsigned char **raw, 
     }
     if (hlen > NPY_MAX_HEADER || off + hlen > fsize) {
         st = fl_fail(err, FL_EFORMAT,
-                     "%s: the .npy header length %llu runs past the file (%llu "
-                     "bytes)",
-                     path, (unsigned long long)hlen, (unsigned long long)fsize);
+                     "%s: the .npy header length %llu runs past the file (%llu bytes)", path,
+                     (unsigned long long)hlen, (unsigned long long)fsize);
         goto fail;
     }
     text = malloc(hlen + 1);
@@ -400,17 +399,18 @@ fl_status fl_npy_read_f32(const char *path, float **data, int *ndim, int64_t sha
     *data = NULL;
     fl_status st = read_raw(path, &h, &raw, &n, err);
     if (st != FL_OK) return st;
-    float *out = malloc(n ? n * sizeof(float) : 1);
-    if (!out) {
-        free(raw);
-        return fl_fail(err, FL_ENOMEM, "%s: out of memory for %zu floats", path, n);
-    }
-    if (h.dtype.kind == K_FLOAT && h.dtype.size == 4) {
-        if (n) memcpy(out, raw, n * sizeof(float));
+    float *out;
+    if (h.dtype.kind == K_FLOAT && h.dtype.size == 4 && n > 0) {
+        out = (float *)raw; /* already float32: malloc'd, so suitably aligned */
     } else {
+        out = malloc(n ? n * sizeof(float) : 1);
+        if (!out) {
+            free(raw);
+            return fl_fail(err, FL_ENOMEM, "%s: out of memory for %zu floats", path, n);
+        }
         for (size_t i = 0; i < n; i++) out[i] = (float)elem_f64(raw, i, h.dtype);
+        free(raw);
     }
-    free(raw);
     *data = out;
     export_shape(&h, ndim, shape);
     return FL_OK;

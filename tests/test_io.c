@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,39 @@ static void test_npy_bad(void) {
     CHECK_FAILS(fl_npy_read_f32(p, &x, &nd, sh, &err), err, p);
     write_npy_raw(p, 1, "{'descr': '<f4', 'shape': (99999999999999999999,), }", data, sizeof data);
     CHECK_FAILS(fl_npy_read_f32(p, &x, &nd, sh, &err), err, p);
+
+    /* Mutation and truncation sweeps over a valid file: never a crash (run under ASan). */
+    {
+        int64_t s23[2] = {2, 3};
+        CHECK_OK(fl_npy_write_f32(p, data, 2, s23, &err), &err);
+        unsigned char img[256], mut[256];
+        FILE *f = fopen(p, "rb");
+        size_t total = f ? fread(img, 1, sizeof img, f) : 0;
+        if (f) fclose(f);
+        CHECK_EQ_INT(total, 128 + sizeof data); /* 10 + a dict padded to 128 bytes */
+        static const unsigned char vals[] = {0, '\'', '(', ')', ',', '9', 'T', '}', 0xff};
+        for (size_t at = 0; at < 128; at++) {
+            for (size_t v = 0; v < sizeof vals; v++) {
+                memcpy(mut, img, total);
+                mut[at] = vals[v];
+                write_bytes(p, mut, total);
+                int32_t *y = NULL;
+                if (fl_npy_read_f32(p, &x, &nd, sh, &err) == FL_OK)
+                    free(x);
+                else if (!strstr(err.msg, p))
+                    fl_test_fail_at(__FILE__, __LINE__, "mutation at %zu: no path: %s", at,
+                                    err.msg);
+                if (fl_npy_read_i32(p, &y, &nd, sh, &err) == FL_OK) free(y);
+            }
+        }
+        for (size_t n = 0; n < total; n++) {
+            write_bytes(p, img, n);
+            if (fl_npy_read_f32(p, &x, &nd, sh, &err) == FL_OK) {
+                fl_test_fail_at(__FILE__, __LINE__, "truncated to %zu bytes but read", n);
+                free(x);
+            }
+        }
+    }
 
     /* A writer that cannot create its file leaves nothing and says why. */
     int64_t s1[1] = {6};
@@ -631,6 +665,30 @@ static void h5_add_dataset(const char *path, const char *name) {
     if (f >= 0) H5Fclose(f);
 }
 
+/* The documented definition: SHA-256 over the trainable tensors, then the buffers, in graph
+ * order, as fl_model_get_tensor returns them (no slab padding). Static result. */
+static const char *tensor_sha256(fl_model *m) {
+    static char hex[65];
+    const fl_graph *g = fl_model_graph(m);
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (int pass = 1; pass >= 0; pass--) {
+        for (int i = 0; i < g->n_params; i++) {
+            if (g->params[i].trainable != pass) continue;
+            float *v = malloc(g->params[i].numel * sizeof *v);
+            fl_model_get_tensor(m, i, v);
+            EVP_DigestUpdate(ctx, v, g->params[i].numel * sizeof *v);
+            free(v);
+        }
+    }
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return hex;
+}
+
 static void test_checkpoint(void) {
     fl_err err = {{0}};
     fl_model *a = make_resnet(18, 3, 1), *b = make_resnet(18, 3, 2), *c = make_resnet(18, 5, 3);
@@ -652,6 +710,7 @@ static void test_checkpoint(void) {
     CHECK_OK(fl_model_sha256(a, hex), &err);
     CHECK(strcmp(got.sha256, hex) == 0);
     CHECK_EQ_INT(strlen(hex), 64);
+    CHECK(strcmp(hex, tensor_sha256(a)) == 0);
 
     CHECK_OK(fl_checkpoint_load(b, p, &err), &err);
     same_tensors(a, b, "checkpoint round trip");
@@ -665,6 +724,14 @@ static void test_checkpoint(void) {
     CHECK_OK(fl_checkpoint_save(a, &plain, p, &err), &err);
     CHECK_OK(fl_checkpoint_read_meta(p, &got, &err), &err);
     CHECK(got.phase[0] == '\0' && got.round == -1);
+    /* A model without images: empty stem, tile 0. */
+    fl_model_meta noimg;
+    meta_for(&noimg, "fusion");
+    noimg.stem[0] = '\0';
+    noimg.tile = 0;
+    CHECK_OK(fl_checkpoint_save(a, &noimg, p, &err), &err);
+    CHECK_OK(fl_checkpoint_read_meta(p, &got, &err), &err);
+    CHECK(strcmp(got.arch, "fusion") == 0 && got.stem[0] == '\0' && got.tile == 0);
 
     /* Tampering with one value is caught by the hash. */
     h5_edit_value(p, "/layer1.0.conv1.weight", 8 * 8 * 9);
@@ -686,6 +753,20 @@ static void test_checkpoint(void) {
     CHECK_MSG(err, "(5, 64)");
     CHECK_EQ_INT(fl_checkpoint_load(b, p, &err), FL_ESHAPE);
 
+    /* A checkpoint cut short (a copy that did not finish). */
+    CHECK_OK(fl_checkpoint_save(a, &meta, p, &err), &err);
+    {
+        FILE *f = fopen(p, "rb");
+        size_t cap = 1 << 24, n = 0;
+        unsigned char *bytes = malloc(cap);
+        if (f) n = fread(bytes, 1, cap, f);
+        if (f) fclose(f);
+        CHECK(n > 1000 && n < cap);
+        const char *cut = tpath("cut.h5");
+        write_bytes(cut, bytes, n / 2);
+        CHECK_FAILS(fl_checkpoint_load(b, cut, &err), err, cut);
+        free(bytes);
+    }
     /* Not a checkpoint at all, or not there. */
     const char *junk = tpath("junk.h5");
     write_bytes(junk, "not hdf5", 8);

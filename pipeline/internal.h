@@ -1,0 +1,109 @@
+/* internal.h - pieces shared by the pipeline's commands: tile ranges per patient, running an
+ * image model over patients, the standardization of omics, and the pipeline's section of a
+ * model file. Internal to pipeline/. */
+#ifndef FL_PIPELINE_INTERNAL_H
+#define FL_PIPELINE_INTERNAL_H
+
+#include "../data/cohort.h"
+#include "../nn/checkpoint.h"
+#include "../nn/model.h"
+#include "pipeline.h"
+
+/* first[p] and count[p] of each patient's tiles (tiles are grouped by patient). Caller frees
+ * both. */
+fl_status fl_tile_ranges(const fl_cohort *c, int64_t **first, int64_t **count, fl_err *err);
+
+/* want[p] = 1 for the patients of split s. Returns how many. */
+int fl_split_mask(const fl_cohort *c, fl_split s, uint8_t *want);
+
+/* Runs m in eval mode over every tile of the wanted patients and writes per patient the mean
+ * softmax probability (probs, P x K) and/or the mean pooled embedding (emb, P x E), either may
+ * be NULL; has_tiles[p] (may be NULL) says whether patient p had any tile. */
+fl_status fl_image_patient_outputs(fl_model *m, fl_cohort_file *f, const fl_cohort *c,
+                                   const uint8_t *want, float *probs, float *emb,
+                                   uint8_t *has_tiles, int quiet, fl_err *err);
+
+/* Row-wise softmax in place (host). */
+void fl_softmax_rows(float *x, int n, int K);
+
+/* Standardization of one modality: kept features (by name), their means and deviations. */
+typedef struct {
+    int n;        /* features kept */
+    char **names; /* n */
+    float *mean, *std;
+    int mvalue; /* methylation: beta -> M-value before anything else */
+} fl_standardizer;
+
+/* Fits on the rows with train[p] && present[p]: keeps the top_k features by variance (all
+ * when top_k <= 0 or >= F), ignoring NaN. */
+fl_status fl_standardizer_fit(fl_standardizer *s, const fl_omics_matrix *m, int P,
+                              const uint8_t *train, int top_k, int mvalue, fl_err *err);
+/* Fits on a dense P x F matrix (image embeddings), features named "emb<i>". */
+fl_status fl_standardizer_fit_dense(fl_standardizer *s, const float *x, int P, int F,
+                                    const uint8_t *train, const uint8_t *present, fl_err *err);
+/* out (P x n) = z-scores of m's columns matched by name; NaN and absent rows become 0. A kept
+ * feature missing from m is an error naming it. */
+fl_status fl_standardizer_apply(const fl_standardizer *s, const fl_omics_matrix *m, int P,
+                                float *out, fl_err *err);
+void fl_standardizer_apply_dense(const fl_standardizer *s, const float *x, int P,
+                                 const uint8_t *present, float *out);
+void fl_standardizer_destroy(fl_standardizer *s);
+
+/* The pipeline's section of a model file (group /pipeline). */
+typedef struct {
+    char kind[16]; /* "image" or "fusion" */
+    int n_classes;
+    char class_names[FL_MAX_CLASSES][64];
+    /* fusion only */
+    int n_modalities;
+    char modalities[4][32];
+    int in_dim[4], enc_dim, hidden, stages;
+    float dropout;
+    fl_standardizer std[4]; /* per modality */
+    char image_model[1024]; /* path of the RNet used for embeddings, "" if none */
+    char image_sha256[65];
+    double val_macro_auc;
+    int best_epoch;
+} fl_pipeline_info;
+
+/* Saves m with meta to path (atomically) with info in /pipeline. */
+fl_status fl_pipeline_save(fl_model *m, const fl_model_meta *meta, const fl_pipeline_info *info,
+                           const char *path, fl_err *err);
+/* Reads /pipeline of path into info (zero it first); standardizers are allocated. */
+fl_status fl_pipeline_read(const char *path, fl_pipeline_info *info, fl_err *err);
+void fl_pipeline_info_destroy(fl_pipeline_info *info);
+
+/* ---- MMLM inputs ---- */
+
+/* Embeds every patient with the RNet checkpoint at path (mean of tile embeddings): *emb gets
+ * P x *E floats, *has P flags (patients with tiles); sha256 receives the checkpoint's hash. */
+fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f,
+                              int threads, int quiet, float **emb, int *E, uint8_t **has,
+                              char sha256[65], fl_err *err);
+
+/* Per modality i of info: x[i] (P x info->in_dim[i]) standardized features, mask[i] (P) 1/0. */
+typedef struct {
+    int P, n;
+    float *x[4], *mask[4];
+} fl_fusion_inputs;
+
+/* Builds the inputs of info's modalities for every patient of c; emb/has are the image
+ * embeddings when "image" is among the modalities (else NULL). */
+fl_status fl_fusion_inputs_build(const fl_pipeline_info *info, const fl_cohort *c,
+                                 const float *emb, const uint8_t *has, fl_fusion_inputs *in,
+                                 fl_err *err);
+void fl_fusion_inputs_destroy(fl_fusion_inputs *in);
+
+/* Runs the fusion model (eval mode) on the n patients rows[]: probs (n x K) softmax of the
+ * class head; stage_probs (n x stages) if non-NULL and the model has a stage head. */
+fl_status fl_fusion_predict(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                            float *probs, float *stage_probs, fl_err *err);
+/* Copies the inputs of patients rows[0..n) (n <= batch; the rest padded with zeros) into m. */
+fl_status fl_fusion_set_batch(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                              fl_err *err);
+
+/* Builds a ResNet from a checkpoint's attributes and loads it, for batches of `batch`. */
+fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,
+                              fl_model **m, fl_model_meta *meta, fl_err *err);
+
+#endif
