@@ -91,28 +91,35 @@ enum {
     OPT_HELP
 };
 
+typedef struct {
+    double t0, last;
+} progress_state;
+
+/* Progress on stderr, at most twice a second. */
 static void progress(void *ctx, int64_t done, int64_t total) {
-    double *t0 = ctx;
+    progress_state *ps = ctx;
+    double now = fl_now();
+    if (done < total && now - ps->last < 0.5) return;
+    ps->last = now;
     fprintf(stderr, "\rfedlung cohort synth: %lld / %lld tiles (%.0f s)", (long long)done,
-            (long long)total, fl_now() - *t0);
+            (long long)total, now - ps->t0);
     if (done == total) fputc('\n', stderr);
 }
 
 int fl_cmd_cohort_synth(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"out", required_argument, 0, OPT_OUT},
-        {"patients", required_argument, 0, OPT_PATIENTS},
-        {"sites", required_argument, 0, OPT_SITES},
-        {"tile", required_argument, 0, OPT_TILE},
-        {"tiles-per-patient", required_argument, 0, OPT_TPP},
-        {"genes", required_argument, 0, OPT_GENES},
-        {"probes", required_argument, 0, OPT_PROBES},
-        {"label-skew", required_argument, 0, OPT_SKEW},
-        {"seed", required_argument, 0, OPT_SEED},
-        {"kappa", required_argument, 0, OPT_KAPPA},
-        {"no-missing", no_argument, 0, OPT_NO_MISSING},
-        {"help", no_argument, 0, OPT_HELP},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"out", required_argument, 0, OPT_OUT},
+                                             {"patients", required_argument, 0, OPT_PATIENTS},
+                                             {"sites", required_argument, 0, OPT_SITES},
+                                             {"tile", required_argument, 0, OPT_TILE},
+                                             {"tiles-per-patient", required_argument, 0, OPT_TPP},
+                                             {"genes", required_argument, 0, OPT_GENES},
+                                             {"probes", required_argument, 0, OPT_PROBES},
+                                             {"label-skew", required_argument, 0, OPT_SKEW},
+                                             {"seed", required_argument, 0, OPT_SEED},
+                                             {"kappa", required_argument, 0, OPT_KAPPA},
+                                             {"no-missing", no_argument, 0, OPT_NO_MISSING},
+                                             {"help", no_argument, 0, OPT_HELP},
+                                             {0, 0, 0, 0}};
     fl_synth_config cfg;
     fl_synth_config_default(&cfg);
     const char *out = NULL;
@@ -121,16 +128,30 @@ int fl_cmd_cohort_synth(int argc, char **argv) {
     opterr = 0;
     while (!bad && (c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
         switch (c) {
-        case OPT_OUT: out = optarg; break;
-        case OPT_PATIENTS: bad = fl_parse_int(optarg, 1, 100000, &cfg.patients); break;
-        case OPT_SITES: bad = fl_parse_int(optarg, 1, FL_SYNTH_MAX_SITES, &cfg.sites); break;
+        case OPT_OUT:
+            out = optarg;
+            break;
+        case OPT_PATIENTS:
+            bad = fl_parse_int(optarg, 1, 100000, &cfg.patients);
+            break;
+        case OPT_SITES:
+            bad = fl_parse_int(optarg, 1, FL_SYNTH_MAX_SITES, &cfg.sites);
+            break;
         case OPT_TILE:
             bad = fl_parse_int(optarg, 0, 1024, &cfg.tile) || (cfg.tile > 0 && cfg.tile < 16);
             break;
-        case OPT_TPP: bad = fl_parse_int(optarg, 0, 10000, &cfg.tiles_per_patient); break;
-        case OPT_GENES: bad = fl_parse_int(optarg, 64, 100000, &cfg.genes); break;
-        case OPT_PROBES: bad = fl_parse_int(optarg, 64, 1000000, &cfg.probes); break;
-        case OPT_SKEW: bad = fl_parse_float(optarg, 0, 1e6, &cfg.label_skew); break;
+        case OPT_TPP:
+            bad = fl_parse_int(optarg, 0, 10000, &cfg.tiles_per_patient);
+            break;
+        case OPT_GENES:
+            bad = fl_parse_int(optarg, 64, 100000, &cfg.genes);
+            break;
+        case OPT_PROBES:
+            bad = fl_parse_int(optarg, 64, 1000000, &cfg.probes);
+            break;
+        case OPT_SKEW:
+            bad = fl_parse_float(optarg, 0, 1e6, &cfg.label_skew);
+            break;
         case OPT_SEED: {
             char *end;
             unsigned long long v = strtoull(optarg, &end, 10);
@@ -138,9 +159,15 @@ int fl_cmd_cohort_synth(int argc, char **argv) {
             cfg.seed = v;
             break;
         }
-        case OPT_KAPPA: bad = fl_parse_float(optarg, 0, 100, &cfg.kappa); break;
-        case OPT_NO_MISSING: cfg.no_methylation_site = cfg.no_smoking_site = -1; break;
-        case OPT_HELP: fputs(synth_usage, stdout); return FL_EXIT_OK;
+        case OPT_KAPPA:
+            bad = fl_parse_float(optarg, 0, 100, &cfg.kappa);
+            break;
+        case OPT_NO_MISSING:
+            cfg.no_methylation_site = cfg.no_smoking_site = -1;
+            break;
+        case OPT_HELP:
+            fputs(synth_usage, stdout);
+            return FL_EXIT_OK;
         default:
             fprintf(stderr, "fedlung cohort synth: unknown option or missing value: %s\n",
                     argv[optind - 1]);
@@ -165,11 +192,11 @@ int fl_cmd_cohort_synth(int argc, char **argv) {
                 cfg.patients, cfg.sites);
         return fl_cli_usage(synth_usage);
     }
-    double t0 = fl_now();
+    progress_state ps = {fl_now(), 0};
     int64_t tiles = cfg.tile > 0 ? (int64_t)cfg.patients * cfg.tiles_per_patient : 0;
     if (tiles * cfg.tile * cfg.tile * 3 > (64ll << 20)) { /* report progress beyond ~64 MiB */
         cfg.progress = progress;
-        cfg.progress_ctx = &t0;
+        cfg.progress_ctx = &ps;
     }
     fl_err err = {{0}};
     if (fl_synth_write(&cfg, out, &err) != FL_OK) return fl_cli_fail(&err);
@@ -179,13 +206,18 @@ int fl_cmd_cohort_synth(int argc, char **argv) {
     int per_class[3] = {0}, cases = 0;
     for (int p = 0; p < co.P; p++) {
         if (co.label[p] >= 0 && co.label[p] < 3) per_class[co.label[p]]++;
+        /* the generator writes the samples of a case next to each other */
         cases += p == 0 || strcmp(co.case_id[p], co.case_id[p - 1]) != 0;
     }
-    printf("%d samples (%d LUAD, %d LUSC, %d NORMAL) from %d cases at %d sites, %lld tiles of "
-           "%d px, %d genes, %d probes: %s\n",
+    char tiles_text[64] = "no tiles";
+    if (co.n_tiles > 0)
+        snprintf(tiles_text, sizeof tiles_text, "%lld tiles of %d px", (long long)co.n_tiles,
+                 co.tile);
+    printf("%d samples (%d LUAD, %d LUSC, %d NORMAL) from %d cases at %d site%s, %s, %d genes, "
+           "%d probes: %s\n",
            co.P, per_class[0], per_class[1], per_class[2], cases, co.n_sites,
-           (long long)co.n_tiles, co.tile, co.omics[FL_MOD_RNA].F, co.omics[FL_MOD_METHYLATION].F,
-           out);
+           co.n_sites == 1 ? "" : "s", tiles_text, co.omics[FL_MOD_RNA].F,
+           co.omics[FL_MOD_METHYLATION].F, out);
     fl_cohort_destroy(&co);
     return FL_EXIT_OK;
 }

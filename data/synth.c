@@ -140,12 +140,14 @@ static void site_sizes(int P, int S, int *n) {
 static void sample_latents(fl_rng *r, fl_synth_sample *x, int label, int tumour, float z,
                            float kappa) {
     x->tumour = tumour;
-    if (label == FL_SYNTH_LUAD) x->purity = (float)fl_synth__beta(r, 8.1, 4.7);
-    else if (label == FL_SYNTH_LUSC) x->purity = (float)fl_synth__beta(r, 5.9, 2.8);
-    else x->purity = (float)fl_synth__beta(r, 1.0, 20.0);
+    if (label == FL_SYNTH_LUAD)
+        x->purity = (float)fl_synth__beta(r, 8.1, 4.7);
+    else if (label == FL_SYNTH_LUSC)
+        x->purity = (float)fl_synth__beta(r, 5.9, 2.8);
+    else
+        x->purity = (float)fl_synth__beta(r, 1.0, 20.0);
     x->z = label == FL_SYNTH_NORMAL ? 0.0f : z;
-    for (int k = 0; k < 3; k++)
-        x->morph[k] = kappa * morph_mu[label][k] + (float)fl_rng_normal(r);
+    for (int k = 0; k < 3; k++) x->morph[k] = kappa * morph_mu[label][k] + (float)fl_rng_normal(r);
     x->diag_frac = (float)(0.3 + 0.3 * fl_rng_uniform(r));
     for (int k = 0; k < 2; k++) x->stain_jit[k] = (float)exp(0.05 * fl_rng_normal(r));
     x->seed = fl_rng_u64(r);
@@ -155,8 +157,7 @@ static void sample_latents(fl_rng *r, fl_synth_sample *x, int label, int tumour,
  * site's own stream; the matrix n_s pi_s is then scaled (iterative proportional fitting) so the
  * cohort-wide mix is pi_global, keeping each site's skew, and rounded by largest remainder. So
  * a small cohort still has its ~12 % NORMAL, which the evaluation needs. */
-static void class_counts(const fl_synth_config *cfg, const int *sizes,
-                         int n[][FL_SYNTH_CLASSES]) {
+static void class_counts(const fl_synth_config *cfg, const int *sizes, int n[][FL_SYNTH_CLASSES]) {
     int S = cfg->sites;
     double m[FL_SYNTH_MAX_SITES][FL_SYNTH_CLASSES];
     for (int s = 0; s < S; s++) {
@@ -221,10 +222,10 @@ static int draw_site(const fl_synth_config *cfg, int s, const int n_class[FL_SYN
         memset(c, 0, sizeof *c);
         c->site = s;
         c->has_tumour = i < n_tum;
-        c->tumour = i < n_class[0]                      ? FL_SYNTH_LUAD
-                    : i < n_tum                         ? FL_SYNTH_LUSC
+        c->tumour = i < n_class[0]                        ? FL_SYNTH_LUAD
+                    : i < n_tum                           ? FL_SYNTH_LUSC
                     : bernoulli(&r, 0.48 / (0.48 + 0.40)) ? FL_SYNTH_LUAD
-                                                        : FL_SYNTH_LUSC;
+                                                          : FL_SYNTH_LUSC;
         order[i] = i;
     }
     /* Pair the normals: a random subset of the tumour cases, then the normal-only cases. */
@@ -272,40 +273,38 @@ static int draw_site(const fl_synth_config *cfg, int s, const int n_class[FL_SYN
  * present) within each site: a site's cases, ordered by stratum and shuffled inside it, walk a
  * 20-slot cycle in steps of 7 from a random start (slots 0-13 train, 14-16 val, 17-19 test),
  * so any 20 consecutive cases split exactly 14/3/3 and every stratum is spread over the cycle. */
-static void assign_splits(const fl_synth_config *cfg, synth_case *cases, int n_cases) {
+typedef struct {
+    double key;
+    int index;
+} keyed;
+
+static int keyed_cmp(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static int assign_splits(const fl_synth_config *cfg, synth_case *cases, int n_cases) {
     fl_rng r;
     fl_rng_seed(&r, fl_mix64(cfg->seed, FL_SYNTH_TAG_SPLIT));
-    int *idx = malloc(sizeof(int) * (size_t)n_cases);
-    double *key = malloc(sizeof(double) * (size_t)n_cases);
-    if (!idx || !key) { /* cannot happen for sane sizes; fall back to an unshuffled walk */
-        for (int i = 0; i < n_cases; i++) cases[i].split = (i * 7 % 20) < 14   ? FL_SPLIT_TRAIN
-                                                          : (i * 7 % 20) < 17 ? FL_SPLIT_VAL
-                                                                              : FL_SPLIT_TEST;
-        free(idx);
-        free(key);
-        return;
-    }
+    keyed *k = malloc(sizeof(keyed) * (size_t)(n_cases > 0 ? n_cases : 1));
+    if (!k) return -1;
     for (int s = 0; s < cfg->sites; s++) {
         int m = 0;
         for (int i = 0; i < n_cases; i++) {
             if (cases[i].site != s) continue;
             int stratum = cases[i].tumour * 4 + cases[i].has_tumour * 2 + cases[i].has_normal;
-            key[i] = stratum + fl_rng_uniform(&r);
-            idx[m++] = i;
+            k[m++] = (keyed){stratum + fl_rng_uniform(&r), i};
         }
-        for (int a = 1; a < m; a++) /* insertion sort by key: sites are small enough */
-            for (int b = a; b > 0 && key[idx[b - 1]] > key[idx[b]]; b--) {
-                int t = idx[b];
-                idx[b] = idx[b - 1];
-                idx[b - 1] = t;
-            }
+        qsort(k, (size_t)m, sizeof *k, keyed_cmp);
         int slot = below(&r, 20);
         for (int a = 0; a < m; a++, slot = (slot + 7) % 20)
-            cases[idx[a]].split = slot < 14 ? FL_SPLIT_TRAIN : slot < 17 ? FL_SPLIT_VAL
-                                                                         : FL_SPLIT_TEST;
+            cases[k[a].index].split = slot < 14   ? FL_SPLIT_TRAIN
+                                      : slot < 17 ? FL_SPLIT_VAL
+                                                  : FL_SPLIT_TEST;
     }
-    free(idx);
-    free(key);
+    free(k);
+    return 0;
 }
 
 static char *dup_str(const char *s) {
@@ -349,8 +348,8 @@ static fl_status fill_samples(const fl_synth_config *cfg, const synth_case *case
     cl->values = malloc(sizeof(float) * 4 * (size_t)P);
     cl->present = malloc((size_t)P);
     cl->encoding = dup_str(clinical_encoding);
-    if (!c->id || !c->case_id || !c->site || !c->label || !c->stage || !c->split ||
-        !plan->site || !plan->s || !cl->features || !cl->values || !cl->present || !cl->encoding)
+    if (!c->id || !c->case_id || !c->site || !c->label || !c->stage || !c->split || !plan->site ||
+        !plan->s || !cl->features || !cl->values || !cl->present || !cl->encoding)
         goto nomem;
     for (int k = 0; k < 4; k++)
         if (!(cl->features[k] = dup_str(cols[k]))) goto nomem;
@@ -392,8 +391,7 @@ nomem:
     return fl_fail(err, FL_ENOMEM, "synthetic cohort: out of memory for %d samples", P);
 }
 
-static fl_status fill_tiles_and_provenance(const fl_synth_config *cfg, fl_cohort *c,
-                                           fl_err *err) {
+static fl_status fill_tiles_and_provenance(const fl_synth_config *cfg, fl_cohort *c, fl_err *err) {
     if (cfg->tile > 0 && cfg->tiles_per_patient > 0) {
         c->tile = cfg->tile;
         c->n_tiles = (int64_t)c->P * cfg->tiles_per_patient;
@@ -415,9 +413,8 @@ static fl_status fill_tiles_and_provenance(const fl_synth_config *cfg, fl_cohort
              "fedlung synthetic lung cohort v1: patients=%d sites=%d tile=%d "
              "tiles_per_patient=%d genes=%d probes=%d label_skew=%g seed=%llu kappa=%g "
              "missing=%s",
-             cfg->patients, cfg->sites, cfg->tile, cfg->tiles_per_patient, cfg->genes,
-             cfg->probes, (double)cfg->label_skew, (unsigned long long)cfg->seed,
-             (double)cfg->kappa, miss);
+             cfg->patients, cfg->sites, cfg->tile, cfg->tiles_per_patient, cfg->genes, cfg->probes,
+             (double)cfg->label_skew, (unsigned long long)cfg->seed, (double)cfg->kappa, miss);
     if (!(c->provenance = dup_str(buf)))
         return fl_fail(err, FL_ENOMEM, "synthetic cohort: out of memory");
     return FL_OK;
@@ -449,15 +446,20 @@ fl_status fl_synth_build(const fl_synth_config *cfg, fl_cohort *out, fl_synth_pl
         }
         n_cases += k;
     }
-    assign_splits(cfg, cases, n_cases);
+    if (assign_splits(cfg, cases, n_cases) != 0) {
+        st = fl_fail(err, FL_ENOMEM, "synthetic cohort: out of memory");
+        goto fail;
+    }
     if ((st = fill_samples(cfg, cases, n_cases, out, plan, err)) != FL_OK) goto fail;
     if ((st = fl_synth__rna(plan, out, err)) != FL_OK) goto fail;
     if ((st = fl_synth__methylation(plan, out, err)) != FL_OK) goto fail;
     if ((st = fill_tiles_and_provenance(cfg, out, err)) != FL_OK) goto fail;
     fl_synth__stains(plan);
     free(cases);
-    if (plan_out) *plan_out = plan;
-    else fl_synth_plan_free(plan);
+    if (plan_out)
+        *plan_out = plan;
+    else
+        fl_synth_plan_free(plan);
     return FL_OK;
 fail:
     free(cases);

@@ -1,12 +1,24 @@
 /* synth.h - the synthetic multimodal lung cohort (LUAD / LUSC / NORMAL): TCGA-shaped ids and
  * sites, Dirichlet label skew, purity, RNA, methylation, clinical data and H&E-like tiles, with
- * site effects and missing modalities (docs/synthetic-cohort.md, the spec's sections 5.1-5.7).
- * It is a calibrated stand-in for real data, not a model of disease: every number is a knob.
+ * site effects and missing modalities, after the synthetic-cohort spec (shared/reference/
+ * synthetic-cohort.md, sections 5.1-5.7). A calibrated stand-in for real data, not a model of
+ * disease: every number is a knob. The same config (seed included) gives the same bytes.
  *
- * Difficulty (measured, see docs): RNA alone separates the classes almost perfectly, methylation
- * nearly so, clinical data weakly and only LUAD from LUSC; the tiles carry a deliberately weak
- * signal whose strength is set by kappa. All of it is a pure function of the config (the seed
- * included): the same config gives byte-identical cohorts on every machine. */
+ * What a cohort holds. Rows are samples: a tumour sample "TCGA-05-4244-01A" per tumour case
+ * and, for NORMAL, an adjacent-normal sample "TCGA-05-4244-11A" of a tumour case of the same
+ * site (TCGA's pairing), sharing its case id, split and clinical row; when a site has more
+ * normals than tumours, the rest come from cases whose tumour sample is not in the cohort.
+ * Stage is 0..3 (I..IV) on tumour samples and -1 on NORMAL samples (a normal sample has no
+ * tumour of its own; its case's stage is on the paired tumour row). Clinical columns: age,
+ * male, never_smoker, pack_years (NaN = missing), present for every sample. Splits are
+ * 70/15/15 by case, stratified within each site by subtype and pairing.
+ *
+ * Difficulty, measured on the default cohort (300 samples, seeds 1-6, 5-fold logistic
+ * regression by case): RNA macro AUC 0.993-0.999, methylation 0.94-0.98, clinical 0.58-0.67
+ * (LUAD vs LUSC 0.65-0.76, NORMAL ~0.5), all omics together >= 0.985 on every class. Tiles:
+ * an ideal observer of the patients' latent morphology reaches macro AUC ~0.83 at kappa 1; a
+ * small CNN trained on the train split's tiles reached 0.77 (val + test patients, mean tile
+ * probability), NORMAL AP 0.41, the lowest of the three. */
 #ifndef FL_SYNTH_H
 #define FL_SYNTH_H
 
@@ -29,13 +41,17 @@ typedef struct {
      * NORMAL share varies by about +-0.1), 1 or less = strong (sites nearly one class). */
     float label_skew;
     uint64_t seed; /* default 1 */
-    /* Image difficulty: the separation of the class means of the patients' latent morphology
-     * (gland-, nest- and alveolus-forming tendency), in units of the between-patient SD.
-     * 0 = tiles carry no class signal; 1 = calibrated default (patient-level image AUC about
-     * 0.8 for an ideal observer); 2 = easy. Omics are unaffected. */
+    /* Image difficulty: scales the class means of the patients' latent morphology (gland-,
+     * nest- and alveolus-forming tendency), in units of the between-patient SD, which decides
+     * how often a diagnostic tile shows glands, solid nests or alveoli and its nuclear density,
+     * size and pleomorphism. 0 = tiles carry no class signal; 1 = calibrated default (ideal
+     * observer macro AUC ~0.83, a small CNN ~0.77); 1.5 ~0.92 ideal; 2 = easy. Only 30-60 % of
+     * a sample's tiles are diagnostic at any kappa. Omics are unaffected. */
     float kappa;
-    /* Missing modalities, as site indices (-1 or >= sites: none). Default: site 2 ("C") has no
-     * methylation (present = 0, NaN rows), site 3 ("D") has no smoking fields (NaN). */
+    /* Missing modalities, as site indices (-1 or >= sites: none). Default: site 2 (the third)
+     * has no methylation (present = 0, NaN rows), site 3 (the fourth) no smoking fields
+     * (never_smoker and pack_years NaN; the clinical modality stays present). Other sites miss
+     * 0-30 % of their smoking fields at random. */
     int no_methylation_site;
     int no_smoking_site;
     /* Optional progress report while tiles are rendered and written (NULL: none). */

@@ -25,13 +25,13 @@ enum {
 
 /* What the generator knows about a sample beyond the cohort's columns. */
 typedef struct {
-    int tumour;       /* the case's tumour subtype, FL_SYNTH_LUAD or _LUSC (also for NORMAL) */
-    float purity;     /* tumour cell fraction rho: Beta by subtype; NORMAL ~ Beta(1, 20) */
-    float z;          /* the case's aggressiveness; 0 in NORMAL samples' tissue */
-    float morph[3];   /* image latent (gland, nest, alveolus tendency) ~ kappa * mu_y + N(0, I) */
-    float diag_frac;  /* fraction of the sample's tiles that show class morphology, U(0.3, 0.6) */
+    int tumour;         /* the case's tumour subtype, FL_SYNTH_LUAD or _LUSC (also for NORMAL) */
+    float purity;       /* tumour cell fraction rho: Beta by subtype; NORMAL ~ Beta(1, 20) */
+    float z;            /* the case's aggressiveness; 0 in NORMAL samples' tissue */
+    float morph[3];     /* image latent (gland, nest, alveolus tendency) ~ kappa * mu_y + N(0, I) */
+    float diag_frac;    /* fraction of the sample's tiles that show class morphology, U(0.3, 0.6) */
     float stain_jit[2]; /* per-slide H and E concentration factors around the site's */
-    uint64_t seed;    /* the sample's own stream (tiles, omics noise) */
+    uint64_t seed;      /* the sample's own stream (tiles, omics noise) */
 } fl_synth_sample;
 
 typedef struct {

@@ -27,16 +27,16 @@ typedef struct {
 } named_gene;
 
 static const named_gene genes[] = {
-    {"NKX2-1", G_LUAD_UP}, {"NAPSA", G_LUAD_UP},    {"SFTA2", G_LUAD_UP},    {"SFTA3", G_LUAD_UP},
-    {"TMC5", G_LUAD_UP},   {"CEACAM6", G_LUAD_UP},  {"KRT7", G_LUAD_UP},     {"MUC1", G_LUAD_UP},
-    {"KRT5", G_LUSC_UP},   {"KRT6A", G_LUSC_UP},    {"KRT6B", G_LUSC_UP},    {"TP63", G_LUSC_UP},
-    {"SOX2", G_LUSC_UP},   {"DSG3", G_LUSC_UP},     {"CALML3", G_LUSC_UP},   {"PKP1", G_LUSC_UP},
-    {"CLCA2", G_LUSC_UP},  {"SPRR1B", G_LUSC_UP},   {"KRT14", G_LUSC_UP},    {"S100A2", G_LUSC_UP},
-    {"AGER", G_NORMAL},    {"SFTPC", G_NORMAL},     {"CLDN18", G_NORMAL},    {"FABP4", G_NORMAL},
-    {"CA4", G_NORMAL},     {"TNNC1", G_NORMAL},     {"MKI67", G_PROLIF},     {"TOP2A", G_PROLIF},
-    {"SPP1", G_TUMOUR},    {"MMP1", G_TUMOUR},      {"MMP11", G_TUMOUR},     {"COL11A1", G_TUMOUR},
-    {"SHOX2", G_SILENCED}, {"RASSF1", G_SILENCED},  {"CDKN2A", G_SILENCED},  {"HOXA9", G_SILENCED},
-    {"SOX17", G_SILENCED}, {"TAC1", G_SILENCED},    {"PTGER4", G_SILENCED},  {"CDO1", G_SILENCED},
+    {"NKX2-1", G_LUAD_UP}, {"NAPSA", G_LUAD_UP},   {"SFTA2", G_LUAD_UP},   {"SFTA3", G_LUAD_UP},
+    {"TMC5", G_LUAD_UP},   {"CEACAM6", G_LUAD_UP}, {"KRT7", G_LUAD_UP},    {"MUC1", G_LUAD_UP},
+    {"KRT5", G_LUSC_UP},   {"KRT6A", G_LUSC_UP},   {"KRT6B", G_LUSC_UP},   {"TP63", G_LUSC_UP},
+    {"SOX2", G_LUSC_UP},   {"DSG3", G_LUSC_UP},    {"CALML3", G_LUSC_UP},  {"PKP1", G_LUSC_UP},
+    {"CLCA2", G_LUSC_UP},  {"SPRR1B", G_LUSC_UP},  {"KRT14", G_LUSC_UP},   {"S100A2", G_LUSC_UP},
+    {"AGER", G_NORMAL},    {"SFTPC", G_NORMAL},    {"CLDN18", G_NORMAL},   {"FABP4", G_NORMAL},
+    {"CA4", G_NORMAL},     {"TNNC1", G_NORMAL},    {"MKI67", G_PROLIF},    {"TOP2A", G_PROLIF},
+    {"SPP1", G_TUMOUR},    {"MMP1", G_TUMOUR},     {"MMP11", G_TUMOUR},    {"COL11A1", G_TUMOUR},
+    {"SHOX2", G_SILENCED}, {"RASSF1", G_SILENCED}, {"CDKN2A", G_SILENCED}, {"HOXA9", G_SILENCED},
+    {"SOX17", G_SILENCED}, {"TAC1", G_SILENCED},   {"PTGER4", G_SILENCED}, {"CDO1", G_SILENCED},
     {"HNF1B", G_HNF1B}};
 enum { N_NAMED_GENES = sizeof genes / sizeof genes[0] };
 
@@ -122,10 +122,10 @@ static fl_status alloc_matrix(fl_omics_matrix *m, int P, int F, fl_err *err) {
 /* ---- RNA ---- */
 
 typedef struct {
-    float base, sigma;   /* normal profile N_g ~ N(4, 2^2), noise SD ~ U(0.3, 0.8) */
-    float delta[2];      /* tumour effect by subtype (log2) */
-    int kind;            /* gene_kind, or -1 for background */
-    int which;           /* index of a silenced gene */
+    float base, sigma; /* normal profile N_g ~ N(4, 2^2), noise SD ~ U(0.3, 0.8) */
+    float delta[2];    /* tumour effect by subtype (log2) */
+    int kind;          /* gene_kind, or -1 for background */
+    int which;         /* index of a silenced gene */
 } gene_param;
 
 fl_status fl_synth__rna(const fl_synth_plan *plan, fl_cohort *c, fl_err *err) {
@@ -163,13 +163,25 @@ fl_status fl_synth__rna(const fl_synth_plan *plan, fl_cohort *c, fl_err *err) {
             static const float base_lo[] = {4, 1.5f, 8, 3, 3, 4, 3};
             q->base = base_lo[ng->kind] + 2 * (float)v;
             switch (ng->kind) {
-            case G_LUAD_UP: q->delta[0] = (float)(2 + u); break;
-            case G_LUSC_UP: q->delta[1] = (float)(4 + 2 * u); break;
-            case G_NORMAL: q->delta[0] = q->delta[1] = (float)-(2 + 2 * u); break;
+            case G_LUAD_UP:
+                q->delta[0] = (float)(2 + u);
+                break;
+            case G_LUSC_UP:
+                q->delta[1] = (float)(4 + 2 * u);
+                break;
+            case G_NORMAL:
+                q->delta[0] = q->delta[1] = (float)-(2 + 2 * u);
+                break;
             case G_TUMOUR:
-            case G_PROLIF: q->delta[0] = q->delta[1] = (float)(1.5 + 1.5 * u); break;
-            case G_SILENCED: q->which = silenced++; break;
-            case G_HNF1B: q->delta[0] = 1; break;
+            case G_PROLIF:
+                q->delta[0] = q->delta[1] = (float)(1.5 + 1.5 * u);
+                break;
+            case G_SILENCED:
+                q->which = silenced++;
+                break;
+            case G_HNF1B:
+                q->delta[0] = 1;
+                break;
             }
         } else {
             snprintf(name, sizeof name, "GENE%04d", g + 1 - k);
@@ -309,16 +321,23 @@ fl_status fl_synth__methylation(const fl_synth_plan *plan, fl_cohort *c, fl_err 
             const probe_param *q = &pp[j];
             double bn = sig2(q->m0 + 0.25 * fl_rng_normal(&r)), d = 0;
             switch ((probe_kind)q->kind) {
-            case P_HIGH: d = -tp.global_hypo; break;
-            case P_HYPER: d = tp.hyper[q->which]; break;
+            case P_HIGH:
+                d = -tp.global_hypo;
+                break;
+            case P_HYPER:
+                d = tp.hyper[q->which];
+                break;
             case P_LUSC_HYPO:
                 if (x->tumour == FL_SYNTH_LUSC) d = -tp.subtype_hypo[q->which];
                 break;
             case P_LUAD_HYPO:
                 if (x->tumour == FL_SYNTH_LUAD) d = -tp.subtype_hypo[q->which];
                 break;
-            case P_HNF1B: d = tp.hnf1b; break;
-            default: break;
+            case P_HNF1B:
+                d = tp.hnf1b;
+                break;
+            default:
+                break;
             }
             double bt = fmin(fmax(bn + d, 0.005), 0.995);
             double b = rho * bt + (1 - rho) * bn;

@@ -43,8 +43,8 @@ enum { ADD, CLEAR };
 
 /* Adds amp (ADD) or multiplies by 1 - amp (CLEAR) inside an ellipse centred at (cx, cy) with
  * semi-axes rx, ry rotated by ang, with an edge about one pixel soft. */
-static void ellipse(const canvas *cv, float *f, float cx, float cy, float rx, float ry,
-                    float ang, float amp, int mode) {
+static void ellipse(const canvas *cv, float *f, float cx, float cy, float rx, float ry, float ang,
+                    float amp, int mode) {
     int T = cv->T;
     float rmax = (rx > ry ? rx : ry) + 1.5f, rmin = rx < ry ? rx : ry;
     int x0 = (int)floorf(cx - rmax), x1 = (int)ceilf(cx + rmax);
@@ -102,7 +102,8 @@ static void texture(const canvas *cv, float *f, float cell, float lo, float hi) 
             int ix = (int)gx;
             float fx = gx - ix;
             const float *a = &cv->grid[iy * g + ix];
-            float v = (a[0] * (1 - fx) + a[1] * fx) * (1 - fy) + (a[g] * (1 - fx) + a[g + 1] * fx) * fy;
+            float v =
+                (a[0] * (1 - fx) + a[1] * fx) * (1 - fy) + (a[g] * (1 - fx) + a[g + 1] * fx) * fy;
             f[y * T + x] += lo + (hi - lo) * v;
         }
     }
@@ -206,7 +207,8 @@ static void nest_tile(const canvas *cv, const float t[3], float A) {
             float rk = fminf((float)(4 + 4 * U(r)), br[0]);
             disc(cv, cv->H, bx[0], by[0], rk, 0.9f, CLEAR);
             disc(cv, cv->E, bx[0], by[0], rk * 0.4f, 0.45f, ADD);
-            for (float q = rk * 0.4f; q < rk; q += 1.6f) ring(cv, cv->E, bx[0], by[0], q, q + 0.8f, 0.35f);
+            for (float q = rk * 0.4f; q < rk; q += 1.6f)
+                ring(cv, cv->E, bx[0], by[0], q, q + 0.8f, 0.35f);
         }
     }
 }
@@ -234,8 +236,10 @@ static void alveolar_tile(const canvas *cv, const float t[3], float A) {
                     int i = ci + di, j = cj + dj;
                     if (i < 0 || j < 0 || i >= g || j >= g) continue;
                     float d = hypotf(x + 0.5f - sx[j * g + i], y + 0.5f - sy[j * g + i]);
-                    if (d < d1) d2 = d1, d1 = d;
-                    else if (d < d2) d2 = d;
+                    if (d < d1)
+                        d2 = d1, d1 = d;
+                    else if (d < d2)
+                        d2 = d;
                 }
             float w = clampf(th - (d2 - d1) * 0.5f + 0.5f, 0, 1);
             cv->E[y * T + x] = 0.5f * w;
@@ -287,8 +291,8 @@ static void plain_tile(const canvas *cv, int kind, float A) {
         texture(cv, cv->E, 4, 0.13f, 0.43f);
         int k = (int)(40 * A);
         for (int i = 0; i < k; i++)
-            disc(cv, cv->H, (float)(U(r) * T), (float)(U(r) * T), (float)(0.5 + 0.6 * U(r)),
-                 0.8f, ADD);
+            disc(cv, cv->H, (float)(U(r) * T), (float)(U(r) * T), (float)(0.5 + 0.6 * U(r)), 0.8f,
+                 ADD);
         k = (int)(3 * A);
         for (int i = 0; i < k; i++) {
             float rr = (float)(3 + 2 * U(r));
@@ -298,8 +302,8 @@ static void plain_tile(const canvas *cv, int kind, float A) {
         texture(cv, cv->E, 8, 0.2f, 0.4f);
         int k = (int)(60 * A);
         for (int i = 0; i < k; i++)
-            disc(cv, cv->H, (float)(U(r) * T), (float)(U(r) * T), (float)(1.4 + 0.3 * U(r)),
-                 1.3f, ADD);
+            disc(cv, cv->H, (float)(U(r) * T), (float)(U(r) * T), (float)(1.4 + 0.3 * U(r)), 1.3f,
+                 ADD);
     } else {
         fill(cv, cv->E, 0.1f);
         int k = (int)(70 * A);
@@ -308,8 +312,7 @@ static void plain_tile(const canvas *cv, int kind, float A) {
             disc(cv, cv->E, x, y, rr, 0.75f, ADD);
             disc(cv, cv->E, x, y, rr * 0.4f, 0.3f, CLEAR);
         }
-        if (U(r) < 0.5)
-            nucleus(cv, (float)(U(r) * T), (float)(U(r) * T), 2.0f, 0.2f, 0.3f, 1.0f);
+        if (U(r) < 0.5) nucleus(cv, (float)(U(r) * T), (float)(U(r) * T), 2.0f, 0.2f, 0.3f, 1.0f);
     }
 }
 
@@ -326,9 +329,9 @@ static void rotate(fl_rng *r, float *v, double theta) {
     float d = a[0] * v[0] + a[1] * v[1] + a[2] * v[2];
     for (int k = 0; k < 3; k++) a[k] -= d * v[k];
     normalize3(a);
-    float x[3] = {a[1] * v[2] - a[2] * v[1], a[2] * v[0] - a[0] * v[2],
-                  a[0] * v[1] - a[1] * v[0]};
-    for (int k = 0; k < 3; k++) v[k] = fmaxf(v[k] * (float)cos(theta) + x[k] * (float)sin(theta), 0.01f);
+    float x[3] = {a[1] * v[2] - a[2] * v[1], a[2] * v[0] - a[0] * v[2], a[0] * v[1] - a[1] * v[0]};
+    for (int k = 0; k < 3; k++)
+        v[k] = fmaxf(v[k] * (float)cos(theta) + x[k] * (float)sin(theta), 0.01f);
     normalize3(v);
 }
 
@@ -358,7 +361,8 @@ static void blur_plane(float *p, float *tmp, int T, float sigma) {
     if (R < 1) return;
     if (R > MAXR) R = MAXR;
     float k[MAXR + 1], sum = 0;
-    for (int i = 0; i <= R; i++) sum += (k[i] = expf(-0.5f * i * i / (sigma * sigma))) * (i ? 2 : 1);
+    for (int i = 0; i <= R; i++)
+        sum += (k[i] = expf(-0.5f * i * i / (sigma * sigma))) * (i ? 2 : 1);
     for (int i = 0; i <= R; i++) k[i] /= sum;
     for (int y = 0; y < T; y++)
         for (int x = 0; x < T; x++) {
@@ -387,8 +391,8 @@ static void compose(const canvas *cv, const fl_synth_stain *st, const fl_synth_s
     for (int c = 0; c < 3; c++) {
         float *I = cv->I + (size_t)c * n;
         for (int i = 0; i < n; i++) {
-            float od = sh * cv->H[i] * st->h[c] + se * cv->E[i] * st->e[c] +
-                       0.58f * cv->K[i] + st->tint[c];
+            float od = sh * cv->H[i] * st->h[c] + se * cv->E[i] * st->e[c] + 0.58f * cv->K[i] +
+                       st->tint[c];
             I[i] = 255 * expf(-od);
         }
         blur_plane(I, cv->tmp, T, st->blur);
@@ -418,15 +422,18 @@ static void render_tile(canvas *cv, const fl_synth_sample *x, const fl_synth_sta
         }
         for (int k = 0; k < 3; k++) sum += l[k] = expf(l[k] - mx);
         double u = U(r) * sum;
-        if (u < l[0]) gland_tile(cv, t, A);
-        else if (u < l[0] + l[1]) nest_tile(cv, t, A);
-        else alveolar_tile(cv, t, A);
+        if (u < l[0])
+            gland_tile(cv, t, A);
+        else if (u < l[0] + l[1])
+            nest_tile(cv, t, A);
+        else
+            alveolar_tile(cv, t, A);
     } else {
         double necrosis = fmin(fmax(0.2 + 0.1 * x->z, 0.05), 0.6), u = U(r);
-        int kind = u < necrosis                        ? ND_NECROSIS
+        int kind = u < necrosis                          ? ND_NECROSIS
                    : u < necrosis + 0.4 * (1 - necrosis) ? ND_STROMA
                    : u < necrosis + 0.7 * (1 - necrosis) ? ND_INFLAMMATION
-                                                       : ND_BLOOD;
+                                                         : ND_BLOOD;
         plain_tile(cv, kind, A);
     }
     if (U(r) < 0.08) { /* tissue edge: white beyond a line */

@@ -47,8 +47,8 @@ static int cohorts_equal(const fl_cohort *a, const uint8_t *pa, const fl_cohort 
     if (a->P != b->P || a->n_tiles != b->n_tiles || a->tile != b->tile) return 0;
     for (int p = 0; p < a->P; p++)
         if (strcmp(a->id[p], b->id[p]) || strcmp(a->case_id[p], b->case_id[p]) ||
-            a->label[p] != b->label[p] || a->site[p] != b->site[p] ||
-            a->stage[p] != b->stage[p] || a->split[p] != b->split[p])
+            a->label[p] != b->label[p] || a->site[p] != b->site[p] || a->stage[p] != b->stage[p] ||
+            a->split[p] != b->split[p])
             return 0;
     for (int m = 0; m < FL_N_OMICS; m++) {
         const fl_omics_matrix *x = &a->omics[m], *y = &b->omics[m];
@@ -199,8 +199,10 @@ static void test_contents(void) {
         }
         CHECK_EQ_INT(me->present[p], 1);
         for (int j = 0; j < me->F; j++, total++) {
-            if (isnan(r[j])) na++;
-            else if (!(r[j] >= 0 && r[j] <= 1)) CHECK(r[j] >= 0 && r[j] <= 1);
+            if (isnan(r[j]))
+                na++;
+            else if (!(r[j] >= 0 && r[j] <= 1))
+                CHECK(r[j] >= 0 && r[j] <= 1);
         }
     }
     CHECK(na > 0.003 * total && na < 0.012 * total);
@@ -315,8 +317,8 @@ static void test_tiles(void) {
         within = fmax(within, dist3(st.rgb[s][0], st.rgb[s][1]));
         for (int t = s + 1; t < 4; t++) between = fmax(between, dist3(st.rgb[s][0], st.rgb[t][0]));
     }
-    printf("site mean colour: largest distance between sites %.2f, within a site %.2f\n",
-           between, within);
+    printf("site mean colour: largest distance between sites %.2f, within a site %.2f\n", between,
+           within);
     CHECK(between > 2 * within);
     CHECK(between > 3);
 }
