@@ -1,4 +1,4 @@
-/* cohort.c - the cohort's shared pieces: names, freeing, HDF5 error text and the checks of what
+/* cohort.c - the cohort's shared pieces: names, freeing, tile hyperslabs and the checks of what
  * a cohort promises (ranges, unique ids, one split per case), applied both before writing and
  * after reading. The file layout lives in cohort_read.c and cohort_write.c. */
 #include <stdio.h>
@@ -63,44 +63,31 @@ void fl_cohort_destroy(fl_cohort *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* HDF5 error text                                                                             */
-
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    char *msg = data;
-    (void)n;
-    if (e->desc && e->desc[0]) snprintf(msg, 200, "%s", e->desc); /* the last one wins */
-    return 0;
-}
-
-const char *fl__h5_msg(char msg[200]) {
-    snprintf(msg, 200, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, innermost_cb, msg);
-    H5Eclear2(H5E_DEFAULT);
-    return msg;
-}
-
-void fl__h5_quiet(void) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+herr_t fl__tiles_io(hid_t pixels, int64_t start, int64_t count, int tile, void *into,
+                    const void *from) {
+    hsize_t off[4] = {(hsize_t)start, 0, 0, 0};
+    hsize_t n[4] = {(hsize_t)count, (hsize_t)tile, (hsize_t)tile, 3};
+    hid_t fs = H5Dget_space(pixels), ms = H5Screate_simple(4, n, NULL);
+    herr_t r = -1;
+    if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, n, NULL) >= 0)
+        r = into ? H5Dread(pixels, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, into)
+                 : H5Dwrite(pixels, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, from);
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return r;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* checks                                                                                      */
 
-typedef struct {
-    const char *s;
-    int i;
-} keyed;
-
 static int keyed_cmp(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
+    const fl__keyed *x = a, *y = b;
     int r = strcmp(x->s, y->s);
     return r ? r : (x->i > y->i) - (x->i < y->i);
 }
 
-/* Sorts the P strings of s with their indices into k (P entries, caller-allocated). */
-static void sort_keyed(keyed *k, char *const *s, int P) {
-    for (int i = 0; i < P; i++) k[i] = (keyed){s[i], i};
+void fl__sort_keyed(fl__keyed *k, char *const *s, int P) {
+    for (int i = 0; i < P; i++) k[i] = (fl__keyed){s[i], i};
     qsort(k, (size_t)P, sizeof *k, keyed_cmp);
 }
 
@@ -137,15 +124,15 @@ static fl_status check_patients(const fl_cohort *c, const char *path, fl_err *er
     }
     if (P == 0) return FL_OK;
 
-    keyed *k = malloc((size_t)(unsigned)P * sizeof *k);
+    fl__keyed *k = malloc((size_t)(unsigned)P * sizeof *k);
     if (!k) return fl_fail(err, FL_ENOMEM, "%s: out of memory checking %d patients", path, P);
     fl_status s = FL_OK;
-    sort_keyed(k, c->id, P);
+    fl__sort_keyed(k, c->id, P);
     for (int i = 1; i < P && s == FL_OK; i++)
         if (strcmp(k[i - 1].s, k[i].s) == 0)
             s = fl_fail(err, FL_EFORMAT, "%s: /patients/id has \"%s\" twice (entries %d and %d)",
                         path, k[i].s, k[i - 1].i, k[i].i);
-    if (s == FL_OK) sort_keyed(k, c->case_id, P);
+    if (s == FL_OK) fl__sort_keyed(k, c->case_id, P);
     /* After sorting by case, each run of equal case ids must share one split. */
     for (int i = 1; i < P && s == FL_OK; i++) {
         int a = k[i - 1].i, b = k[i].i;

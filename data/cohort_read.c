@@ -2,12 +2,10 @@
  * checks every shape and range against the header's promises, and reads tiles by hyperslab.
  * Not a converter: a file that breaks the layout is refused with one sentence, never repaired.
  * HDF5 is not thread-safe here: use a fl_cohort_file from one thread at a time. */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cohort_impl.h"
 
@@ -23,67 +21,6 @@ struct fl_cohort_file {
 #define TILE_CACHE_TILES 64
 #define TILE_CACHE_MAX_BYTES ((size_t)64 << 20)
 #define TILE_CACHE_SLOTS 12421 /* prime, ~100x the chunks that fit (HDF5's advice) */
-
-/* ------------------------------------------------------------------------------------------ */
-/* attributes                                                                                  */
-
-typedef enum { ATTR_OK, ATTR_MISSING, ATTR_BADTYPE } attr_result;
-
-/* Opens a scalar attribute of class cls; ATTR_MISSING if absent. */
-static attr_result attr_open(hid_t loc, const char *name, H5T_class_t cls, hid_t *a, hid_t *t) {
-    *a = *t = -1;
-    if (H5Aexists(loc, name) <= 0) return ATTR_MISSING;
-    *a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (*a < 0) return ATTR_BADTYPE;
-    *t = H5Aget_type(*a);
-    hid_t space = H5Aget_space(*a);
-    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (space >= 0) H5Sclose(space);
-    if (*t < 0 || npoints != 1 || H5Tget_class(*t) != cls) return ATTR_BADTYPE;
-    return ATTR_OK;
-}
-
-static void attr_close(hid_t a, hid_t t) {
-    if (t >= 0) H5Tclose(t);
-    if (a >= 0) H5Aclose(a);
-}
-
-/* Reads a string attribute (fixed- or variable-length) into a malloc'ed *out. */
-static attr_result attr_read_str(hid_t loc, const char *name, char **out) {
-    hid_t a, t, mt = -1;
-    *out = NULL;
-    attr_result r = attr_open(loc, name, H5T_STRING, &a, &t);
-    if (r != ATTR_OK) goto done;
-    r = ATTR_BADTYPE;
-    if ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) goto done;
-    if (H5Tis_variable_str(t) > 0) {
-        char *v = NULL;
-        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &v) < 0) goto done;
-        *out = strdup(v ? v : "");
-        H5free_memory(v);
-    } else {
-        size_t size = H5Tget_size(t);
-        char *v = calloc(1, size + 1);
-        if (v && H5Tset_size(mt, size + 1) >= 0 && H5Tset_strpad(mt, H5T_STR_NULLTERM) >= 0 &&
-            H5Aread(a, mt, v) >= 0)
-            *out = v;
-        else
-            free(v);
-    }
-    if (*out) r = ATTR_OK;
-done:
-    if (mt >= 0) H5Tclose(mt);
-    attr_close(a, t);
-    return r;
-}
-
-static attr_result attr_read_int(hid_t loc, const char *name, int *out) {
-    hid_t a, t;
-    attr_result r = attr_open(loc, name, H5T_INTEGER, &a, &t);
-    if (r == ATTR_OK && H5Aread(a, H5T_NATIVE_INT, out) < 0) r = ATTR_BADTYPE;
-    attr_close(a, t);
-    return r;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* datasets                                                                                    */
@@ -105,7 +42,7 @@ static const char *class_word(H5T_class_t c) {
  * accept integers). Fills dims[rank]. On failure *d is -1 and err names path and name. */
 static fl_status dset_open(hid_t f, const char *path, const char *name, int rank, H5T_class_t cls,
                            hsize_t *dims, hid_t *d, fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     *d = -1;
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -114,7 +51,7 @@ static fl_status dset_open(hid_t f, const char *path, const char *name, int rank
     hid_t dd = H5Dopen2(f, name, H5P_DEFAULT);
     if (dd < 0)
         return fl_fail(err, FL_EFORMAT, "%s: %s is not a readable dataset (%s)", path, name,
-                       fl__h5_msg(msg));
+                       fl_h5_msg(msg));
     hid_t t = H5Dget_type(dd), sp = H5Dget_space(dd);
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
@@ -125,7 +62,7 @@ static fl_status dset_open(hid_t f, const char *path, const char *name, int rank
     else if (nd != rank)
         s = fl_fail(err, FL_EFORMAT, "%s: %s is %d-dimensional, expected %d", path, name, nd, rank);
     else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-        s = fl_fail(err, FL_EFORMAT, "%s: %s: %s", path, name, fl__h5_msg(msg));
+        s = fl_fail(err, FL_EFORMAT, "%s: %s: %s", path, name, fl_h5_msg(msg));
     else if (cls == H5T_STRING && dims[0] > INT_MAX)
         s = fl_fail(err, FL_EFORMAT, "%s: %s has too many entries", path, name);
     if (t >= 0) H5Tclose(t);
@@ -140,13 +77,13 @@ static fl_status dset_open(hid_t f, const char *path, const char *name, int rank
 /* Reads the whole of d, converted to mtype, into a new buffer of n elements of esize bytes. */
 static fl_status dset_read(hid_t d, hid_t mtype, size_t n, size_t esize, void **out,
                            const char *path, const char *name, fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     *out = calloc(n ? n : 1, esize);
     if (!*out) return fl_fail(err, FL_ENOMEM, "%s: out of memory reading %s", path, name);
     if (n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
         free(*out);
         *out = NULL;
-        return fl_fail(err, FL_EIO, "%s: cannot read %s (%s)", path, name, fl__h5_msg(msg));
+        return fl_fail(err, FL_EIO, "%s: cannot read %s (%s)", path, name, fl_h5_msg(msg));
     }
     return FL_OK;
 }
@@ -154,7 +91,7 @@ static fl_status dset_read(hid_t d, hid_t mtype, size_t n, size_t esize, void **
 /* Reads the 1-D string dataset name into *out (*n strings, each malloc'ed). */
 static fl_status read_strings(hid_t f, const char *path, const char *name, int *n, char ***out,
                               fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     hsize_t dims[1];
     hid_t d, t = -1, mt = -1;
     void *buf = NULL;
@@ -194,7 +131,7 @@ static fl_status read_strings(hid_t f, const char *path, const char *name, int *
     *n = (int)N;
     goto done;
 h5fail:
-    s = fl_fail(err, FL_EIO, "%s: cannot read %s (%s)", path, name, fl__h5_msg(msg));
+    s = fl_fail(err, FL_EIO, "%s: cannot read %s (%s)", path, name, fl_h5_msg(msg));
 fail:
     if (*out)
         for (size_t i = 0; i < N; i++) free((*out)[i]);
@@ -232,10 +169,10 @@ static fl_status read_vec(hid_t f, const char *path, const char *name, H5T_class
 static fl_status read_root(hid_t f, const char *path, fl_cohort *c, fl_err *err) {
     char *format = NULL;
     int version = 0;
-    attr_result r = attr_read_str(f, "format", &format);
-    int ok = r == ATTR_OK && strcmp(format, FL__COHORT_FORMAT) == 0;
+    fl_h5_attr_result r = fl_h5_attr_str(f, "format", &format);
+    int ok = r == FL_H5_ATTR_OK && strcmp(format, FL__COHORT_FORMAT) == 0;
     fl_status s = FL_OK;
-    if (!ok && r == ATTR_OK)
+    if (!ok && r == FL_H5_ATTR_OK)
         s = fl_fail(err, FL_EFORMAT,
                     "%s: not a cohort file (the \"format\" attribute is \"%.100s\", expected "
                     "\"" FL__COHORT_FORMAT "\")",
@@ -246,15 +183,15 @@ static fl_status read_root(hid_t f, const char *path, fl_cohort *c, fl_err *err)
                     path);
     free(format);
     if (s) return s;
-    if (attr_read_int(f, "version", &version) != ATTR_OK)
+    if (fl_h5_attr_num(f, "version", H5T_INTEGER, H5T_NATIVE_INT, &version) != FL_H5_ATTR_OK)
         return fl_fail(err, FL_EFORMAT,
                        "%s: the \"version\" attribute is missing or not an integer", path);
     if (version != FL_COHORT_VERSION)
         return fl_fail(err, FL_EUNSUPPORTED,
                        "%s: cohort version %d is not supported (this build reads version %d)", path,
                        version, FL_COHORT_VERSION);
-    r = attr_read_str(f, "provenance", &c->provenance);
-    if (r == ATTR_BADTYPE)
+    r = fl_h5_attr_str(f, "provenance", &c->provenance);
+    if (r >= FL_H5_ATTR_BADTYPE)
         return fl_fail(err, FL_EFORMAT, "%s: the \"provenance\" attribute is not a string", path);
     H5Eclear2(H5E_DEFAULT);
     return FL_OK;
@@ -292,7 +229,7 @@ static fl_status read_patients(hid_t f, const char *path, fl_cohort *c, fl_err *
 static fl_status read_omics(hid_t f, const char *path, fl_cohort *c, fl_omics m, fl_err *err) {
     fl_omics_matrix *o = &c->omics[m];
     const char *g = fl_omics_name(m);
-    char values[64], feats[64], present[64], msg[200];
+    char values[64], feats[64], present[64], msg[FL_H5_MSG_LEN];
     hsize_t dims[2];
     hid_t d = -1;
     if (H5Lexists(f, g, H5P_DEFAULT) <= 0) { /* the modality is absent */
@@ -322,11 +259,10 @@ static fl_status read_omics(hid_t f, const char *path, fl_cohort *c, fl_omics m,
     if (m == FL_MOD_CLINICAL) {
         hid_t grp = H5Gopen2(f, g, H5P_DEFAULT);
         if (grp < 0)
-            return fl_fail(err, FL_EFORMAT, "%s: /%s is not a group (%s)", path, g,
-                           fl__h5_msg(msg));
-        attr_result r = attr_read_str(grp, "encoding", &o->encoding);
+            return fl_fail(err, FL_EFORMAT, "%s: /%s is not a group (%s)", path, g, fl_h5_msg(msg));
+        fl_h5_attr_result r = fl_h5_attr_str(grp, "encoding", &o->encoding);
         H5Gclose(grp);
-        if (r == ATTR_BADTYPE)
+        if (r >= FL_H5_ATTR_BADTYPE)
             return fl_fail(err, FL_EFORMAT, "%s: the \"encoding\" attribute of /%s is not a string",
                            path, g);
         H5Eclear2(H5E_DEFAULT);
@@ -356,7 +292,7 @@ static hid_t open_pixels(hid_t f, size_t chunk_bytes) {
 
 static fl_status read_tiles_meta(hid_t f, fl_cohort_file *cf, fl_cohort *c, fl_err *err) {
     const char *path = cf->path;
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     hsize_t dims[4], chunk[4] = {1, 1, 1, 1};
     hid_t d = -1, t = -1, dcpl = -1;
     int tile = 0;
@@ -366,10 +302,10 @@ static fl_status read_tiles_meta(hid_t f, fl_cohort_file *cf, fl_cohort *c, fl_e
     }
     hid_t grp = H5Gopen2(f, "tiles", H5P_DEFAULT);
     if (grp < 0)
-        return fl_fail(err, FL_EFORMAT, "%s: /tiles is not a group (%s)", path, fl__h5_msg(msg));
-    attr_result r = attr_read_int(grp, "tile", &tile);
+        return fl_fail(err, FL_EFORMAT, "%s: /tiles is not a group (%s)", path, fl_h5_msg(msg));
+    fl_h5_attr_result r = fl_h5_attr_num(grp, "tile", H5T_INTEGER, H5T_NATIVE_INT, &tile);
     H5Gclose(grp);
-    if (r != ATTR_OK || tile <= 0)
+    if (r != FL_H5_ATTR_OK || tile <= 0)
         return fl_fail(err, FL_EFORMAT,
                        "%s: /tiles has no positive integer \"tile\" attribute (the tile edge in "
                        "pixels)",
@@ -399,7 +335,7 @@ static fl_status read_tiles_meta(hid_t f, fl_cohort_file *cf, fl_cohort *c, fl_e
         return s;
     cf->pixels = open_pixels(f, (size_t)(chunk[0] * chunk[1] * chunk[2] * chunk[3]));
     if (cf->pixels < 0)
-        return fl_fail(err, FL_EIO, "%s: cannot open /tiles/pixels (%s)", path, fl__h5_msg(msg));
+        return fl_fail(err, FL_EIO, "%s: cannot open /tiles/pixels (%s)", path, fl_h5_msg(msg));
     cf->tile = tile;
     cf->n_tiles = c->n_tiles;
     return FL_OK;
@@ -423,19 +359,11 @@ void fl_cohort_close(fl_cohort_file *f) {
 }
 
 fl_status fl_cohort_open(fl_cohort_file **out, fl_cohort *c, const char *path, fl_err *err) {
-    char msg[200];
     fl_status s;
     hid_t fapl = -1;
     *out = NULL;
     memset(c, 0, sizeof *c);
-    fl__h5_quiet();
-    if (access(path, R_OK) != 0)
-        return fl_fail(err, errno == ENOENT ? FL_ENOTFOUND : FL_EIO, "%s: cannot open: %s", path,
-                       strerror(errno));
-    if (H5Fis_hdf5(path) <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return fl_fail(err, FL_EFORMAT, "%s: not a cohort file (not HDF5)", path);
-    }
+    fl_h5_quiet();
     fl_cohort_file *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(path))) {
         free(f);
@@ -445,12 +373,10 @@ fl_status fl_cohort_open(fl_cohort_file **out, fl_cohort *c, const char *path, f
     /* Strong close: closing the file also closes anything a failure path left open. */
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    s = fl_h5_open(path, fapl >= 0 ? fapl : H5P_DEFAULT, "not a cohort file (not HDF5)", &f->file,
+                   err);
     if (fapl >= 0) H5Pclose(fapl);
-    if (f->file < 0) {
-        s = fl_fail(err, FL_EIO, "%s: cannot open as HDF5 (%s)", path, fl__h5_msg(msg));
-        goto fail;
-    }
+    if (s) goto fail;
     if ((s = read_root(f->file, path, c, err)) || (s = read_patients(f->file, path, c, err)))
         goto fail;
     for (int m = 0; m < FL_N_OMICS; m++)
@@ -475,7 +401,7 @@ fl_status fl_cohort_load(fl_cohort *c, const char *path, fl_err *err) {
 
 fl_status fl_cohort_read_tiles(fl_cohort_file *f, int64_t start, int64_t count, uint8_t *out,
                                fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     if (f->pixels < 0)
         return fl_fail(err, FL_ENOTFOUND, "%s: the cohort has no /tiles/pixels", f->path);
     if (start < 0 || count < 0 || start > f->n_tiles || count > f->n_tiles - start)
@@ -483,16 +409,8 @@ fl_status fl_cohort_read_tiles(fl_cohort_file *f, int64_t start, int64_t count, 
             err, FL_EINVAL, "%s: tiles [%lld, %lld) lie outside /tiles/pixels (%lld tiles)",
             f->path, (long long)start, (long long)start + (long long)count, (long long)f->n_tiles);
     if (count == 0) return FL_OK;
-    hsize_t off[4] = {(hsize_t)start, 0, 0, 0};
-    hsize_t n[4] = {(hsize_t)count, (hsize_t)f->tile, (hsize_t)f->tile, 3};
-    hid_t fs = H5Dget_space(f->pixels), ms = H5Screate_simple(4, n, NULL);
-    herr_t r = -1;
-    if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, n, NULL) >= 0)
-        r = H5Dread(f->pixels, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out);
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    if (r < 0)
+    if (fl__tiles_io(f->pixels, start, count, f->tile, out, NULL) < 0)
         return fl_fail(err, FL_EIO, "%s: cannot read tiles [%lld, %lld) of /tiles/pixels (%s)",
-                       f->path, (long long)start, (long long)(start + count), fl__h5_msg(msg));
+                       f->path, (long long)start, (long long)(start + count), fl_h5_msg(msg));
     return FL_OK;
 }

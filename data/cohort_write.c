@@ -1,14 +1,12 @@
 /* cohort_write.c - writes a cohort file: everything but the pixels at once, then tiles appended
- * in batches, all into "<path>.tmp-<pid>" which is renamed over path only on commit (a failure
- * or an abort removes it). Also the subset writer used by import and split. Not an appender:
- * an existing cohort file is replaced whole, never modified. */
-#include <errno.h>
-#include <fcntl.h>
+ * in batches, all into a temporary file beside path (common/atomic.h) which is renamed over path
+ * only on commit (a failure or an abort removes it). Also the subset writer used by import and
+ * split. Not an appender: an existing cohort file is replaced whole, never modified. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "../common/atomic.h"
 #include "cohort_impl.h"
 
 struct fl_cohort_writer {
@@ -27,7 +25,7 @@ struct fl_cohort_writer {
 #define COPY_BATCH_BYTES ((size_t)16 << 20)
 
 /* ------------------------------------------------------------------------------------------ */
-/* HDF5 helpers: each returns < 0 on failure, leaving HDF5's error stack for fl__h5_msg        */
+/* HDF5 helpers: each returns < 0 on failure, leaving HDF5's error stack for fl_h5_msg        */
 
 /* Creation properties: no timestamps (the same cohort gives the same bytes); chunks of about
  * CHUNK_BYTES with shuffle + deflate for anything big, contiguous for small or empty ones. */
@@ -102,38 +100,15 @@ static hid_t make_group(hid_t f, const char *name) {
     return g;
 }
 
-static herr_t attr_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t space = H5Screate(H5S_SCALAR), a = -1;
-    herr_t r = -1;
-    if (space < 0) return -1;
-    a = H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (a >= 0) r = H5Awrite(a, mtype, v);
-    if (a >= 0 && H5Aclose(a) < 0) r = -1;
-    H5Sclose(space);
-    return r;
-}
-
-/* A fixed-length, NUL-terminated UTF-8 string attribute. */
-static herr_t attr_write_str(hid_t loc, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    herr_t r = -1;
-    if (t < 0) return -1;
-    if (H5Tset_size(t, strlen(v) + 1) >= 0 && H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 &&
-        H5Tset_cset(t, H5T_CSET_UTF8) >= 0)
-        r = attr_write(loc, name, t, t, v);
-    H5Tclose(t);
-    return r;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* sections; each names in *what the dataset it was writing when it fails                    */
 
 static herr_t write_meta(hid_t f, const fl_cohort *c, const char **what) {
     int version = FL_COHORT_VERSION;
     *what = "the root attributes";
-    if (attr_write_str(f, "format", FL__COHORT_FORMAT) < 0 ||
-        attr_write(f, "version", H5T_STD_I32LE, H5T_NATIVE_INT, &version) < 0 ||
-        (c->provenance && attr_write_str(f, "provenance", c->provenance) < 0))
+    if (fl_h5_attr_write_str(f, "format", FL__COHORT_FORMAT) < 0 ||
+        fl_h5_attr_write(f, "version", H5T_STD_I32LE, H5T_NATIVE_INT, &version) < 0 ||
+        (c->provenance && fl_h5_attr_write_str(f, "provenance", c->provenance) < 0))
         return -1;
     *what = "/meta";
     hid_t g = make_group(f, "meta");
@@ -189,7 +164,7 @@ static herr_t write_omics(hid_t f, const fl_cohort *c, fl_omics m, char what[64]
                                      MATRIX_DEFLATE, o->present)) < 0)
         snprintf(what, 64, "/%s/present", name);
     if (r >= 0 && m == FL_MOD_CLINICAL && o->encoding &&
-        (r = attr_write_str(g, "encoding", o->encoding)) < 0)
+        (r = fl_h5_attr_write_str(g, "encoding", o->encoding)) < 0)
         snprintf(what, 64, "the \"encoding\" attribute of /%s", name);
     if (g >= 0) H5Gclose(g);
     return r;
@@ -204,7 +179,7 @@ static herr_t create_tiles(hid_t f, const fl_cohort *c, hid_t *pixels, const cha
     hid_t g = make_group(f, "tiles"), space = -1, dcpl = -1;
     herr_t r = g < 0 ? -1 : 0;
     *what = "/tiles";
-    if (r >= 0) r = attr_write(g, "tile", H5T_STD_I32LE, H5T_NATIVE_INT, &c->tile);
+    if (r >= 0) r = fl_h5_attr_write(g, "tile", H5T_STD_I32LE, H5T_NATIVE_INT, &c->tile);
     if (r >= 0 && (r = write_dataset(g, "patient", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, n, 4,
                                      MATRIX_DEFLATE, c->tile_patient)) < 0)
         *what = "/tiles/patient";
@@ -230,58 +205,12 @@ static herr_t create_tiles(hid_t f, const fl_cohort *c, hid_t *pixels, const cha
 /* ------------------------------------------------------------------------------------------ */
 /* the temporary file                                                                          */
 
-/* Reserves "<path>.tmp-<pid>" (or "-<pid>-<k>" if this process already has one) with O_EXCL. */
-static fl_status tmp_reserve(const char *path, char **tmp, fl_err *err) {
-    size_t n = strlen(path) + 40;
-    if (!(*tmp = malloc(n))) return fl_fail(err, FL_ENOMEM, "%s: out of memory", path);
-    for (int k = 0; k < 1000; k++) {
-        if (k == 0)
-            snprintf(*tmp, n, "%s.tmp-%ld", path, (long)getpid());
-        else
-            snprintf(*tmp, n, "%s.tmp-%ld-%d", path, (long)getpid(), k);
-        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) break;
-        close(fd);
-        return FL_OK;
-    }
-    fl_status s = fl_fail(err, FL_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                          strerror(errno));
-    free(*tmp);
-    *tmp = NULL;
-    return s;
-}
-
-/* fsyncs the finished temporary file, renames it over path and syncs the folder. */
-static fl_status tmp_commit(const char *path, const char *tmp, fl_err *err) {
-    int fd = open(tmp, O_RDONLY | O_CLOEXEC), e = 0;
-    if (fd < 0 || fsync(fd) != 0) e = errno;
-    if (fd >= 0) close(fd);
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) return fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(e));
-    char *dir = strdup(path); /* make the rename durable; failing here loses nothing */
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0';
-        else if (slash)
-            *slash = '\0';
-        fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)fsync(fd);
-            close(fd);
-        }
-        free(dir);
-    }
-    return FL_OK;
-}
-
 /* Closes the HDF5 file and removes the temporary one; w stays allocated (failed). */
 static void writer_discard(fl_cohort_writer *w) {
     if (w->pixels >= 0) H5Dclose(w->pixels);
     if (w->file >= 0) H5Fclose(w->file);
     w->pixels = w->file = -1;
-    if (w->tmp) unlink(w->tmp);
+    fl_atomic_tmp_remove(w->tmp);
     H5Eclear2(H5E_DEFAULT);
     w->failed = 1;
 }
@@ -303,12 +232,12 @@ void fl_cohort_writer_abort(fl_cohort_writer *w) {
 
 fl_status fl_cohort_writer_begin(fl_cohort_writer **out, const fl_cohort *c, const char *path,
                                  fl_err *err) {
-    char msg[200], what[64] = "";
+    char msg[FL_H5_MSG_LEN], what[64] = "";
     const char *whatp = NULL;
     hid_t fapl = -1;
     fl_status s;
     *out = NULL;
-    fl__h5_quiet();
+    fl_h5_quiet();
     if ((s = fl__cohort_check(c, path, err))) return s;
     fl_cohort_writer *w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path))) {
@@ -318,7 +247,7 @@ fl_status fl_cohort_writer_begin(fl_cohort_writer **out, const fl_cohort *c, con
     w->file = w->pixels = -1;
     w->tile = c->tile;
     w->n_tiles = c->n_tiles;
-    if ((s = tmp_reserve(path, &w->tmp, err))) {
+    if ((s = fl_atomic_tmp_reserve(path, &w->tmp, NULL, err))) {
         writer_free(w);
         return s;
     }
@@ -328,7 +257,7 @@ fl_status fl_cohort_writer_begin(fl_cohort_writer **out, const fl_cohort *c, con
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0) H5Pclose(fapl);
     if (w->file < 0) {
-        s = fl_fail(err, FL_EIO, "%s: cannot create %s (%s)", path, w->tmp, fl__h5_msg(msg));
+        s = fl_fail(err, FL_EIO, "%s: cannot create %s (%s)", path, w->tmp, fl_h5_msg(msg));
         goto fail;
     }
     if (write_meta(w->file, c, &whatp) < 0 || write_patients(w->file, c, &whatp) < 0) goto h5fail;
@@ -339,7 +268,7 @@ fl_status fl_cohort_writer_begin(fl_cohort_writer **out, const fl_cohort *c, con
     *out = w;
     return FL_OK;
 h5fail:
-    s = fl_fail(err, FL_EIO, "%s: cannot write %s (%s)", path, whatp, fl__h5_msg(msg));
+    s = fl_fail(err, FL_EIO, "%s: cannot write %s (%s)", path, whatp, fl_h5_msg(msg));
 fail:
     fl_cohort_writer_abort(w);
     return s;
@@ -347,7 +276,7 @@ fail:
 
 fl_status fl_cohort_write_tiles(fl_cohort_writer *w, const uint8_t *pixels, int64_t count,
                                 fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     fl_status s;
     if (w->failed) return fl_fail(err, FL_EINVAL, "%s: the cohort writer already failed", w->path);
     if (count < 0 || count > w->n_tiles - w->written) {
@@ -358,18 +287,10 @@ fl_status fl_cohort_write_tiles(fl_cohort_writer *w, const uint8_t *pixels, int6
         return s;
     }
     if (count == 0) return FL_OK;
-    hsize_t off[4] = {(hsize_t)w->written, 0, 0, 0};
-    hsize_t n[4] = {(hsize_t)count, (hsize_t)w->tile, (hsize_t)w->tile, 3};
-    hid_t fs = H5Dget_space(w->pixels), ms = H5Screate_simple(4, n, NULL);
-    herr_t r = -1;
-    if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, n, NULL) >= 0)
-        r = H5Dwrite(w->pixels, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, pixels);
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    if (r < 0) {
+    if (fl__tiles_io(w->pixels, w->written, count, w->tile, NULL, pixels) < 0) {
         s = fl_fail(err, FL_EIO, "%s: cannot write tiles [%lld, %lld) of /tiles/pixels (%s)",
                     w->path, (long long)w->written, (long long)(w->written + count),
-                    fl__h5_msg(msg));
+                    fl_h5_msg(msg));
         writer_discard(w);
         return s;
     }
@@ -378,7 +299,7 @@ fl_status fl_cohort_write_tiles(fl_cohort_writer *w, const uint8_t *pixels, int6
 }
 
 fl_status fl_cohort_writer_commit(fl_cohort_writer *w, fl_err *err) {
-    char msg[200];
+    char msg[FL_H5_MSG_LEN];
     fl_status s = FL_OK;
     if (w->failed) {
         s = fl_fail(err, FL_EINVAL, "%s: the cohort writer already failed", w->path);
@@ -391,9 +312,9 @@ fl_status fl_cohort_writer_commit(fl_cohort_writer *w, fl_err *err) {
         if (H5Fclose(w->file) < 0) r = -1;
         w->file = -1;
         if (r < 0)
-            s = fl_fail(err, FL_EIO, "%s: cannot finish writing (%s)", w->path, fl__h5_msg(msg));
+            s = fl_fail(err, FL_EIO, "%s: cannot finish writing (%s)", w->path, fl_h5_msg(msg));
         else
-            s = tmp_commit(w->path, w->tmp, err);
+            s = fl_atomic_tmp_commit(w->tmp, w->path, err);
     }
     if (s != FL_OK && !w->failed) writer_discard(w);
     writer_free(w);

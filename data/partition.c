@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cohort_impl.h"
+
 #define REDRAWS 100
 
 /* Seed tags, so the modes draw from unrelated streams. */
@@ -92,17 +94,6 @@ typedef struct {
     int *first; /* n: the first sample of each case (cases numbered by it) */
 } case_map;
 
-typedef struct {
-    const char *s;
-    int i;
-} keyed;
-
-static int keyed_cmp(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
-    int r = strcmp(x->s, y->s);
-    return r ? r : (x->i > y->i) - (x->i < y->i);
-}
-
 static int int_cmp(const void *a, const void *b) {
     int x = *(const int *)a, y = *(const int *)b;
     return (x > y) - (x < y);
@@ -111,7 +102,7 @@ static int int_cmp(const void *a, const void *b) {
 static int case_map_build(const fl_cohort *c, case_map *m) {
     const int P = c->P;
     size_t np = P ? (size_t)P : 1;
-    keyed *k = malloc(np * sizeof *k);
+    fl__keyed *k = malloc(np * sizeof *k);
     m->of = malloc(np * sizeof *m->of);
     m->first = malloc(np * sizeof *m->first);
     m->n = 0;
@@ -119,8 +110,7 @@ static int case_map_build(const fl_cohort *c, case_map *m) {
         free(k);
         return -1;
     }
-    for (int p = 0; p < P; p++) k[p] = (keyed){c->case_id[p], p};
-    qsort(k, (size_t)P, sizeof *k, keyed_cmp);
+    fl__sort_keyed(k, c->case_id, P);
     for (int i = 0; i < P; i++) /* the first sample of every run of equal case ids */
         if (i == 0 || strcmp(k[i - 1].s, k[i].s) != 0) m->first[m->n++] = k[i].i;
     qsort(m->first, (size_t)m->n, sizeof *m->first, int_cmp);

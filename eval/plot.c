@@ -1,6 +1,6 @@
 /* plot.c - line charts with cairo's image surface and toy text API, written as PNG through the
- * atomic writer of report.h; ROC and PR charts as thin wrappers. Pixel layout is fixed margins
- * around one plot rectangle; nothing here measures fonts beyond cairo_text_extents. */
+ * atomic writer of common/atomic.h; ROC and PR charts as thin wrappers. Pixel layout is fixed
+ * margins around one plot rectangle; nothing here measures fonts beyond cairo_text_extents. */
 #include "plot.h"
 
 #include <cairo.h>
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "report.h"
+#include "../common/atomic.h"
 
 #define PLOT_PI 3.14159265358979323846
 

@@ -1,99 +1,11 @@
-/* report.c - predictions CSV, metrics JSON and the atomic temporary-file-and-rename writer.
+/* report.c - predictions CSV and metrics JSON, written through common/atomic.h.
  * Output only; the formats are documented in report.h. */
 #include "report.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-/* ------------------------------------------------------------------------------------------ */
-/* atomic files                                                                                */
-
-fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_err *err) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    memset(af, 0, sizeof *af);
-    if (!path || !*path) return fl_fail(err, FL_EINVAL, "atomic write: empty path");
-    size_t len = strlen(path) + 12;
-    af->path = strdup(path);
-    af->tmp = malloc(len);
-    if (!af->path || !af->tmp) {
-        fl_atomic_abort(af);
-        return fl_fail(err, FL_ENOMEM, "%s: out of memory", path);
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
-                 (uint64_t)(uintptr_t)af->tmp;
-    int fd = -1, e = EEXIST;
-    for (int attempt = 0; attempt < 100 && fd < 0 && e == EEXIST; attempt++) {
-        char suf[7];
-        for (int i = 0; i < 6; i++) {
-            x = x * 6364136223846793005ull + 1442695040888963407ull;
-            suf[i] = abc[(x >> 33) % (sizeof abc - 1)];
-        }
-        suf[6] = '\0';
-        snprintf(af->tmp, len, "%s.tmp.%s", path, suf);
-        fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0) e = errno;
-    }
-    if (fd < 0) {
-        free(af->tmp); /* nothing was created: abort must not unlink a stranger's file */
-        af->tmp = NULL;
-        fl_atomic_abort(af);
-        return fl_fail(err, FL_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                       strerror(e));
-    }
-    af->f = fdopen(fd, "wb");
-    if (!af->f) {
-        e = errno;
-        close(fd);
-        fl_atomic_abort(af);
-        return fl_fail(err, FL_EIO, "%s: cannot open a stream: %s", path, strerror(e));
-    }
-    return FL_OK;
-}
-
-fl_status fl_atomic_commit(fl_atomic_file *af, fl_err *err) {
-    int e = 0;
-    if (ferror(af->f)) e = EIO; /* a failed fwrite/fprintf since open; errno is long gone */
-    if (fflush(af->f) != 0 && !e) e = errno;
-    if (!e && fsync(fileno(af->f)) != 0) e = errno;
-    if (fclose(af->f) != 0 && !e) e = errno;
-    af->f = NULL;
-    if (!e && rename(af->tmp, af->path) != 0) e = errno;
-    if (e) {
-        fl_status s = fl_fail(err, FL_EIO, "%s: cannot write: %s", af->path, strerror(e));
-        fl_atomic_abort(af);
-        return s;
-    }
-    char *slash = strrchr(af->path, '/'); /* make the rename durable; failing here loses nothing */
-    if (slash == af->path)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    int fd = open(slash ? af->path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(af->tmp); /* renamed: nothing to remove */
-    af->tmp = NULL;
-    fl_atomic_abort(af);
-    return FL_OK;
-}
-
-void fl_atomic_abort(fl_atomic_file *af) {
-    if (!af) return;
-    if (af->f) fclose(af->f);
-    if (af->tmp) unlink(af->tmp);
-    free(af->tmp);
-    free(af->path);
-    memset(af, 0, sizeof *af);
-}
+#include "../common/atomic.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* CSV                                                                                         */

@@ -1,6 +1,6 @@
 /* report.h - evaluation results as files: per-patient predictions as CSV, metrics as JSON, both
- * written atomically (a temporary file next to the destination, renamed over it), and the
- * atomic-file helper that eval/plot.c shares. Not a parser: nothing here reads these files. */
+ * written atomically (common/atomic.h: a temporary file next to the destination, renamed over
+ * it). Not a parser: nothing here reads these files. */
 #ifndef FL_REPORT_H
 #define FL_REPORT_H
 
@@ -9,24 +9,6 @@
 
 #include "../common/status.h"
 #include "metrics.h"
-
-/* A file written as "<path>.tmp.XXXXXX" in the destination's folder and renamed over path by
- * fl_atomic_commit, so a reader sees the old file or the whole new one, never a part. */
-typedef struct {
-    FILE *f;    /* write here between open and commit */
-    char *path; /* owned copies */
-    char *tmp;
-} fl_atomic_file;
-
-/* Creates the temporary file (mode 0666 less the umask). Returns FL_OK, FL_EIO (the folder is
- * missing or not writable; the sentence names path) or FL_ENOMEM; on failure af holds nothing. */
-fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_err *err);
-/* Flushes, fsyncs and closes the temporary file and renames it over path. Returns FL_OK or
- * FL_EIO (a write error since open, e.g. a full disk, or the rename failed; the temporary file
- * is removed). af is released either way. */
-fl_status fl_atomic_commit(fl_atomic_file *af, fl_err *err);
-/* Closes and removes the temporary file and releases af; a released or zeroed af is fine. */
-void fl_atomic_abort(fl_atomic_file *af);
 
 /* Writes one row per sample: "patient_id,label,p_<class 0>,...,p_<class K-1>" (header first),
  * the label as its class name (empty when labels is NULL or labels[i] is outside [0, K)), the

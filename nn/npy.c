@@ -1,17 +1,16 @@
 /* npy.c - the .npy reader and writer: a bounded parser for the header's Python dict literal,
- * dtype conversion to float32/int32, and atomic writes (temporary file, fsync, rename).
+ * dtype conversion to float32/int32, and atomic writes (common/atomic.h).
  * Not memory-mapped: arrays given on the command line are small next to the model. */
 #include "npy.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "../common/atomic.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -59,45 +58,18 @@ static int parse_descr(const char *d, npy_dtype *out) {
     return size == 1 || size == 2 || size == 4 || size == 8;
 }
 
-/* Integer element at p of `size` bytes, sign-extended or zero-extended. */
-static int64_t load_signed(const unsigned char *p, int size) {
-    int8_t a;
-    int16_t b;
-    int32_t c;
-    int64_t d;
-    switch (size) {
-    case 1:
-        memcpy(&a, p, 1);
-        return a;
-    case 2:
-        memcpy(&b, p, 2);
-        return b;
-    case 4:
-        memcpy(&c, p, 4);
-        return c;
-    default:
-        memcpy(&d, p, 8);
-        return d;
-    }
+/* Integer element at p of `size` bytes (1, 2, 4 or 8, little-endian), zero-extended. */
+static uint64_t load_unsigned(const unsigned char *p, int size) {
+    uint64_t v = 0;
+    memcpy(&v, p, (size_t)size); /* little-endian host: the low bytes first */
+    return v;
 }
 
-static uint64_t load_unsigned(const unsigned char *p, int size) {
-    uint16_t b;
-    uint32_t c;
-    uint64_t d;
-    switch (size) {
-    case 1:
-        return p[0];
-    case 2:
-        memcpy(&b, p, 2);
-        return b;
-    case 4:
-        memcpy(&c, p, 4);
-        return c;
-    default:
-        memcpy(&d, p, 8);
-        return d;
-    }
+/* The same, sign-extended. */
+static int64_t load_signed(const unsigned char *p, int size) {
+    uint64_t v = load_unsigned(p, size);
+    if (size < 8 && (v >> (8 * size - 1) & 1)) v |= ~0ull << (8 * size);
+    return (int64_t)v;
 }
 
 /* Element i of raw (little-endian) as double. */
@@ -454,80 +426,7 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* atomic writing                                                                              */
-
-/* Creates "<path>.tmp.XXXXXX" with O_EXCL (mode 0666 less the umask, like any new file). */
-static fl_status tmp_create(const char *path, char **tmp, FILE **f, fl_err *err) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = strlen(path) + 12;
-    *f = NULL;
-    *tmp = malloc(n);
-    if (!*tmp) return fl_fail(err, FL_ENOMEM, "%s: out of memory", path);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
-                 (uint64_t)(uintptr_t)*tmp;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        char suf[7];
-        for (int i = 0; i < 6; i++) {
-            x = x * 6364136223846793005ull + 1442695040888963407ull;
-            suf[i] = abc[(x >> 33) % (sizeof abc - 1)];
-        }
-        suf[6] = '\0';
-        snprintf(*tmp, n, "%s.tmp.%s", path, suf);
-        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) break;
-        *f = fdopen(fd, "wb");
-        if (!*f) {
-            close(fd);
-            unlink(*tmp);
-            break;
-        }
-        return FL_OK;
-    }
-    fl_status st = fl_fail(err, FL_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                           strerror(errno));
-    free(*tmp);
-    *tmp = NULL;
-    return st;
-}
-
-static void tmp_abort(char *tmp, FILE *f) {
-    if (f) fclose(f);
-    if (tmp) unlink(tmp);
-    free(tmp);
-}
-
-/* Flushes, fsyncs and renames tmp over path; on failure removes tmp. Frees tmp either way. */
-static fl_status tmp_commit(const char *path, char *tmp, FILE *f, fl_err *err) {
-    int e = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) e = errno;
-    if (fclose(f) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(e));
-    }
-    free(tmp);
-    /* Make the rename itself durable; a failure here loses nothing already written. */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0'; /* "/name" lives in "/" */
-        else if (slash)
-            *slash = '\0';
-        int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)fsync(fd);
-            close(fd);
-        }
-        free(dir);
-    }
-    return FL_OK;
-}
+/* writing                                                                                     */
 
 static fl_status write_npy(const char *path, const void *data, const char *descr, int ndim,
                            const int64_t *shape, fl_err *err) {
@@ -561,17 +460,16 @@ static fl_status write_npy(const char *path, const void *data, const char *descr
     pre[8] = (unsigned char)(hlen & 0xff);
     pre[9] = (unsigned char)(hlen >> 8);
 
-    char *tmp;
-    FILE *f;
-    fl_status st = tmp_create(path, &tmp, &f, err);
+    fl_atomic_file af;
+    fl_status st = fl_atomic_open(&af, path, err);
     if (st != FL_OK) return st;
-    if (fwrite(pre, 1, 10, f) != 10 || fwrite(hdr, 1, hlen, f) != hlen ||
-        (n > 0 && fwrite(data, 4, n, f) != n)) {
+    if (fwrite(pre, 1, 10, af.f) != 10 || fwrite(hdr, 1, hlen, af.f) != hlen ||
+        (n > 0 && fwrite(data, 4, n, af.f) != n)) {
         st = fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(errno));
-        tmp_abort(tmp, f);
+        fl_atomic_abort(&af);
         return st;
     }
-    return tmp_commit(path, tmp, f, err);
+    return fl_atomic_commit(&af, err);
 }
 
 fl_status fl_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,

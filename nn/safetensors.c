@@ -1,21 +1,20 @@
-/* safetensors.c - a memory-mapped safetensors reader with its own bounded JSON parser (objects,
- * arrays, strings with escapes, integers: the subset the format uses), model load and save.
- * Not a JSON library: floats, true/false/null are accepted only where they are skipped. */
+/* safetensors.c - a memory-mapped safetensors reader (its header parsed by json_header.c, the
+ * subset of JSON the format uses), validation of every tensor's span, model load and save.
+ * Not a converter: dtypes other than the float and integer ones are listed, never read. */
 #include "safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#define JSON_MAX_DEPTH 32
+#include "../common/atomic.h"
+#include "json_header.h"
 
 struct fl_safetensors {
     char *path;
@@ -62,206 +61,6 @@ static int is_integer(fl_st_dtype t) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* JSON subset                                                                                 */
-
-typedef struct {
-    const char *start, *p, *end;
-    const char *what; /* the first error, for the message */
-} json;
-
-static int js_fail(json *j, const char *what) {
-    if (!j->what) j->what = what;
-    return 0;
-}
-
-static void js_ws(json *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int js_eat(json *j, char c) {
-    js_ws(j);
-    if (j->p < j->end && *j->p == c) {
-        j->p++;
-        return 1;
-    }
-    return 0;
-}
-
-static int hex4(json *j, unsigned *v) {
-    if (j->end - j->p < 4) return 0;
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = *j->p++;
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                            : 16u;
-        if (d > 15) return 0;
-        *v = *v << 4 | d;
-    }
-    return 1;
-}
-
-/* Writes cp as UTF-8 into u (if non-NULL); returns the byte count. */
-static size_t utf8_put(unsigned cp, unsigned char *u) {
-    unsigned char b[4];
-    size_t k;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        k = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xC0 | cp >> 6);
-        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | cp >> 12);
-        b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 3;
-    } else {
-        b[0] = (unsigned char)(0xF0 | cp >> 18);
-        b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        k = 4;
-    }
-    if (u) memcpy(u, b, k);
-    return k;
-}
-
-/* Parses a string into a malloc'd NUL-terminated UTF-8 copy (*out; NULL to only skip).
- * Rejects raw control characters, bad escapes, lone surrogates and "\u0000". */
-static int js_string(json *j, char **out) {
-    if (out) *out = NULL;
-    if (!js_eat(j, '"')) return js_fail(j, "expected a string");
-    /* The decoded string is never longer than the encoded one. */
-    const char *q = j->p;
-    while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
-    if (q >= j->end) return js_fail(j, "unterminated string");
-    char *s = out ? malloc((size_t)(q - j->p) + 1) : NULL;
-    if (out && !s) return js_fail(j, "out of memory");
-    size_t n = 0;
-    while (*j->p != '"') {
-        unsigned char c = (unsigned char)*j->p++;
-        if (c < 0x20) goto bad;
-        if (c != '\\') {
-            if (s) s[n] = (char)c;
-            n++;
-            continue;
-        }
-        char e = *j->p++; /* in bounds: the scan above saw the closing quote after it */
-        unsigned cp;
-        switch (e) {
-        case '"':
-            cp = '"';
-            break;
-        case '\\':
-            cp = '\\';
-            break;
-        case '/':
-            cp = '/';
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u':
-            if (!hex4(j, &cp)) goto bad;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) goto bad;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u') goto bad;
-                j->p += 2;
-                if (!hex4(j, &lo) || lo < 0xDC00 || lo > 0xDFFF) goto bad;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            if (cp == 0) goto bad;
-            break;
-        default:
-            goto bad;
-        }
-        /* UTF-8 of cp is never longer than its escape (2 bytes for "\x", 6 or 12 for u). */
-        n += utf8_put(cp, s ? (unsigned char *)s + n : NULL);
-    }
-    j->p++; /* closing quote */
-    if (s) {
-        s[n] = '\0';
-        *out = s;
-    }
-    return 1;
-bad:
-    free(s);
-    return js_fail(j, "invalid string or escape");
-}
-
-/* An integer: -?(0|[1-9][0-9]*), no fraction or exponent, within int64. */
-static int js_int(json *j, int64_t *v) {
-    js_ws(j);
-    int neg = 0;
-    if (j->p < j->end && *j->p == '-') neg = 1, j->p++;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return js_fail(j, "expected an integer");
-    if (*j->p == '0' && j->p + 1 < j->end && j->p[1] >= '0' && j->p[1] <= '9')
-        return js_fail(j, "integer with a leading zero");
-    uint64_t u = 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = (unsigned)(*j->p++ - '0');
-        if (u > (UINT64_MAX - d) / 10) return js_fail(j, "integer out of range");
-        u = u * 10 + d;
-    }
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
-        return js_fail(j, "expected an integer, found a fraction");
-    if (u > (uint64_t)INT64_MAX + (uint64_t)neg) return js_fail(j, "integer out of range");
-    *v = neg ? (int64_t)(0 - u) : (int64_t)u;
-    return 1;
-}
-
-/* Skips any value (objects, arrays, strings, numbers, true/false/null) up to a nesting depth. */
-static int js_skip(json *j, int depth) {
-    if (depth > JSON_MAX_DEPTH) return js_fail(j, "nested too deeply");
-    js_ws(j);
-    if (j->p >= j->end) return js_fail(j, "unexpected end");
-    char c = *j->p;
-    if (c == '"') return js_string(j, NULL);
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        if (js_eat(j, close)) return 1;
-        do {
-            if (c == '{' && (!js_string(j, NULL) || !js_eat(j, ':')))
-                return js_fail(j, "expected \"key\":");
-            if (!js_skip(j, depth + 1)) return 0;
-        } while (js_eat(j, ','));
-        return js_eat(j, close) ? 1 : js_fail(j, "expected ',' or a closing bracket");
-    }
-    static const char *const words[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(words[i]);
-        if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
-            j->p += n;
-            return 1;
-        }
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        /* A number we do not interpret: digits, sign, fraction, exponent. */
-        while (j->p < j->end && strchr("+-0123456789.eE", *j->p) && *j->p) j->p++;
-        return 1;
-    }
-    return js_fail(j, "unexpected character");
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* header                                                                                      */
 
 static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -272,84 +71,85 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
 }
 
 /* One tensor's {"dtype":..,"shape":[..],"data_offsets":[b,e]}; fills t (name set by caller). */
-static int parse_entry(json *j, fl_st_tensor *t, int64_t off[2]) {
+static int parse_entry(fl__json *j, fl_st_tensor *t, int64_t off[2]) {
     int have = 0; /* bits: dtype 1, shape 2, offsets 4 */
-    if (!js_eat(j, '{')) return js_fail(j, "a tensor entry is not an object");
-    if (js_eat(j, '}')) return js_fail(j, "a tensor entry is empty");
+    if (!fl__json_eat(j, '{')) return fl__json_fail(j, "a tensor entry is not an object");
+    if (fl__json_eat(j, '}')) return fl__json_fail(j, "a tensor entry is empty");
     do {
         char *key;
-        if (!js_string(j, &key)) return 0;
-        int ok = js_eat(j, ':');
+        if (!fl__json_string(j, &key)) return 0;
+        int ok = fl__json_eat(j, ':');
         if (ok && strcmp(key, "dtype") == 0) {
             char *d;
-            ok = js_string(j, &d);
+            ok = fl__json_string(j, &d);
             if (ok) {
                 int found = 0;
                 for (int i = 0; i < N_DTYPES; i++) {
                     if (strcmp(d, dtypes[i].name) == 0) t->dtype = (fl_st_dtype)i, found = 1;
                 }
                 free(d);
-                if (!found) ok = js_fail(j, "unknown dtype");
+                if (!found) ok = fl__json_fail(j, "unknown dtype");
             }
             have |= 1;
         } else if (ok && strcmp(key, "shape") == 0) {
-            ok = js_eat(j, '[') || js_fail(j, "shape is not an array");
+            ok = fl__json_eat(j, '[') || fl__json_fail(j, "shape is not an array");
             t->ndim = 0;
-            if (ok && !js_eat(j, ']')) {
+            if (ok && !fl__json_eat(j, ']')) {
                 do {
                     if (t->ndim == FL_ST_MAX_DIMS) {
-                        ok = js_fail(j, "shape has too many dims");
+                        ok = fl__json_fail(j, "shape has too many dims");
                         break;
                     }
-                    ok = js_int(j, &t->shape[t->ndim]);
-                    if (ok && t->shape[t->ndim] < 0) ok = js_fail(j, "negative dimension");
+                    ok = fl__json_int(j, &t->shape[t->ndim]);
+                    if (ok && t->shape[t->ndim] < 0) ok = fl__json_fail(j, "negative dimension");
                     t->ndim++;
-                } while (ok && js_eat(j, ','));
-                if (ok && !js_eat(j, ']')) ok = js_fail(j, "expected ']' after the shape");
+                } while (ok && fl__json_eat(j, ','));
+                if (ok && !fl__json_eat(j, ']'))
+                    ok = fl__json_fail(j, "expected ']' after the shape");
             }
             have |= 2;
         } else if (ok && strcmp(key, "data_offsets") == 0) {
-            ok = (js_eat(j, '[') || js_fail(j, "data_offsets is not an array")) &&
-                 js_int(j, &off[0]) &&
-                 (js_eat(j, ',') || js_fail(j, "data_offsets is not [begin, end]")) &&
-                 js_int(j, &off[1]) &&
-                 (js_eat(j, ']') || js_fail(j, "data_offsets is not [begin, end]"));
+            ok = (fl__json_eat(j, '[') || fl__json_fail(j, "data_offsets is not an array")) &&
+                 fl__json_int(j, &off[0]) &&
+                 (fl__json_eat(j, ',') || fl__json_fail(j, "data_offsets is not [begin, end]")) &&
+                 fl__json_int(j, &off[1]) &&
+                 (fl__json_eat(j, ']') || fl__json_fail(j, "data_offsets is not [begin, end]"));
             have |= 4;
         } else if (ok) {
-            ok = js_skip(j, 2);
+            ok = fl__json_skip(j, 2);
         } else {
-            js_fail(j, "expected ':'");
+            fl__json_fail(j, "expected ':'");
         }
         free(key);
         if (!ok) return 0;
-    } while (js_eat(j, ','));
-    if (!js_eat(j, '}')) return js_fail(j, "expected ',' or '}' in a tensor entry");
-    if (have != 7) return js_fail(j, "a tensor entry lacks dtype, shape or data_offsets");
+    } while (fl__json_eat(j, ','));
+    if (!fl__json_eat(j, '}')) return fl__json_fail(j, "expected ',' or '}' in a tensor entry");
+    if (have != 7) return fl__json_fail(j, "a tensor entry lacks dtype, shape or data_offsets");
     return 1;
 }
 
-static int parse_metadata(json *j, fl_safetensors *st) {
-    if (!js_eat(j, '{')) return js_fail(j, "__metadata__ is not an object");
-    if (js_eat(j, '}')) return 1;
+static int parse_metadata(fl__json *j, fl_safetensors *st) {
+    if (!fl__json_eat(j, '{')) return fl__json_fail(j, "__metadata__ is not an object");
+    if (fl__json_eat(j, '}')) return 1;
     do {
         char *k = NULL, *v = NULL;
-        if (!js_string(j, &k) || !js_eat(j, ':') || !js_string(j, &v)) {
+        if (!fl__json_string(j, &k) || !fl__json_eat(j, ':') || !fl__json_string(j, &v)) {
             free(k);
             free(v);
-            return js_fail(j, "__metadata__ must map strings to strings");
+            return fl__json_fail(j, "__metadata__ must map strings to strings");
         }
         char **grown = realloc(st->meta, (size_t)(st->n_meta + 1) * 2 * sizeof *grown);
         if (!grown) {
             free(k);
             free(v);
-            return js_fail(j, "out of memory");
+            return fl__json_fail(j, "out of memory");
         }
         st->meta = grown;
         st->meta[2 * st->n_meta] = k;
         st->meta[2 * st->n_meta + 1] = v;
         st->n_meta++;
-    } while (js_eat(j, ','));
-    return js_eat(j, '}') || js_fail(j, "expected ',' or '}' in __metadata__");
+    } while (fl__json_eat(j, ','));
+    return fl__json_eat(j, '}') || fl__json_fail(j, "expected ',' or '}' in __metadata__");
 }
 
 static int by_name(const void *a, const void *b) {
@@ -358,17 +158,17 @@ static int by_name(const void *a, const void *b) {
 
 /* Parses and validates the whole header; on failure err says what and where. */
 static fl_status parse_header(fl_safetensors *st, const char *text, size_t len, fl_err *err) {
-    json j = {text, text, text + len, NULL};
+    fl__json j = {text, text, text + len, NULL};
     char *name = NULL;
-    if (!js_eat(&j, '{')) {
-        js_fail(&j, "the header is not a JSON object");
+    if (!fl__json_eat(&j, '{')) {
+        fl__json_fail(&j, "the header is not a JSON object");
         goto bad;
     }
-    if (!js_eat(&j, '}')) {
+    if (!fl__json_eat(&j, '}')) {
         do {
-            if (!js_string(&j, &name)) goto bad;
-            if (!js_eat(&j, ':')) {
-                js_fail(&j, "expected ':'");
+            if (!fl__json_string(&j, &name)) goto bad;
+            if (!fl__json_eat(&j, ':')) {
+                fl__json_fail(&j, "expected ':'");
                 goto bad;
             }
             if (strcmp(name, "__metadata__") == 0) {
@@ -419,15 +219,15 @@ static fl_status parse_header(fl_safetensors *st, const char *text, size_t len, 
         big:
             return fl_fail(err, FL_EFORMAT, "%s: tensor '%s' has a shape too large to address",
                            st->path, t->name);
-        } while (js_eat(&j, ','));
-        if (!js_eat(&j, '}')) {
-            js_fail(&j, "expected ',' or '}'");
+        } while (fl__json_eat(&j, ','));
+        if (!fl__json_eat(&j, '}')) {
+            fl__json_fail(&j, "expected ',' or '}'");
             goto bad;
         }
     }
-    js_ws(&j);
+    fl__json_ws(&j);
     if (j.p != j.end) {
-        js_fail(&j, "text after the header object");
+        fl__json_fail(&j, "text after the header object");
         goto bad;
     }
 
@@ -713,168 +513,45 @@ fl_status fl_safetensors_load_model(fl_model *m, const char *path, fl_err *err) 
 /* ------------------------------------------------------------------------------------------ */
 /* model save                                                                                  */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} strbuf;
-
-static void sb_put(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_put(strbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    if (!b->s) {
-        b->s = malloc(256);
-        if (!b->s) {
-            b->oom = 1;
-            return;
-        }
-        b->cap = 256;
-    }
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = 2 * b->cap + (size_t)n + 64;
-        char *grown = realloc(b->s, cap);
-        if (!grown) {
-            b->oom = 1;
-            return;
-        }
-        b->s = grown;
-        b->cap = cap;
-    }
-}
-
-/* A JSON string literal: quotes, backslashes and control characters escaped. */
-static void sb_json_str(strbuf *b, const char *s) {
-    sb_put(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            sb_put(b, "\\%c", c);
-        else if (c < 0x20)
-            sb_put(b, "\\u%04x", c);
-        else
-            sb_put(b, "%c", c);
-    }
-    sb_put(b, "\"");
-}
-
-/* Creates "<path>.tmp.XXXXXX" with O_EXCL (mode 0666 less the umask, like any new file). */
-static fl_status tmp_create(const char *path, char **tmp, FILE **f, fl_err *err) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = strlen(path) + 12;
-    *f = NULL;
-    *tmp = malloc(n);
-    if (!*tmp) return fl_fail(err, FL_ENOMEM, "%s: out of memory", path);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
-                 (uint64_t)(uintptr_t)*tmp;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        char suf[7];
-        for (int i = 0; i < 6; i++) {
-            x = x * 6364136223846793005ull + 1442695040888963407ull;
-            suf[i] = abc[(x >> 33) % (sizeof abc - 1)];
-        }
-        suf[6] = '\0';
-        snprintf(*tmp, n, "%s.tmp.%s", path, suf);
-        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) break;
-        *f = fdopen(fd, "wb");
-        if (!*f) {
-            close(fd);
-            unlink(*tmp);
-            break;
-        }
-        return FL_OK;
-    }
-    fl_status st = fl_fail(err, FL_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                           strerror(errno));
-    free(*tmp);
-    *tmp = NULL;
-    return st;
-}
-
-/* Flushes, fsyncs and renames tmp over path; on failure removes tmp. Frees tmp either way. */
-static fl_status tmp_commit(const char *path, char *tmp, FILE *f, fl_err *err) {
-    int e = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) e = errno;
-    if (fclose(f) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(e));
-    }
-    free(tmp);
-    char *dir = strdup(path); /* make the rename durable; failing here loses nothing */
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0';
-        else if (slash)
-            *slash = '\0';
-        int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)fsync(fd);
-            close(fd);
-        }
-        free(dir);
-    }
-    return FL_OK;
-}
-
 fl_status fl_safetensors_save_model(fl_model *m, const char *path, const char *const *metadata,
                                     fl_err *err) {
     const fl_graph *g = fl_model_graph(m);
-    strbuf h = {0};
+    fl__json_buf h = {0};
     float *buf = NULL;
-    char *tmp = NULL;
-    FILE *f = NULL;
+    fl_atomic_file af = {0};
     fl_status s = FL_OK;
 
     /* Header: {"__metadata__":{...},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},..}
      * with tensors back to back in graph order. */
     size_t off = 0, most = 1;
-    sb_put(&h, "{");
+    fl__json_put(&h, "{");
     if (metadata && metadata[0]) {
-        sb_put(&h, "\"__metadata__\":{");
+        fl__json_put(&h, "\"__metadata__\":{");
         for (int i = 0; metadata[i]; i += 2) {
             if (!metadata[i + 1]) {
                 s = fl_fail(err, FL_EINVAL, "%s: metadata key '%s' has no value", path,
                             metadata[i]);
                 goto fail;
             }
-            sb_put(&h, "%s", i ? "," : "");
-            sb_json_str(&h, metadata[i]);
-            sb_put(&h, ":");
-            sb_json_str(&h, metadata[i + 1]);
+            fl__json_put(&h, "%s", i ? "," : "");
+            fl__json_put_str(&h, metadata[i]);
+            fl__json_put(&h, ":");
+            fl__json_put_str(&h, metadata[i + 1]);
         }
-        sb_put(&h, "}%s", g->n_params ? "," : "");
+        fl__json_put(&h, "}%s", g->n_params ? "," : "");
     }
     for (int i = 0; i < g->n_params; i++) {
         const fl_param *p = &g->params[i];
-        sb_put(&h, "%s", i ? "," : "");
-        sb_json_str(&h, p->name);
-        sb_put(&h, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < p->ndim; d++) sb_put(&h, "%s%" PRId64, d ? "," : "", p->shape[d]);
-        sb_put(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + p->numel * sizeof(float));
+        fl__json_put(&h, "%s", i ? "," : "");
+        fl__json_put_str(&h, p->name);
+        fl__json_put(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < p->ndim; d++) fl__json_put(&h, "%s%" PRId64, d ? "," : "", p->shape[d]);
+        fl__json_put(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + p->numel * sizeof(float));
         off += p->numel * sizeof(float);
         if (p->numel > most) most = p->numel;
     }
-    sb_put(&h, "}");
-    while (!h.oom && h.len % 8 != 0) sb_put(&h, " "); /* data starts 8-byte aligned */
+    fl__json_put(&h, "}");
+    while (!h.oom && h.len % 8 != 0) fl__json_put(&h, " "); /* data starts 8-byte aligned */
     if (h.oom) {
         s = fl_fail(err, FL_ENOMEM, "%s: out of memory for the header", path);
         goto fail;
@@ -885,11 +562,11 @@ fl_status fl_safetensors_save_model(fl_model *m, const char *path, const char *c
         goto fail;
     }
 
-    s = tmp_create(path, &tmp, &f, err);
+    s = fl_atomic_open(&af, path, err);
     if (s != FL_OK) goto fail;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    if (fwrite(len8, 1, 8, f) != 8 || fwrite(h.s, 1, h.len, f) != h.len) goto io;
+    if (fwrite(len8, 1, 8, af.f) != 8 || fwrite(h.s, 1, h.len, af.f) != h.len) goto io;
     for (int i = 0; i < g->n_params; i++) {
         s = fl_model_get_tensor(m, i, buf);
         if (s != FL_OK) {
@@ -897,18 +574,14 @@ fl_status fl_safetensors_save_model(fl_model *m, const char *path, const char *c
                     g->params[i].name);
             goto fail;
         }
-        if (fwrite(buf, sizeof *buf, g->params[i].numel, f) != g->params[i].numel) goto io;
+        if (fwrite(buf, sizeof *buf, g->params[i].numel, af.f) != g->params[i].numel) goto io;
     }
-    s = tmp_commit(path, tmp, f, err);
-    tmp = NULL;
-    f = NULL;
-    goto fail; /* shared cleanup; s says how it went */
+    s = fl_atomic_commit(&af, err); /* releases af either way */
+    goto fail;                      /* shared cleanup; s says how it went */
 io:
     s = fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(errno));
 fail:
-    if (f) fclose(f);
-    if (tmp) unlink(tmp);
-    free(tmp);
+    fl_atomic_abort(&af);
     free(buf);
     free(h.s);
     return s;

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "../common/atomic.h"
 #include "../common/h5.h"
 #include "internal.h"
 
@@ -53,21 +53,24 @@ done:
 
 fl_status fl_pipeline_save(fl_model *m, const fl_model_meta *meta, const fl_pipeline_info *info,
                            const char *path, fl_err *err) {
-    char partial[4096];
-    snprintf(partial, sizeof partial, "%s.partial-%d", path, (int)getpid());
-    fl_status s = fl_checkpoint_save(m, meta, partial, err);
+    /* Tensors, then the pipeline section, into a temporary file that replaces path at the end. */
+    char *tmp = NULL;
+    fl_status s = fl_atomic_tmp_reserve(path, &tmp, NULL, err);
     if (s != FL_OK) return s;
-    fl_h5_quiet();
-    hid_t f = H5Fopen(partial, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (f < 0) {
-        s = fl_fail(err, FL_EIO, "%s: cannot reopen to add the pipeline section", partial);
-    } else {
-        s = write_info(f, info, path, err);
-        if (H5Fclose(f) < 0 && s == FL_OK) s = fl_fail(err, FL_EIO, "%s: cannot close", path);
+    if ((s = fl_checkpoint_save(m, meta, tmp, err)) == FL_OK) {
+        hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (f < 0) {
+            s = fl_fail(err, FL_EIO, "%s: cannot reopen to add the pipeline section", tmp);
+        } else {
+            s = write_info(f, info, path, err);
+            if (H5Fclose(f) < 0 && s == FL_OK) s = fl_fail(err, FL_EIO, "%s: cannot close", tmp);
+        }
     }
-    if (s == FL_OK && rename(partial, path) != 0)
-        s = fl_fail(err, FL_EIO, "%s: cannot rename the finished file into place", path);
-    if (s != FL_OK) unlink(partial);
+    if (s == FL_OK)
+        s = fl_atomic_tmp_commit(tmp, path, err);
+    else
+        fl_atomic_tmp_remove(tmp);
+    free(tmp);
     return s;
 }
 

@@ -2,60 +2,14 @@
  * metadata and omics equal, NaNs included), subsets with and without tiles, every validation
  * failure made by editing a good file with the HDF5 API, and writers that leave nothing behind
  * on abort or failure. Files live in a mkdtemp folder, removed after. */
-#include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "data/cohort.h"
 #include "harness.h"
-
-static char dir[64];
-
-/* dir/name in a static buffer (four rotate, so one call can take several paths). */
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%.200s", dir, name);
-    return buf[k];
-}
-
-/* Entries of dir whose name contains ".tmp-" (there must never be any left). */
-static int count_tmp(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp-") != NULL;
-    if (d) closedir(d);
-    return n;
-}
-
-static int exists(const char *path) {
-    return access(path, F_OK) == 0;
-}
-
-/* A failed call must say which file it was about. */
-#define CHECK_FAILS(expr, err, path)                                                               \
-    do {                                                                                           \
-        fl_status s_ = (expr);                                                                     \
-        fl_test_checks++;                                                                          \
-        if (s_ == FL_OK)                                                                           \
-            fl_test_fail_at(__FILE__, __LINE__, "%s succeeded", #expr);                            \
-        else if (!strstr((err).msg, (path)))                                                       \
-            fl_test_fail_at(__FILE__, __LINE__, "%s: message does not name %s: %s", #expr, (path), \
-                            (err).msg);                                                            \
-    } while (0)
-
-#define CHECK_MSG(err, text)                                                                    \
-    do {                                                                                        \
-        fl_test_checks++;                                                                       \
-        if (!strstr((err).msg, (text)))                                                         \
-            fl_test_fail_at(__FILE__, __LINE__, "message lacks \"%s\": %s", (text), (err).msg); \
-    } while (0)
 
 /* ------------------------------------------------------------------------------------------ */
 /* the test cohort                                                                             */
@@ -224,11 +178,11 @@ static void test_round_trip(void) {
     fl_cohort c, r;
     fl_cohort_file *f = NULL;
     fl_err err = {""};
-    const char *path = tpath("site.h5");
+    const char *path = fl_test_path("site.h5");
     build(&c);
     CHECK_OK(write_cohort(&c, path, 4, &err), &err);
-    CHECK(exists(path));
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK(fl_test_file_exists(path));
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 
     CHECK_OK(fl_cohort_open(&f, &r, path, &err), &err);
     if (!f) {
@@ -265,7 +219,7 @@ static void test_round_trip(void) {
     CHECK(r.id == NULL && r.P == 0); /* destroy leaves it zeroed */
 
     /* The same cohort written again (other batches, other name) gives the same bytes. */
-    const char *again = tpath("again.h5");
+    const char *again = fl_test_path("again.h5");
     CHECK_OK(write_cohort(&c, again, 7, &err), &err);
     CHECK(same_bytes(path, again));
 
@@ -285,7 +239,7 @@ static void test_round_trip(void) {
 static void test_absent_modalities(void) {
     fl_cohort c, r;
     fl_err err = {""};
-    const char *path = tpath("clinical-only.h5");
+    const char *path = fl_test_path("clinical-only.h5");
     build(&c);
     for (int m = 0; m < FL_MOD_CLINICAL; m++) {
         fl_omics_matrix *o = &c.omics[m];
@@ -328,7 +282,7 @@ static void test_subset(void) {
     fl_cohort c, r;
     fl_cohort_file *f = NULL;
     fl_err err = {""};
-    const char *src = tpath("full.h5"), *sub = tpath("subset.h5");
+    const char *src = fl_test_path("full.h5"), *sub = fl_test_path("subset.h5");
     build(&c);
     CHECK_OK(write_cohort(&c, src, 3, &err), &err);
     fl_cohort full;
@@ -341,7 +295,7 @@ static void test_subset(void) {
     const uint8_t keep[P7] = {1, 1, 0, 0, 1, 0, 1};
     const int rows[4] = {0, 1, 4, 6};
     CHECK_OK(fl_cohort_save_subset(&full, f, keep, sub, &err), &err);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     fl_cohort_file *g = NULL;
     CHECK_OK(fl_cohort_open(&g, &r, sub, &err), &err);
     if (g) {
@@ -395,10 +349,10 @@ static void test_subset(void) {
 
     /* A cohort that changed a split before saving (what `split` does) is written as given. */
     full.split[1] = FL_SPLIT_TEST; /* S1 now disagrees with S0 about case C0 */
-    CHECK_FAILS(fl_cohort_save_subset(&full, f, keep, tpath("straddle.h5"), &err), err,
-                tpath("straddle.h5"));
+    CHECK_FAILS(fl_cohort_save_subset(&full, f, keep, fl_test_path("straddle.h5"), &err), err,
+                fl_test_path("straddle.h5"));
     CHECK_MSG(err, "C0");
-    CHECK(!exists(tpath("straddle.h5")));
+    CHECK(!fl_test_file_exists(fl_test_path("straddle.h5")));
     full.split[0] = FL_SPLIT_TEST;
     CHECK_OK(fl_cohort_save_subset(&full, f, keep, sub, &err), &err);
     CHECK_OK(fl_cohort_load(&r, sub, &err), &err);
@@ -406,10 +360,10 @@ static void test_subset(void) {
     fl_cohort_destroy(&r);
     /* A source whose tiles are not the cohort's is refused. */
     full.n_tiles--;
-    CHECK_FAILS(fl_cohort_save_subset(&full, f, keep, tpath("mismatch.h5"), &err), err,
-                tpath("mismatch.h5"));
+    CHECK_FAILS(fl_cohort_save_subset(&full, f, keep, fl_test_path("mismatch.h5"), &err), err,
+                fl_test_path("mismatch.h5"));
     full.n_tiles++;
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     fl_cohort_close(f);
     fl_cohort_destroy(&full);
     fl_cohort_destroy(&c);
@@ -422,19 +376,19 @@ static void test_writer_cleanup(void) {
     fl_cohort c, r;
     fl_cohort_writer *w = NULL;
     fl_err err = {""};
-    const char *path = tpath("atomic.h5"), *fresh = tpath("never.h5");
+    const char *path = fl_test_path("atomic.h5"), *fresh = fl_test_path("never.h5");
     uint8_t *buf = malloc(4 * TB);
     build(&c);
     fill_tiles(buf, 0, 4);
 
     /* abort after some tiles: no target, no temporary file. */
     CHECK_OK(fl_cohort_writer_begin(&w, &c, fresh, &err), &err);
-    CHECK_EQ_INT(count_tmp(), 1); /* while writing, the temporary file is there */
+    CHECK_EQ_INT(fl_test_count_tmp(), 1); /* while writing, the temporary file is there */
     CHECK_OK(fl_cohort_write_tiles(w, buf, 4, &err), &err);
     fl_cohort_writer_abort(w);
     fl_cohort_writer_abort(NULL);
-    CHECK(!exists(fresh));
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK(!fl_test_file_exists(fresh));
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 
     /* An existing good file survives a failed rewrite. */
     CHECK_OK(write_cohort(&c, path, 5, &err), &err);
@@ -442,7 +396,7 @@ static void test_writer_cleanup(void) {
     CHECK_OK(fl_cohort_write_tiles(w, buf, 2, &err), &err);
     CHECK_FAILS(fl_cohort_writer_commit(w, &err), err, path); /* too few tiles */
     CHECK_MSG(err, "/tiles/pixels");
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     CHECK_OK(fl_cohort_load(&r, path, &err), &err);
     check_same(&r, &c, NULL, __LINE__);
     fl_cohort_destroy(&r);
@@ -451,7 +405,7 @@ static void test_writer_cleanup(void) {
     CHECK_OK(fl_cohort_writer_begin(&w, &c, fresh, &err), &err);
     uint8_t *big = calloc((size_t)c.n_tiles + 1, TB);
     CHECK_FAILS(fl_cohort_write_tiles(w, big, c.n_tiles + 1, &err), err, fresh);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     CHECK_FAILS(fl_cohort_write_tiles(w, big, 1, &err), err, fresh);
     fl_cohort_writer_abort(w);
     free(big);
@@ -459,7 +413,7 @@ static void test_writer_cleanup(void) {
     CHECK_OK(fl_cohort_writer_begin(&w, &c, fresh, &err), &err);
     CHECK_FAILS(fl_cohort_write_tiles(w, buf, -1, &err), err, fresh);
     CHECK_FAILS(fl_cohort_writer_commit(w, &err), err, fresh);
-    CHECK(!exists(fresh));
+    CHECK(!fl_test_file_exists(fresh));
 
     /* An invalid cohort is refused before any file is made. */
     c.label[2] = 3;
@@ -478,11 +432,11 @@ static void test_writer_cleanup(void) {
     CHECK_MSG(err, "/tiles/patient");
 
     /* A folder that does not exist: one sentence, nothing created. */
-    const char *nodir = tpath("no/such/dir.h5");
+    const char *nodir = fl_test_path("no/such/dir.h5");
     c.tile_patient[3] = 1;
     CHECK_FAILS(fl_cohort_writer_begin(&w, &c, nodir, &err), err, nodir);
-    CHECK(!exists(fresh));
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK(!fl_test_file_exists(fresh));
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     free(buf);
     fl_cohort_destroy(&c);
 }
@@ -494,7 +448,7 @@ static char good_path[512];
 
 /* A copy of the good file under a new name. */
 static const char *copy_good(const char *name) {
-    const char *p = tpath(name);
+    const char *p = fl_test_path(name);
     FILE *in = fopen(good_path, "rb"), *out = fopen(p, "wb");
     char buf[65536];
     size_t n;
@@ -586,7 +540,7 @@ static void test_validation(void) {
     fl_err err = {""};
     const char *p;
     build(&c);
-    snprintf(good_path, sizeof good_path, "%s", tpath("good.h5"));
+    snprintf(good_path, sizeof good_path, "%s", fl_test_path("good.h5"));
     CHECK_OK(write_cohort(&c, good_path, 8, &err), &err);
 
     /* Still good after an edit that changes nothing the reader checks (vlen class names). */
@@ -599,9 +553,9 @@ static void test_validation(void) {
     fl_cohort_destroy(&r);
 
     /* Not a cohort at all. */
-    p = tpath("missing.h5");
+    p = fl_test_path("missing.h5");
     CHECK_REJECTS(p, "cannot open: No such file or directory");
-    p = tpath("random.h5");
+    p = fl_test_path("random.h5");
     FILE *fp = fopen(p, "wb");
     for (int i = 0; i < 4096; i++) fputc((i * 7919 + 13) & 255, fp);
     fclose(fp);
@@ -715,29 +669,12 @@ static void test_validation(void) {
     H5Adelete(f, "version");
     H5Fclose(f);
     CHECK_REJECTS(p, "\"version\" attribute is missing");
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     fl_cohort_destroy(&c);
 }
 
-static void remove_dir(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) fl_test_fail_at(__FILE__, __LINE__, "cannot remove %s", p);
-    }
-    if (d) closedir(d);
-    if (rmdir(dir) != 0) fl_test_fail_at(__FILE__, __LINE__, "cannot remove %s", dir);
-}
-
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/fl-cohort-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!fl_test_mkdtemp("fl-cohort-")) return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     CHECK(strcmp(fl_omics_name(FL_MOD_METHYLATION), "methylation") == 0);
     CHECK(strcmp(fl_split_name(FL_SPLIT_VAL), "val") == 0);
@@ -746,6 +683,7 @@ int main(void) {
     test_subset();
     test_writer_cleanup();
     test_validation();
-    remove_dir();
+    if (fl_test_rmtree(fl_test_dir) != 0)
+        fl_test_fail_at(__FILE__, __LINE__, "cannot remove %s", fl_test_dir);
     return fl_test_summary("test_cohort");
 }

@@ -16,31 +16,16 @@
 #include "data/import_table.h"
 #include "harness.h"
 
-static char dir[64];
-
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%.200s", dir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n) fl_test_fail_at(__FILE__, __LINE__, "writing %s", path);
-    if (f) fclose(f);
-}
-
 static const char *fixture(const char *name, const char *text) {
-    const char *p = tpath(name);
-    write_bytes(p, text, strlen(text));
+    const char *p = fl_test_path(name);
+    fl_test_write_file(p, text, strlen(text));
     return p;
 }
 
-/* Entries of dir that are neither fixtures (*.csv, *.tsv) nor folders: outputs or temp files. */
+/* Entries of fl_test_dir that are neither fixtures (*.csv, *.tsv) nor folders: outputs or temp
+ * files. */
 static int count_outputs(void) {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(fl_test_dir);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -51,11 +36,6 @@ static int count_outputs(void) {
     }
     if (d) closedir(d);
     return n;
-}
-
-static int exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 #define CHECK_STR(a, b)                                                             \
@@ -77,8 +57,8 @@ static int exists(const char *path) {
  * the table's path and `where` ("t.csv:5:" or just the path); nothing may be left behind. */
 static void expect_bad(const fl_import_options *o, fl_status want, const char *where, int line) {
     fl_err err = {{0}};
-    char out[512]; /* not from tpath: o->csv may be one of its buffers */
-    snprintf(out, sizeof out, "%s/out.h5", dir);
+    char out[512]; /* not from fl_test_path: o->csv may be one of its buffers */
+    snprintf(out, sizeof out, "%s/out.h5", fl_test_dir);
     fl_status s = fl_import_table(o, out, &err);
     fl_test_checks++;
     if (s == FL_OK) {
@@ -91,8 +71,8 @@ static void expect_bad(const fl_import_options *o, fl_status want, const char *w
                         fl_status_str(want), err.msg);
     if (!strstr(err.msg, o->csv) || !strstr(err.msg, where))
         fl_test_fail_at(__FILE__, line, "message lacks \"%s\": %s", where, err.msg);
-    if (exists(out)) fl_test_fail_at(__FILE__, line, "%s was written", out);
-    if (count_outputs()) fl_test_fail_at(__FILE__, line, "something was left in %s", dir);
+    if (fl_test_file_exists(out)) fl_test_fail_at(__FILE__, line, "%s was written", out);
+    if (count_outputs()) fl_test_fail_at(__FILE__, line, "something was left in %s", fl_test_dir);
 }
 #define EXPECT_BAD(o, want, where) expect_bad(o, want, where, __LINE__)
 
@@ -166,8 +146,8 @@ static void test_csv_reader(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n = strlen(bad[i].text);
         if (i == 4) n = 11; /* the NUL is part of the text */
-        write_bytes(tpath("bad.csv"), bad[i].text, n);
-        const char *bp = tpath("bad.csv");
+        fl_test_write_file(fl_test_path("bad.csv"), bad[i].text, n);
+        const char *bp = fl_test_path("bad.csv");
         int got = fl_csv_open(&r, bp, 0, &err); /* a NUL byte fails here already */
         if (got == FL_OK)
             while ((got = fl_csv_next(r, &rec, &err)) == 1) {
@@ -196,7 +176,7 @@ static const char good_csv[] = "\xEF\xBB\xBFpatient,diagnosis,age,sex,pack_years
 static void test_good_csv(void) {
     fl_err err = {{0}};
     fl_import_options o;
-    const char *csv = fixture("good.csv", good_csv), *out = tpath("good.h5");
+    const char *csv = fixture("good.csv", good_csv), *out = fl_test_path("good.h5");
     base_options(&o, csv);
     CHECK_OK(fl_import_table(&o, out, &err), &err);
     fl_cohort c;
@@ -290,7 +270,7 @@ static void test_tsv_sites_split_classes(void) {
     o.classes = "LUAD, LUSC,NORMAL";
     o.ignore = "note";
     o.modality = FL_MOD_RNA;
-    const char *out = tpath("rna.h5");
+    const char *out = fl_test_path("rna.h5");
     CHECK_OK(fl_import_table(&o, out, &err), &err);
     fl_cohort c;
     CHECK_OK(fl_cohort_load(&c, out, &err), &err);
@@ -439,8 +419,8 @@ static void test_bad_inputs(void) {
               ":2: column \"a\": 1e300 does not fit a float");
 
     /* A NUL byte: a binary file. */
-    p = tpath("nul.csv");
-    write_bytes(p, "patient,diagnosis,a\n1,A,\0\n", 26);
+    p = fl_test_path("nul.csv");
+    fl_test_write_file(p, "patient,diagnosis,a\n1,A,\0\n", 26);
     base_options(&o, p);
     snprintf(where, sizeof where, "%s:2: a NUL byte", p);
     EXPECT_BAD(&o, FL_EFORMAT, where);
@@ -496,12 +476,12 @@ static void test_bad_inputs(void) {
     EXPECT_BAD(&o, FL_EFORMAT, where);
 
     /* Unreadable: missing, a folder, and (when not root) a file without read permission. */
-    base_options(&o, tpath("missing.csv"));
+    base_options(&o, fl_test_path("missing.csv"));
     EXPECT_BAD(&o, FL_ENOTFOUND, ": cannot open");
-    mkdir(tpath("folder.csv"), 0700);
-    base_options(&o, tpath("folder.csv"));
+    mkdir(fl_test_path("folder.csv"), 0700);
+    base_options(&o, fl_test_path("folder.csv"));
     EXPECT_BAD(&o, FL_EIO, ": cannot read");
-    rmdir(tpath("folder.csv"));
+    rmdir(fl_test_path("folder.csv"));
     if (geteuid() != 0) {
         p = fixture("locked.csv", "patient,diagnosis,a\n1,A,1\n");
         chmod(p, 0);
@@ -517,37 +497,20 @@ static void test_bad_inputs(void) {
     CHECK(strstr(err.msg, "overwrite the table") != NULL);
     /* An output folder that does not exist: the writer's sentence, nothing left. */
     base_options(&o, p);
-    CHECK(fl_import_table(&o, tpath("no/such/dir/x.h5"), &err) != FL_OK);
+    CHECK(fl_import_table(&o, fl_test_path("no/such/dir/x.h5"), &err) != FL_OK);
     CHECK(strstr(err.msg, "no/such/dir/x.h5") != NULL);
     CHECK_EQ_INT(count_outputs(), 0);
 #undef BAD_TABLE
 }
 
-static void remove_dir(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        const char *p = tpath(e->d_name);
-        if (unlink(p) != 0) rmdir(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/fl_import_XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!fl_test_mkdtemp("fl_import_")) return 1;
     test_csv_reader();
     test_good_csv();
     test_tsv_sites_split_classes();
     test_seeded_split();
     test_parse_split();
     test_bad_inputs();
-    remove_dir();
+    fl_test_rmtree(fl_test_dir);
     return fl_test_summary("test_import_table");
 }

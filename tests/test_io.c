@@ -2,14 +2,12 @@
  * byte buffers, malformed headers, a mutation sweep, model round trips, torchvision's I64
  * num_batches_tracked), HDF5 checkpoints (round trip, tampering, missing and extra datasets),
  * and every ResNet depth through both formats. Files live in a mkdtemp folder, removed after. */
-#include <dirent.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "nn/checkpoint.h"
@@ -18,52 +16,7 @@
 #include "nn/resnet.h"
 #include "nn/safetensors.h"
 
-static char dir[64];
 static fl_backend *be;
-
-/* dir/name in a static buffer (four rotate, so one call can take several paths). */
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%.200s", dir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n) fl_test_fail_at(__FILE__, __LINE__, "writing %s", path);
-    if (f) fclose(f);
-}
-
-/* Counts entries of dir whose name contains ".tmp." (there must never be any left). */
-static int count_tmp(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d) closedir(d);
-    return n;
-}
-
-/* A failed call must say which file it was about. */
-#define CHECK_FAILS(expr, err, path)                                                               \
-    do {                                                                                           \
-        fl_status s_ = (expr);                                                                     \
-        fl_test_checks++;                                                                          \
-        if (s_ == FL_OK)                                                                           \
-            fl_test_fail_at(__FILE__, __LINE__, "%s succeeded", #expr);                            \
-        else if (!strstr((err).msg, (path)))                                                       \
-            fl_test_fail_at(__FILE__, __LINE__, "%s: message does not name %s: %s", #expr, (path), \
-                            (err).msg);                                                            \
-    } while (0)
-
-#define CHECK_MSG(err, text)                                                                    \
-    do {                                                                                        \
-        fl_test_checks++;                                                                       \
-        if (!strstr((err).msg, (text)))                                                         \
-            fl_test_fail_at(__FILE__, __LINE__, "message lacks \"%s\": %s", (text), (err).msg); \
-    } while (0)
 
 /* ------------------------------------------------------------------------------------------ */
 /* npy                                                                                         */
@@ -80,7 +33,7 @@ static void write_npy_raw(const char *path, int major, const char *dict, const v
     memcpy(buf + off, dict, hl);
     buf[off + hl] = '\n';
     memcpy(buf + off + hl + 1, data, n);
-    write_bytes(path, buf, off + hl + 1 + n);
+    fl_test_write_file(path, buf, off + hl + 1 + n);
 }
 
 static void test_npy_roundtrip(void) {
@@ -96,7 +49,7 @@ static void test_npy_roundtrip(void) {
             x[i] = (float)i * 0.37f - 3.0f;
             y[i] = (int32_t)i * 1000003 - 7;
         }
-        const char *pf = tpath("a.npy"), *pi = tpath("b.npy");
+        const char *pf = fl_test_path("a.npy"), *pi = fl_test_path("b.npy");
         CHECK_OK(fl_npy_write_f32(pf, x, ndims[k], shapes[k], &err), &err);
         CHECK_OK(fl_npy_write_i32(pi, y, ndims[k], shapes[k], &err), &err);
         float *rx = NULL;
@@ -121,12 +74,12 @@ static void test_npy_roundtrip(void) {
         free(rx);
     }
     /* Headers are padded so the data starts at a multiple of 64. */
-    FILE *f = fopen(tpath("a.npy"), "rb");
+    FILE *f = fopen(fl_test_path("a.npy"), "rb");
     unsigned char pre[10] = {0};
     CHECK(f && fread(pre, 1, 10, f) == 10);
     if (f) fclose(f);
     CHECK_EQ_INT((10 + (pre[8] | pre[9] << 8)) % 64, 0);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 }
 
 static void test_npy_dtypes(void) {
@@ -135,7 +88,7 @@ static void test_npy_dtypes(void) {
     int32_t *y = NULL;
     int nd;
     int64_t sh[4];
-    const char *p = tpath("d.npy");
+    const char *p = fl_test_path("d.npy");
 
     double f8[3] = {1.5, -2.25, 1e30};
     write_npy_raw(p, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", f8, sizeof f8);
@@ -175,17 +128,17 @@ static void test_npy_bad(void) {
     int nd;
     int64_t sh[4];
     float data[6] = {0};
-    const char *p = tpath("bad.npy");
+    const char *p = fl_test_path("bad.npy");
 
-    const char *missing = tpath("nope.npy");
+    const char *missing = fl_test_path("nope.npy");
     CHECK_FAILS(fl_npy_read_f32(missing, &x, &nd, sh, &err), err, missing);
     CHECK(x == NULL);
     CHECK_EQ_INT(fl_npy_read_f32(missing, &x, &nd, sh, &err), FL_ENOTFOUND);
 
-    write_bytes(p, "\x93NUMPX\x01\x00\x10\x00{}", 12);
+    fl_test_write_file(p, "\x93NUMPX\x01\x00\x10\x00{}", 12);
     CHECK_FAILS(fl_npy_read_f32(p, &x, &nd, sh, &err), err, p);
     CHECK_MSG(err, "magic");
-    write_bytes(p, "\x93NUM", 4);
+    fl_test_write_file(p, "\x93NUM", 4);
     CHECK_FAILS(fl_npy_read_f32(p, &x, &nd, sh, &err), err, p);
 
     const char *ok2x3 = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
@@ -197,7 +150,7 @@ static void test_npy_bad(void) {
     { /* header length past the end of the file */
         unsigned char b[64];
         memcpy(b, "\x93NUMPY\x01\x00\xff\x7f{'descr'", 18);
-        write_bytes(p, b, 18);
+        fl_test_write_file(p, b, 18);
         CHECK_FAILS(fl_npy_read_f32(p, &x, &nd, sh, &err), err, p);
     }
     write_npy_raw(p, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data,
@@ -233,7 +186,7 @@ static void test_npy_bad(void) {
             for (size_t v = 0; v < sizeof vals; v++) {
                 memcpy(mut, img, total);
                 mut[at] = vals[v];
-                write_bytes(p, mut, total);
+                fl_test_write_file(p, mut, total);
                 int32_t *y = NULL;
                 if (fl_npy_read_f32(p, &x, &nd, sh, &err) == FL_OK)
                     free(x);
@@ -244,7 +197,7 @@ static void test_npy_bad(void) {
             }
         }
         for (size_t n = 0; n < total; n++) {
-            write_bytes(p, img, n);
+            fl_test_write_file(p, img, n);
             if (fl_npy_read_f32(p, &x, &nd, sh, &err) == FL_OK) {
                 fl_test_fail_at(__FILE__, __LINE__, "truncated to %zu bytes but read", n);
                 free(x);
@@ -254,10 +207,10 @@ static void test_npy_bad(void) {
 
     /* A writer that cannot create its file leaves nothing and says why. */
     int64_t s1[1] = {6};
-    const char *nodir = tpath("no/such/dir/x.npy");
+    const char *nodir = fl_test_path("no/such/dir/x.npy");
     CHECK_FAILS(fl_npy_write_f32(nodir, data, 1, s1, &err), err, nodir);
     CHECK_FAILS(fl_npy_write_f32(p, data, 5, s1, &err), err, p);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -272,14 +225,14 @@ static void write_st_raw(const char *path, const char *header, uint64_t hlen_ove
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(len >> (8 * i));
     memcpy(b + 8, header, hl);
     if (n) memcpy(b + 8 + hl, data, n);
-    write_bytes(path, b, 8 + hl + n);
+    fl_test_write_file(path, b, 8 + hl + n);
     free(b);
 }
 
 static void test_st_handmade(void) {
     fl_err err = {{0}};
     fl_safetensors *st = NULL;
-    const char *p = tpath("hand.safetensors");
+    const char *p = fl_test_path("hand.safetensors");
     /* data: weight F32 (2,2) at [0,16), num_batches_tracked I64 () at [16,24), a F16 (3) at
      * [24,30), a BF16 (1) at [30,32), a F64 (1) at [32,40). Unsorted in the header. */
     unsigned char data[40];
@@ -345,7 +298,7 @@ static void test_st_handmade(void) {
 static void test_st_malformed(void) {
     fl_err err = {{0}};
     fl_safetensors *st = (fl_safetensors *)1;
-    const char *p = tpath("mal.safetensors");
+    const char *p = fl_test_path("mal.safetensors");
     unsigned char data[16] = {0};
     static const char *const bad[] = {
         "",
@@ -394,9 +347,9 @@ static void test_st_malformed(void) {
     CHECK_FAILS(fl_safetensors_open(&st, p, &err), err, p);
     write_st_raw(p, "{}", 0xFFFFFFFFFFFFFFFFull, NULL, 0);
     CHECK_FAILS(fl_safetensors_open(&st, p, &err), err, p);
-    write_bytes(p, "\x02\x00\x00", 3);
+    fl_test_write_file(p, "\x02\x00\x00", 3);
     CHECK_FAILS(fl_safetensors_open(&st, p, &err), err, p);
-    const char *missing = tpath("nope.safetensors");
+    const char *missing = fl_test_path("nope.safetensors");
     CHECK_FAILS(fl_safetensors_open(&st, missing, &err), err, missing);
 
     /* Mutation sweep: every byte of a valid file replaced by a few values must give either a
@@ -414,7 +367,7 @@ static void test_st_malformed(void) {
         for (size_t v = 0; v < sizeof vals; v++) {
             memcpy(mut, img, total);
             mut[at] = vals[v];
-            write_bytes(p, mut, total);
+            fl_test_write_file(p, mut, total);
             err.msg[0] = '\0';
             if (fl_safetensors_open(&st, p, &err) == FL_OK) {
                 for (int i = 0; i < fl_safetensors_count(st); i++) {
@@ -436,7 +389,7 @@ static void test_st_malformed(void) {
     }
     /* Truncations at every length. */
     for (size_t n = 0; n < total; n++) {
-        write_bytes(p, img, n);
+        fl_test_write_file(p, img, n);
         if (fl_safetensors_open(&st, p, &err) == FL_OK) {
             fl_test_fail_at(__FILE__, __LINE__, "truncated to %zu bytes but opened", n);
             fl_safetensors_close(st);
@@ -555,7 +508,7 @@ static void test_st_model(void) {
     randomize(a, 11);
 
     /* Our own writer, with metadata, then load into a differently-seeded model. */
-    const char *p = tpath("r18.safetensors");
+    const char *p = fl_test_path("r18.safetensors");
     const char *meta[] = {"arch", "resnet18", "quote", "a\"b\\c\n", NULL};
     CHECK_OK(fl_safetensors_save_model(a, p, meta, &err), &err);
     fl_safetensors *st = NULL;
@@ -570,7 +523,7 @@ static void test_st_model(void) {
     same_tensors(a, b, "safetensors round trip");
 
     /* torchvision-style: I64 num_batches_tracked tensors load fine. */
-    const char *tv = tpath("tv.safetensors");
+    const char *tv = fl_test_path("tv.safetensors");
     randomize(a, 12);
     write_torchvision_like(a, tv, NULL, NULL);
     CHECK_OK(fl_safetensors_load_model(b, tv, &err), &err);
@@ -613,9 +566,9 @@ static void test_st_model(void) {
     CHECK_MSG(err, "I64");
     free(w1);
 
-    const char *nodir = tpath("no/such/dir/x.safetensors");
+    const char *nodir = fl_test_path("no/such/dir/x.safetensors");
     CHECK_FAILS(fl_safetensors_save_model(a, nodir, NULL, &err), err, nodir);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 done:
     fl_model_free(a);
     fl_model_free(b);
@@ -694,13 +647,13 @@ static void test_checkpoint(void) {
     fl_model *a = make_resnet(18, 3, 1), *b = make_resnet(18, 3, 2), *c = make_resnet(18, 5, 3);
     if (!a || !b || !c) goto done;
     randomize(a, 21);
-    const char *p = tpath("ck.h5");
+    const char *p = fl_test_path("ck.h5");
     fl_model_meta meta, got;
     meta_for(&meta, "resnet18");
     snprintf(meta.phase, sizeof meta.phase, "image");
     meta.round = 7;
     CHECK_OK(fl_checkpoint_save(a, &meta, p, &err), &err);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 
     CHECK_OK(fl_checkpoint_read_meta(p, &got, &err), &err);
     CHECK(strcmp(got.arch, "resnet18") == 0 && strcmp(got.stem, "imagenet") == 0);
@@ -762,19 +715,19 @@ static void test_checkpoint(void) {
         if (f) n = fread(bytes, 1, cap, f);
         if (f) fclose(f);
         CHECK(n > 1000 && n < cap);
-        const char *cut = tpath("cut.h5");
-        write_bytes(cut, bytes, n / 2);
+        const char *cut = fl_test_path("cut.h5");
+        fl_test_write_file(cut, bytes, n / 2);
         CHECK_FAILS(fl_checkpoint_load(b, cut, &err), err, cut);
         free(bytes);
     }
     /* Not a checkpoint at all, or not there. */
-    const char *junk = tpath("junk.h5");
-    write_bytes(junk, "not hdf5", 8);
+    const char *junk = fl_test_path("junk.h5");
+    fl_test_write_file(junk, "not hdf5", 8);
     CHECK_FAILS(fl_checkpoint_read_meta(junk, &got, &err), err, junk);
     CHECK_FAILS(fl_checkpoint_load(b, junk, &err), err, junk);
-    const char *st = tpath("r18.safetensors"); /* an HDF5 reader must refuse it politely */
+    const char *st = fl_test_path("r18.safetensors"); /* an HDF5 reader must refuse it politely */
     CHECK_FAILS(fl_checkpoint_load(b, st, &err), err, st);
-    const char *missing = tpath("nope.h5");
+    const char *missing = fl_test_path("nope.h5");
     CHECK_FAILS(fl_checkpoint_read_meta(missing, &got, &err), err, missing);
     CHECK_EQ_INT(fl_checkpoint_read_meta(missing, &got, &err), FL_ENOTFOUND);
     { /* an HDF5 file that is not ours */
@@ -783,12 +736,12 @@ static void test_checkpoint(void) {
         CHECK_FAILS(fl_checkpoint_read_meta(junk, &got, &err), err, junk);
         CHECK_MSG(err, "fedlung");
     }
-    const char *nodir = tpath("no/such/dir/ck.h5");
+    const char *nodir = fl_test_path("no/such/dir/ck.h5");
     CHECK_FAILS(fl_checkpoint_save(a, &meta, nodir, &err), err, nodir);
     fl_model_meta noarch;
     fl_model_meta_init(&noarch);
     CHECK_FAILS(fl_checkpoint_save(a, &noarch, p, &err), err, p);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 done:
     fl_model_free(a);
     fl_model_free(b);
@@ -805,7 +758,7 @@ static void test_all_depths(void) {
         snprintf(arch, sizeof arch, "resnet%d", depths[k]);
         if (a && b) {
             randomize(a, 100 + k);
-            const char *ps = tpath("net.safetensors"), *ph = tpath("net.h5");
+            const char *ps = fl_test_path("net.safetensors"), *ph = fl_test_path("net.h5");
             CHECK_OK(fl_safetensors_save_model(a, ps, NULL, &err), &err);
             CHECK_OK(fl_safetensors_load_model(b, ps, &err), &err);
             snprintf(what, sizeof what, "%s safetensors", arch);
@@ -830,29 +783,13 @@ static void test_all_depths(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void remove_dir(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        unlink(tpath(e->d_name));
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
     fl_err err = {{0}};
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/fl_io_XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!fl_test_mkdtemp("fl_io_")) return 1;
     be = fl_backend_cpu_new(0, &err);
     if (!be) {
         fprintf(stderr, "test_io: %s\n", err.msg);
-        remove_dir();
+        fl_test_rmtree(fl_test_dir);
         return 1;
     }
     test_npy_roundtrip();
@@ -864,6 +801,6 @@ int main(void) {
     test_checkpoint();
     test_all_depths();
     be->destroy(be);
-    remove_dir();
+    fl_test_rmtree(fl_test_dir);
     return fl_test_summary("test_io");
 }

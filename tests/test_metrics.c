@@ -5,7 +5,6 @@
  * ("label,<class 0>,...", then one row of label and K scores per sample), writes every metric and
  * curve to DIR/out.csv ("key,k,j,value") and the reports and charts next to it. */
 #include <cairo.h>
-#include <dirent.h>
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,48 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/atomic.h"
 #include "eval/metrics.h"
 #include "eval/plot.h"
 #include "eval/report.h"
 #include "harness.h"
 
 #define TOL 1e-12
-
-static char dir[64];
-
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%.200s", dir, name);
-    return buf[k];
-}
-
-/* The whole file as a NUL-terminated string (caller frees), or NULL. */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (s) s[n] = '\0';
-    if (len) *len = (size_t)n;
-    return s;
-}
-
-static int count_tmp(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d) closedir(d);
-    return n;
-}
 
 /* Checks n doubles against expected values to TOL (NaN must match NaN). */
 static void check_doubles(const char *what, const double *got, const double *want, int n,
@@ -316,8 +280,9 @@ static void test_reports(void) {
     const int32_t y[2] = {0, 2};
     const float p[6] = {0.7f, 0.2f, 0.1f, 0.1f, 0.2f, 0.7f};
     fl_err err = {{0}};
-    CHECK_OK(fl_write_predictions_csv(tpath("pred.csv"), ids, y, names, p, 2, 3, &err), &err);
-    char *csv = slurp(tpath("pred.csv"), NULL);
+    CHECK_OK(fl_write_predictions_csv(fl_test_path("pred.csv"), ids, y, names, p, 2, 3, &err),
+             &err);
+    char *csv = fl_test_read_file(fl_test_path("pred.csv"), NULL);
     const char *want_csv = "patient_id,label,p_LUAD,\"p_LU,SC\",\"p_a\"\"b\\c\n\"\n"
                            "TCGA-05-4244,LUAD,0.699999988,0.200000003,0.100000001\n"
                            "\"id \"\"2\"\"\",\"a\"\"b\\c\n\",0.100000001,0.200000003,0.699999988\n";
@@ -327,9 +292,10 @@ static void test_reports(void) {
 
     fl_metrics m;
     CHECK_OK(fl_metrics_compute(p, y, 2, 3, &m, &err), &err);
-    CHECK_OK(fl_write_metrics_json(tpath("m.json"), &m, names, 3, " { \"round\": 3 } ", &err),
-             &err);
-    char *json = slurp(tpath("m.json"), NULL);
+    CHECK_OK(
+        fl_write_metrics_json(fl_test_path("m.json"), &m, names, 3, " { \"round\": 3 } ", &err),
+        &err);
+    char *json = fl_test_read_file(fl_test_path("m.json"), NULL);
     const char *want_json =
         "{\n  \"n\": 2,\n  \"per_class\": {\n"
         "    \"LUAD\": {\"auc\": 1, \"ap\": 1, \"support\": 1},\n"
@@ -341,39 +307,41 @@ static void test_reports(void) {
     CHECK(json && strcmp(json, want_json) == 0);
     if (json && strcmp(json, want_json) != 0) printf("got:\n%s\nexpected:\n%s\n", json, want_json);
     free(json);
-    CHECK_OK(fl_write_metrics_json(tpath("m2.json"), &m, names, 3, NULL, &err), &err);
-    json = slurp(tpath("m2.json"), NULL);
+    CHECK_OK(fl_write_metrics_json(fl_test_path("m2.json"), &m, names, 3, NULL, &err), &err);
+    json = fl_test_read_file(fl_test_path("m2.json"), NULL);
     CHECK(json && strstr(json, "]\n  ]\n}\n") != NULL);
     free(json);
-    CHECK_EQ_INT(fl_write_metrics_json(tpath("m3.json"), &m, names, 2, NULL, &err), FL_EINVAL);
+    CHECK_EQ_INT(fl_write_metrics_json(fl_test_path("m3.json"), &m, names, 2, NULL, &err),
+                 FL_EINVAL);
     fl_metrics_destroy(&m);
 
     /* Failures leave no file and no temporary behind. */
-    CHECK_EQ_INT(fl_write_predictions_csv(tpath("missing/pred.csv"), ids, y, names, p, 2, 3, &err),
-                 FL_EIO);
+    CHECK_EQ_INT(
+        fl_write_predictions_csv(fl_test_path("missing/pred.csv"), ids, y, names, p, 2, 3, &err),
+        FL_EIO);
     CHECK(strstr(err.msg, "missing/pred.csv") != NULL);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
     if (access("/dev/full", W_OK) == 0) { /* a full disk: the commit must notice */
         fl_atomic_file af;
-        CHECK_OK(fl_atomic_open(&af, tpath("full"), &err), &err);
+        CHECK_OK(fl_atomic_open(&af, fl_test_path("full"), &err), &err);
         fclose(af.f);
         af.f = fopen("/dev/full", "wb");
         CHECK(af.f != NULL);
         if (af.f) {
             for (int i = 0; i < 10000; i++) fputs("0123456789", af.f);
             CHECK_EQ_INT(fl_atomic_commit(&af, &err), FL_EIO);
-            CHECK(access(tpath("full"), F_OK) != 0);
+            CHECK(access(fl_test_path("full"), F_OK) != 0);
         } else {
             fl_atomic_abort(&af);
         }
-        CHECK_EQ_INT(count_tmp(), 0);
+        CHECK_EQ_INT(fl_test_count_tmp(), 0);
     }
 }
 
 /* A PNG file's signature and size from its IHDR chunk. */
 static void check_png(const char *path, int W, int H) {
     size_t len = 0;
-    unsigned char *b = (unsigned char *)slurp(path, &len);
+    unsigned char *b = (unsigned char *)fl_test_read_file(path, &len);
     CHECK(b && len > 1000 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
     if (b && len > 24) {
         CHECK_EQ_INT((b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19], W);
@@ -401,12 +369,12 @@ static void test_plots(void) {
     fl_err err = {{0}};
     fl_metrics_curves c;
     CHECK_OK(fl_curves_compute(p, y, N, K, &c, &err), &err);
-    CHECK_OK(fl_plot_roc(tpath("roc.png"), &c, names, K, &err), &err);
-    CHECK_OK(fl_plot_pr(tpath("pr.png"), &c, names, K, &err), &err);
-    check_png(tpath("roc.png"), 800, 600);
-    check_png(tpath("pr.png"), 800, 600);
-    CHECK_EQ_INT(fl_plot_roc(tpath("roc2.png"), &c, names, K - 1, &err), FL_EINVAL);
-    CHECK_EQ_INT(fl_plot_roc(tpath("nodir/roc.png"), &c, names, K, &err), FL_EIO);
+    CHECK_OK(fl_plot_roc(fl_test_path("roc.png"), &c, names, K, &err), &err);
+    CHECK_OK(fl_plot_pr(fl_test_path("pr.png"), &c, names, K, &err), &err);
+    check_png(fl_test_path("roc.png"), 800, 600);
+    check_png(fl_test_path("pr.png"), 800, 600);
+    CHECK_EQ_INT(fl_plot_roc(fl_test_path("roc2.png"), &c, names, K - 1, &err), FL_EINVAL);
+    CHECK_EQ_INT(fl_plot_roc(fl_test_path("nodir/roc.png"), &c, names, K, &err), FL_EIO);
     fl_curves_destroy(&c);
 
     /* The generic plotter: auto ranges, NaN gaps, markers, an empty and a one-point series. */
@@ -419,14 +387,14 @@ static void test_plots(void) {
     };
     fl_plot_spec spec = {
         .title = "Loss", .xlabel = "Round", .ylabel = "Loss", .width = 640, .height = 400};
-    CHECK_OK(fl_plot_lines(tpath("loss.png"), &spec, s, 3, &err), &err);
-    check_png(tpath("loss.png"), 640, 400);
+    CHECK_OK(fl_plot_lines(fl_test_path("loss.png"), &spec, s, 3, &err), &err);
+    check_png(fl_test_path("loss.png"), 640, 400);
     spec.width = 100;
-    CHECK_EQ_INT(fl_plot_lines(tpath("bad.png"), &spec, s, 3, &err), FL_EINVAL);
+    CHECK_EQ_INT(fl_plot_lines(fl_test_path("bad.png"), &spec, s, 3, &err), FL_EINVAL);
     spec.width = 0;
     s[0].x = NULL;
-    CHECK_EQ_INT(fl_plot_lines(tpath("bad.png"), &spec, s, 1, &err), FL_EINVAL);
-    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(fl_plot_lines(fl_test_path("bad.png"), &spec, s, 1, &err), FL_EINVAL);
+    CHECK_EQ_INT(fl_test_count_tmp(), 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -580,11 +548,7 @@ int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--dump") == 0)
         return dump(argv[2], argc >= 4 ? atoi(argv[3]) : 20);
 
-    snprintf(dir, sizeof dir, "/tmp/fl_test_metrics.XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!fl_test_mkdtemp("fl_test_metrics.")) return 1;
     test_sklearn_example();
     test_ties();
     test_missing_class();
@@ -594,13 +558,9 @@ int main(int argc, char **argv) {
     test_plots();
     release_font_caches();
     if (getenv("FL_KEEP_TEST_FILES")) {
-        printf("test_metrics: files kept in %s\n", dir);
+        printf("test_metrics: files kept in %s\n", fl_test_dir);
     } else {
-        DIR *d = opendir(dir);
-        for (struct dirent *e; d && (e = readdir(d));)
-            if (e->d_name[0] != '.') unlink(tpath(e->d_name));
-        if (d) closedir(d);
-        rmdir(dir);
+        fl_test_rmtree(fl_test_dir);
     }
     return fl_test_summary("test_metrics");
 }

@@ -1,132 +1,16 @@
-/* test_ops.c - every op of the CPU backend on tiny shapes: forward values against naive double
- * references, every backward against central finite differences of L = sum(y * r), the beta = 1
- * accumulation path, optimizer steps against hand-written references, thread independence. */
-#include "../nn/backend.h"
-#include "harness.h"
-
+/* test_ops.c - the CPU backend's normalisation, element-wise, pooling, linear and softmax
+ * cross-entropy ops on tiny shapes: forward values against naive double references, every
+ * backward against central finite differences of L = sum(y * r), the beta = 1 accumulation path,
+ * thread independence. Convolution and the optimizers are in test_ops_conv_optim.c. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static fl_backend *be;
-
-/* ---- allocation: every buffer of a test case is freed together by tfree() ---- */
-
-static void *allocs[256];
-static int n_allocs;
-
-static float *fbuf(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p || n_allocs == 256) abort();
-    allocs[n_allocs++] = p;
-    return p;
-}
-
-static void tfree(void) {
-    while (n_allocs) free(allocs[--n_allocs]);
-}
-
-/* ---- random numbers (xorshift64*, fixed seed) ---- */
-
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-
-static float urand(float lo, float hi) {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    double u = (double)((rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
-    return lo + (float)u * (hi - lo);
-}
-
-static double *dbuf(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p || n_allocs == 256) abort();
-    allocs[n_allocs++] = p;
-    return p;
-}
-
-static float *frand(size_t n, float lo, float hi) {
-    float *p = fbuf(n);
-    for (size_t i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
-
-static float *fcopy(const float *src, size_t n) {
-    float *p = fbuf(n);
-    memcpy(p, src, n * sizeof(float));
-    return p;
-}
-
-static float *fnan(size_t n) {
-    float *p = fbuf(n);
-    for (size_t i = 0; i < n; i++) p[i] = NAN;
-    return p;
-}
-
-/* ---- finite differences ---- */
-
-/* A forward pass under test: fwd(ctx) recomputes y (ny) from the current inputs. */
-typedef struct {
-    void (*fwd)(void *ctx);
-    void *ctx;
-    const float *y, *r;
-    size_t ny;
-} fd_obj;
-
-static double fd_loss(const fd_obj *o) {
-    o->fwd(o->ctx);
-    double L = 0;
-    for (size_t i = 0; i < o->ny; i++) L += (double)o->y[i] * o->r[i];
-    return L;
-}
-
-/* Compares g (the analytic dL/dp, n elements) with central differences of L in every element
- * of p; prints the first few disagreements with both sides. */
-static void fd_check_at(const char *what, const fd_obj *o, float *p, const float *g, size_t n,
-                        float h, const char *file, int line) {
-    int bad = 0;
-    fl_test_checks++;
-    /* One thread: thousands of tiny forwards, and a loaded machine makes every parallel region
-     * wait for a descheduled thread. The analytic side ran with the backend's threads. */
-    omp_set_num_threads(1);
-    for (size_t i = 0; i < n; i++) {
-        float p0 = p[i];
-        p[i] = p0 + h;
-        double lp = fd_loss(o);
-        float up = p[i];
-        p[i] = p0 - h;
-        double lm = fd_loss(o);
-        double num = (lp - lm) / ((double)up - (double)p[i]);
-        p[i] = p0;
-        if (!fl_test_close(g[i], num, 1e-2, 2e-3)) {
-            if (bad < 5)
-                fprintf(stderr, "  %s[%zu]: analytic %.7g, numeric %.7g\n", what, i, g[i], num);
-            bad++;
-        }
-    }
-    omp_set_num_threads(be->threads);
-    o->fwd(o->ctx);
-    if (bad) fl_test_fail_at(file, line, "%s: %d of %zu gradients off", what, bad, n);
-}
-#define FD_CHECK(what, o, p, g, n, h) fd_check_at(what, o, p, g, n, h, __FILE__, __LINE__)
-
-/* dx_acc started as d0 and received beta = 1 accumulation; it must equal d0 + dx. */
-static void check_beta1_at(const char *what, const float *dx_acc, const float *d0, const float *dx,
-                           size_t n, const char *file, int line) {
-    float *want = fbuf(n);
-    for (size_t i = 0; i < n; i++) want[i] = d0[i] + dx[i];
-    fl_test_arrays_close(what, dx_acc, want, n, 1e-5, 0.1, file, line);
-}
-#define CHECK_BETA1(what, acc, d0, dx, n) check_beta1_at(what, acc, d0, dx, n, __FILE__, __LINE__)
-
-/* Loads a double reference into floats for CHECK_ARRAYS. */
-static float *fromd(const double *d, size_t n) {
-    float *p = fbuf(n);
-    for (size_t i = 0; i < n; i++) p[i] = (float)d[i];
-    return p;
-}
+#include "../nn/backend.h"
+#include "fd.h"
+#include "harness.h"
 
 /* ---- normalisation ---- */
 
@@ -715,141 +599,8 @@ static void test_softmax_ce(int weighted) {
     tfree();
 }
 
-/* ---- convolution ---- */
-
-typedef struct {
-    fl_conv2d_shape s;
-    void *plan;
-    float *x, *w, *b, *y;
-} conv_ctx;
-
-static void conv_fwd(void *p) {
-    conv_ctx *c = p;
-    be->conv2d_forward(be, c->plan, c->x, c->w, c->b, c->y);
-}
-
-static void test_conv(int N, int C, int H, int K, int R, int stride, int pad, int bias) {
-    fl_err err = {{0}};
-    conv_ctx c = {.s = {.N = N, .C = C, .H = H, .W = H, .K = K, .R = R, .S = R}};
-    c.s.stride = stride, c.s.pad = pad, c.s.has_bias = bias;
-    c.s.P = c.s.Q = (H + 2 * pad - R) / stride + 1;
-    int P = c.s.P, Q = c.s.Q;
-    size_t nx = (size_t)N * H * H * C, nw = (size_t)K * C * R * R, ny = (size_t)N * P * Q * K;
-    CHECK_OK(be->conv2d_plan(be, &c.s, &c.plan, &err), &err);
-    if (!c.plan) return;
-    c.x = frand(nx, -1, 1), c.w = frand(nw, -0.5f, 0.5f), c.b = bias ? frand(K, -1, 1) : NULL;
-    c.y = fbuf(ny);
-    conv_fwd(&c);
-    float *ref = fbuf(ny);
-    for (int n = 0; n < N; n++)
-        for (int op = 0; op < P; op++)
-            for (int oq = 0; oq < Q; oq++)
-                for (int k = 0; k < K; k++) {
-                    double s = bias ? c.b[k] : 0;
-                    for (int ch = 0; ch < C; ch++)
-                        for (int i = 0; i < R; i++)
-                            for (int j = 0; j < R; j++) {
-                                int h = op * stride - pad + i, w = oq * stride - pad + j;
-                                if (h < 0 || h >= H || w < 0 || w >= H) continue;
-                                s += (double)c.x[((n * H + h) * H + w) * C + ch] *
-                                     c.w[((k * C + ch) * R + i) * R + j];
-                            }
-                    ref[((n * P + op) * Q + oq) * K + k] = (float)s;
-                }
-    char what[96];
-    snprintf(what, sizeof what, "conv %dx%d/%d pad %d%s", R, R, stride, pad, bias ? " bias" : "");
-    CHECK_ARRAYS(what, c.y, ref, ny, 1e-4, 1e-2);
-
-    float *r = frand(ny, -1, 1), *dx = fnan(nx), *dw = fnan(nw), *db = bias ? fnan(K) : NULL;
-    be->conv2d_backward(be, c.plan, c.x, c.w, r, dx, 0.0f, dw, db);
-    /* beta = 1 adds into dx; dw and db are overwritten whatever they held. */
-    float *d0 = frand(nx, -1, 1), *acc = fcopy(d0, nx), *dw2 = frand(nw, -1, 1);
-    float *db2 = frand(K, -1, 1);
-    conv_fwd(&c);
-    be->conv2d_backward(be, c.plan, c.x, c.w, r, acc, 1.0f, dw2, bias ? db2 : NULL);
-    CHECK_BETA1("conv dx beta=1", acc, d0, dx, nx);
-    CHECK_ARRAYS("conv dw overwritten", dw2, dw, nw, 1e-5, 0.1);
-    if (bias) CHECK_ARRAYS("conv db overwritten", db2, db, K, 1e-5, 0.1);
-    /* The differences run on a second plan built for one thread: oneDNN keeps the thread count
-     * of its plan, and thousands of tiny two-thread forwards crawl on a loaded machine. */
-    void *plan2 = c.plan;
-    omp_set_num_threads(1);
-    CHECK_OK(be->conv2d_plan(be, &c.s, &c.plan, &err), &err);
-    omp_set_num_threads(be->threads);
-    if (!c.plan) {
-        be->conv2d_plan_free(be, plan2);
-        tfree();
-        return;
-    }
-    fd_obj o = {conv_fwd, &c, c.y, r, ny};
-    size_t len = strlen(what);
-    snprintf(what + len, sizeof what - len, " dx");
-    FD_CHECK(what, &o, c.x, dx, nx, 1e-2f);
-    what[len + 2] = 'w';
-    FD_CHECK(what, &o, c.w, dw, nw, 1e-2f);
-    what[len + 2] = 'b';
-    if (bias) FD_CHECK(what, &o, c.b, db, K, 1e-2f);
-    be->conv2d_plan_free(be, c.plan);
-    be->conv2d_plan_free(be, plan2);
-    tfree();
-}
-
-/* ---- optimizers ---- */
-
-static void test_sgd(float momentum, int nesterov, float wd) {
-    enum { n = 7 };
-    float w[n], buf[n] = {0}, g[n];
-    double wr[n], br[n] = {0};
-    for (int i = 0; i < n; i++) wr[i] = w[i] = urand(-1, 1);
-    float lr = 0.1f;
-    for (int t = 0; t < 3; t++) {
-        for (int i = 0; i < n; i++) g[i] = urand(-1, 1);
-        be->sgd_step(be, w, g, momentum > 0 ? buf : NULL, n, lr, momentum, wd, nesterov);
-        for (int i = 0; i < n; i++) {
-            double d = g[i] + (double)wd * wr[i];
-            if (momentum > 0) {
-                br[i] = momentum * br[i] + d;
-                d = nesterov ? d + momentum * br[i] : br[i];
-            }
-            wr[i] -= lr * d;
-        }
-    }
-    for (int i = 0; i < n; i++) CHECK_CLOSE(w[i], wr[i], 1e-5, 1e-6);
-    if (momentum > 0)
-        for (int i = 0; i < n; i++) CHECK_CLOSE(buf[i], br[i], 1e-5, 1e-6);
-}
-
-static void test_adamw(void) {
-    enum { n = 7 };
-    float w[n], m[n] = {0}, v[n] = {0}, g[n];
-    double wr[n], mr[n] = {0}, vr[n] = {0};
-    float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.05f;
-    for (int i = 0; i < n; i++) wr[i] = w[i] = urand(-1, 1);
-    for (int t = 1; t <= 3; t++) {
-        for (int i = 0; i < n; i++) g[i] = urand(-1, 1);
-        be->adamw_step(be, w, g, m, v, n, lr, b1, b2, eps, wd, t);
-        for (int i = 0; i < n; i++) {
-            wr[i] *= 1 - (double)lr * wd;
-            mr[i] = b1 * mr[i] + (1 - (double)b1) * g[i];
-            vr[i] = b2 * vr[i] + (1 - (double)b2) * g[i] * g[i];
-            double mh = mr[i] / (1 - pow(b1, t)), vh = vr[i] / (1 - pow(b2, t));
-            wr[i] -= lr * mh / (sqrt(vh) + eps);
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        CHECK_CLOSE(w[i], wr[i], 1e-6, 1e-6);
-        CHECK_CLOSE(m[i], mr[i], 1e-5, 1e-7);
-        CHECK_CLOSE(v[i], vr[i], 1e-5, 1e-8);
-    }
-}
-
 int main(void) {
-    fl_err err = {{0}};
-    be = fl_backend_cpu_new(2, &err);
-    if (!be) {
-        fprintf(stderr, "fl_backend_cpu_new: %s\n", err.msg);
-        return 1;
-    }
+    if (fd_backend_open() != 0) return 1;
     test_batchnorm(1);
     test_batchnorm(0);
     test_batchnorm_stats();
@@ -871,17 +622,6 @@ int main(void) {
     test_linear(4, 6, 3, 0);
     test_softmax_ce(0);
     test_softmax_ce(1);
-    test_conv(2, 3, 5, 4, 1, 1, 0, 1);
-    test_conv(2, 4, 6, 3, 1, 2, 0, 0);
-    test_conv(2, 3, 5, 4, 3, 1, 1, 0);
-    test_conv(2, 3, 6, 4, 3, 2, 1, 1);
-    test_conv(1, 3, 6, 2, 3, 1, 0, 1);
-    test_conv(1, 2, 9, 3, 7, 2, 1, 0);
-    test_conv(1, 2, 9, 3, 7, 1, 0, 1);
-    test_sgd(0.9f, 0, 1e-2f);
-    test_sgd(0.9f, 1, 1e-2f);
-    test_sgd(0.0f, 0, 0.1f);
-    test_adamw();
-    be->destroy(be);
+    fd_backend_close();
     return fl_test_summary("test_ops");
 }

@@ -12,8 +12,6 @@
 #include "../data/synth.h"
 #include "harness.h"
 
-static char dir[64];
-
 static void small_config(fl_synth_config *c, uint64_t seed) {
     fl_synth_config_default(c);
     c->patients = 80;
@@ -59,10 +57,10 @@ static int cohorts_equal(const fl_cohort *a, const uint8_t *pa, const fl_cohort 
 }
 
 static void test_determinism(void) {
-    char pa[96], pb[96], pc[96];
-    snprintf(pa, sizeof pa, "%s/a.h5", dir);
-    snprintf(pb, sizeof pb, "%s/b.h5", dir);
-    snprintf(pc, sizeof pc, "%s/c.h5", dir);
+    char pa[512], pb[512], pc[512];
+    snprintf(pa, sizeof pa, "%s/a.h5", fl_test_dir);
+    snprintf(pb, sizeof pb, "%s/b.h5", fl_test_dir);
+    snprintf(pc, sizeof pc, "%s/c.h5", fl_test_dir);
     fl_synth_config c;
     fl_err err = {{0}};
     small_config(&c, 7);
@@ -85,8 +83,8 @@ static void test_determinism(void) {
     fl_cohort_destroy(&d);
 
     /* A failed write leaves nothing behind and says why. */
-    char bad[128];
-    snprintf(bad, sizeof bad, "%s/no/such/dir/x.h5", dir);
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s/no/such/dir/x.h5", fl_test_dir);
     err.msg[0] = 0;
     small_config(&c, 7);
     CHECK(fl_synth_write(&c, bad, &err) != FL_OK);
@@ -324,16 +322,10 @@ static void test_tiles(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/fl_test_synth_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!fl_test_mkdtemp("fl_test_synth_")) return 1;
     test_determinism();
     test_contents();
     test_tiles();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (fl_test_rmtree(fl_test_dir) != 0) fprintf(stderr, "could not remove %s\n", fl_test_dir);
     return fl_test_summary("test_synth");
 }
