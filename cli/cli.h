@@ -13,6 +13,7 @@ int fl_cmd_demo(int argc, char **argv);
 int fl_cmd_train(int argc, char **argv);
 int fl_cmd_eval(int argc, char **argv);
 int fl_cmd_cohort(int argc, char **argv);
+int fl_cmd_explain(int argc, char **argv);
 
 /* Prints "fedlung: <msg>" to stderr and returns FL_EXIT_FAIL. */
 int fl_cli_fail(const fl_err *err);

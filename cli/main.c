@@ -14,6 +14,7 @@ static const char usage[] =
     "  cohort synth|info|import-table|split   make, inspect and split cohort files\n"
     "  train image|fusion         train RNet on tiles, or MMLM on omics (+ RNet features)\n"
     "  eval                       score a split with a model: metrics, predictions, ROC/PR\n"
+    "  explain cam|umap           class activation maps; UMAP of patient embeddings\n"
     "  demo                       train a small model for a few steps and print the loss\n"
     "\n"
     "Run `fedlung <command> --help` for a command's options.\n";
@@ -48,6 +49,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "cohort") == 0) return fl_cmd_cohort(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return fl_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return fl_cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "explain") == 0) return fl_cmd_explain(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
     return fl_cli_usage(usage);

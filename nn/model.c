@@ -325,6 +325,41 @@ size_t fl_model_activation_bytes(const fl_model *m) {
     return m->act_bytes;
 }
 
+static fl_tensor param_view(fl_model *m, int i, float *data) {
+    fl_tensor t = {0};
+    if (i < 0 || i >= m->g->n_params) return t;
+    const fl_param *p = &m->g->params[i];
+    t.data = data;
+    t.ndim = p->ndim;
+    for (int d = 0; d < p->ndim; d++) t.shape[d] = p->shape[d];
+    t.dtype = FL_F32;
+    t.device = m->be->device;
+    return t;
+}
+
+fl_tensor fl_model_param_tensor(fl_model *m, int i) {
+    return param_view(m, i, i >= 0 && i < m->g->n_params ? param_ptr(m, i) : NULL);
+}
+
+fl_tensor fl_model_grad_tensor(fl_model *m, int i) {
+    int ok = i >= 0 && i < m->g->n_params && m->g->params[i].trainable;
+    return param_view(m, i, ok ? grad_ptr(m, i) : NULL);
+}
+
+fl_tensor fl_model_value_tensor(fl_model *m, int v) {
+    fl_tensor t = {0};
+    if (v < 0 || v >= m->g->n_values) return t;
+    const fl_value *val = &m->g->values[v];
+    t.data = m->x[v];
+    t.ndim = val->ndim + 1;
+    t.shape[0] = m->N;
+    for (int d = 0; d < val->ndim; d++) t.shape[d + 1] = val->shape[d];
+    t.dtype = FL_F32;
+    t.device = m->be->device;
+    t.channels_last = val->ndim == 3;
+    return t;
+}
+
 fl_status fl_model_get_tensor(fl_model *m, int param, float *host) {
     if (param < 0 || param >= m->g->n_params) return FL_EINVAL;
     m->be->download(m->be, host, param_ptr(m, param), m->g->params[param].numel * sizeof(float));
@@ -441,6 +476,38 @@ fl_status fl_model_get_output(fl_model *m, int o, float *host, fl_err *err) {
     int v = m->g->outputs[o];
     m->be->download(m->be, host, m->x[v], (size_t)m->N * m->g->values[v].numel * sizeof(float));
     return FL_OK;
+}
+
+fl_status fl_model_get_value(fl_model *m, int v, float *host, fl_err *err) {
+    const fl_graph *g = m->g;
+    if (v < 0 || v >= g->n_values) return fl_fail(err, FL_EINVAL, "model: no value %d", v);
+    const fl_value *val = &g->values[v];
+    size_t n = (size_t)m->N * val->numel;
+    if (val->ndim != 3) {
+        m->be->download(m->be, host, m->x[v], n * sizeof(float));
+        return FL_OK;
+    }
+    /* NHWC on the device -> NCHW on the host (a host transpose: explanations are not hot). */
+    float *tmp = malloc(n * sizeof(float));
+    if (!tmp) return fl_fail(err, FL_ENOMEM, "model: out of memory reading a value");
+    m->be->download(m->be, tmp, m->x[v], n * sizeof(float));
+    int C = val->shape[0], HW = val->shape[1] * val->shape[2];
+    for (int i = 0; i < m->N; i++)
+        for (int p = 0; p < HW; p++)
+            for (int c = 0; c < C; c++)
+                host[((size_t)i * C + c) * HW + p] = tmp[((size_t)i * HW + p) * C + c];
+    free(tmp);
+    return FL_OK;
+}
+
+int fl_model_find_value(const fl_model *m, const char *name) {
+    const fl_graph *g = m->g;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const fl_node *node = &g->nodes[n];
+        if (strcmp(name, "gap_input") == 0 && node->op == FL_OP_GAP) return node->in[0];
+        if (node->name[0] && strcmp(node->name, name) == 0) return node->out;
+    }
+    return -1;
 }
 
 fl_status fl_model_loss_ce(fl_model *m, int o, const int32_t *labels, const float *class_w,

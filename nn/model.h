@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "graph.h"
+#include "tensor.h"
 
 typedef struct fl_model fl_model;
 
@@ -26,6 +27,12 @@ float *fl_model_params(fl_model *m);
 float *fl_model_grads(fl_model *m);
 float *fl_model_buffers(fl_model *m);
 
+/* Views of a parameter (or buffer) and of its gradient (a buffer has none: data NULL), and of
+ * a value's activations for the current batch. */
+fl_tensor fl_model_param_tensor(fl_model *m, int param);
+fl_tensor fl_model_grad_tensor(fl_model *m, int param);
+fl_tensor fl_model_value_tensor(fl_model *m, int v);
+
 /* Copies one named tensor to or from host memory (PyTorch layout). */
 fl_status fl_model_get_tensor(fl_model *m, int param, float *host);
 fl_status fl_model_set_tensor(fl_model *m, int param, const float *host);
@@ -37,6 +44,12 @@ fl_status fl_model_set_input(fl_model *m, int i, const float *host, fl_err *err)
 fl_status fl_model_forward(fl_model *m, int train, fl_err *err);
 /* Copies output `o` (batch rows) to host memory. */
 fl_status fl_model_get_output(fl_model *m, int o, float *host, fl_err *err);
+/* Copies any value's activations from the last forward to host memory: images as NCHW
+ * (N = batch), feature rows row-major. For explanations (CAM reads the last block's maps). */
+fl_status fl_model_get_value(fl_model *m, int v, float *host, fl_err *err);
+/* Index of the value a node named `prefix` produced (e.g. "layer4.2.conv3"), or the input of
+ * the global average pool for "gap_input"; -1 if none. */
+int fl_model_find_value(const fl_model *m, const char *name);
 /* Softmax cross-entropy on output `o` against host labels (-1 = ignore) and optional class
  * weights (host, K). Sets that output's gradient (a later call for another output adds its
  * own gradient as a separate loss term). Returns the loss in *loss. */

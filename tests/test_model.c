@@ -196,6 +196,32 @@ static void test_fusion_mask(fl_backend *be) {
     fl_model_free(m);
 }
 
+/* Tensor views name the right memory with the right shapes. */
+static void test_tensor_views(fl_backend *be) {
+    fl_model *m = small_resnet(be, 3, 1);
+    const fl_graph *g = fl_model_graph(m);
+    int w = fl_graph_find_param(g, "layer1.0.conv1.weight"),
+        rv = fl_graph_find_param(g, "bn1.running_var");
+    fl_tensor t = fl_model_param_tensor(m, w);
+    CHECK_EQ_INT(t.ndim, 4);
+    CHECK_EQ_INT(t.shape[0], 8);
+    CHECK_EQ_INT(t.shape[2], 3);
+    CHECK(t.data == fl_model_params(m) + g->params[w].offset);
+    CHECK(t.device == FL_DEVICE_CPU && t.dtype == FL_F32);
+    CHECK_EQ_INT(fl_tensor_numel(&t), g->params[w].numel);
+    CHECK(fl_model_grad_tensor(m, w).data == fl_model_grads(m) + g->params[w].offset);
+    CHECK(fl_model_grad_tensor(m, rv).data == NULL);
+    CHECK(fl_model_param_tensor(m, rv).data == fl_model_buffers(m) + g->params[rv].offset);
+    fl_tensor a = fl_model_value_tensor(m, g->inputs[0]);
+    CHECK_EQ_INT(a.ndim, 4);
+    CHECK_EQ_INT(a.shape[0], 3);
+    CHECK_EQ_INT(a.shape[1], 3);
+    CHECK_EQ_INT(a.shape[3], 32);
+    CHECK(a.channels_last == 1);
+    CHECK(fl_model_param_tensor(m, -1).data == NULL);
+    fl_model_free(m);
+}
+
 int main(void) {
     fl_err err = {{0}};
     fl_backend *be = fl_backend_cpu_new(2, &err);
@@ -206,6 +232,7 @@ int main(void) {
     test_clipping(be);
     test_builder_errors();
     test_fusion_mask(be);
+    test_tensor_views(be);
     be->destroy(be);
     return fl_test_summary("test_model");
 }

@@ -16,6 +16,8 @@ typedef struct {
     float *w_scratch;  /* weights in the primitive's layout */
     float *dw_scratch; /* weight gradients in the primitive's layout */
     size_t scratch_bytes, w_bytes, dw_bytes;
+    void *ops_scratch; /* for the other ops' per-call statistics (fl_cpu_scratch) */
+    size_t ops_bytes;
 } cpu_state;
 
 typedef struct {
@@ -65,6 +67,7 @@ void fl_cpu_conv_shutdown(fl_backend *be) {
     free(cs->scratch);
     free(cs->w_scratch);
     free(cs->dw_scratch);
+    free(cs->ops_scratch);
     free(cs);
     be->impl = NULL;
 }
@@ -109,6 +112,18 @@ void fl_cpu_conv2d_plan_free(fl_backend *be, void *plan) {
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(p);
+}
+
+void *fl_cpu_scratch(fl_backend *be, size_t bytes) {
+    cpu_state *cs = be->impl;
+    if (bytes > cs->ops_bytes) {
+        void *grown = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!grown) return NULL;
+        free(cs->ops_scratch);
+        cs->ops_scratch = grown;
+        cs->ops_bytes = bytes;
+    }
+    return cs->ops_scratch;
 }
 
 fl_status fl_cpu_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **out, fl_err *err) {

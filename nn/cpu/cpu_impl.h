@@ -69,6 +69,11 @@ void fl_cpu_sgd_step(fl_backend *be, float *w, const float *g, float *buf, size_
 void fl_cpu_adamw_step(fl_backend *be, float *w, const float *g, float *m, float *v, size_t n,
                        float lr, float b1, float b2, float eps, float wd, int step);
 
+/* A scratch buffer owned by the backend, grown when a larger one is first asked for (so only
+ * the first step of a model allocates) and reused by every later call; NULL when out of
+ * memory. One caller at a time: ops use it from the calling thread, outside parallel regions. */
+void *fl_cpu_scratch(fl_backend *be, size_t bytes);
+
 /* oneDNN engine and stream, created with the backend (conv.c). */
 fl_status fl_cpu_conv_startup(fl_backend *be, fl_err *err);
 void fl_cpu_conv_shutdown(fl_backend *be);

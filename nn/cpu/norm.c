@@ -144,9 +144,8 @@ void fl_cpu_batchnorm_forward(fl_backend *be, const float *x, float *y, int M, i
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, float momentum, float eps, int train,
                               float *save_mean, float *save_invstd) {
-    (void)be;
     size_t nd = train ? moments_doubles(1, M, C) : 0;
-    double *buf = malloc(nd * sizeof(double) + (size_t)2 * C * sizeof(float) + 1);
+    double *buf = fl_cpu_scratch(be, nd * sizeof(double) + (size_t)2 * C * sizeof(float) + 1);
     if (!buf) {
         poison(y, (size_t)M * C);
         poison(save_mean, C);
@@ -181,17 +180,15 @@ void fl_cpu_batchnorm_forward(fl_backend *be, const float *x, float *y, int M, i
     }
     for (int c = 0; c < C; c++) sc[c] = gamma ? gamma[c] * save_invstd[c] : save_invstd[c];
     norm_apply(x, y, 1, M, C, mu, sc, beta);
-    free(buf);
 }
 
 void fl_cpu_batchnorm_backward(fl_backend *be, const float *x, const float *dy, float *dx,
                                float beta_acc, int M, int C, const float *gamma,
                                const float *save_mean, const float *save_invstd, int train,
                                float *dgamma, float *dbeta) {
-    (void)be;
     int need_sums = train || dgamma || dbeta;
     size_t nd = need_sums ? moments_doubles(1, M, C) : 0;
-    double *buf = malloc(nd * sizeof(double) + (size_t)4 * C * sizeof(float) + 1);
+    double *buf = fl_cpu_scratch(be, nd * sizeof(double) + (size_t)4 * C * sizeof(float) + 1);
     if (!buf) {
         poison(dgamma, C);
         poison(dbeta, C);
@@ -214,7 +211,6 @@ void fl_cpu_batchnorm_backward(fl_backend *be, const float *x, const float *dy, 
         D[c] = train && M > 0 ? (float)(-g * is * s1[c] / M) : 0.0f;
     }
     if (dx) norm_apply_grad(x, dy, dx, beta_acc, 1, M, C, co);
-    free(buf);
 }
 
 /* ---- groupnorm: x (N, HW, C), group g holds channels [g*C/G, (g+1)*C/G) ---- */
@@ -222,10 +218,9 @@ void fl_cpu_batchnorm_backward(fl_backend *be, const float *x, const float *dy, 
 void fl_cpu_groupnorm_forward(fl_backend *be, const float *x, float *y, int N, int HW, int C, int G,
                               const float *gamma, const float *beta, float eps, float *save_mean,
                               float *save_invstd) {
-    (void)be;
     int Cg = C / G;
     size_t NC = (size_t)N * C, nd = moments_doubles(N, HW, C);
-    double *buf = malloc(nd * sizeof(double) + 2 * NC * sizeof(float) + 1);
+    double *buf = fl_cpu_scratch(be, nd * sizeof(double) + 2 * NC * sizeof(float) + 1);
     if (!buf) {
         poison(y, NC * HW);
         poison(save_mean, (size_t)N * G);
@@ -260,17 +255,15 @@ void fl_cpu_groupnorm_forward(fl_backend *be, const float *x, float *y, int N, i
         }
     }
     norm_apply(x, y, N, HW, C, mu, sc, beta);
-    free(buf);
 }
 
 void fl_cpu_groupnorm_backward(fl_backend *be, const float *x, const float *dy, float *dx,
                                float beta_acc, int N, int HW, int C, int G, const float *gamma,
                                const float *save_mean, const float *save_invstd, float *dgamma,
                                float *dbeta) {
-    (void)be;
     int Cg = C / G;
     size_t NC = (size_t)N * C, nd = moments_doubles(N, HW, C);
-    double *buf = malloc(nd * sizeof(double) + 4 * NC * sizeof(float) + 1);
+    double *buf = fl_cpu_scratch(be, nd * sizeof(double) + 4 * NC * sizeof(float) + 1);
     if (!buf) {
         poison(dgamma, C);
         poison(dbeta, C);
@@ -313,7 +306,6 @@ void fl_cpu_groupnorm_backward(fl_backend *be, const float *x, const float *dy, 
         }
     }
     if (dx) norm_apply_grad(x, dy, dx, beta_acc, N, HW, C, co);
-    free(buf);
 }
 
 /* ---- layernorm: x (M, F), each row normalised over its F features ---- */
@@ -321,7 +313,6 @@ void fl_cpu_groupnorm_backward(fl_backend *be, const float *x, const float *dy, 
 void fl_cpu_layernorm_forward(fl_backend *be, const float *x, float *y, int M, int F,
                               const float *gamma, const float *beta, float eps, float *save_mean,
                               float *save_invstd) {
-    (void)be;
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * F;
@@ -347,9 +338,8 @@ void fl_cpu_layernorm_backward(fl_backend *be, const float *x, const float *dy, 
                                float beta_acc, int M, int F, const float *gamma,
                                const float *save_mean, const float *save_invstd, float *dgamma,
                                float *dbeta) {
-    (void)be;
     int nc = norm_chunks(1, M);
-    double *part = malloc((size_t)nc * 2 * F * sizeof(double) + 1);
+    double *part = fl_cpu_scratch(be, (size_t)nc * 2 * F * sizeof(double) + 1);
     if (!part) {
         poison(dgamma, F);
         poison(dbeta, F);
@@ -394,5 +384,4 @@ void fl_cpu_layernorm_backward(fl_backend *be, const float *x, const float *dy, 
         if (dbeta) dbeta[f] = (float)gb;
         if (dgamma) dgamma[f] = (float)gg;
     }
-    free(part);
 }
