@@ -26,6 +26,7 @@ static const cohort_subcommand subcommands[] = {
     {"info", fl_cmd_cohort_info, "print a cohort's classes by site, splits, modalities, tiles"},
     {"import-table", fl_cmd_cohort_import_table, "build a cohort from a CSV/TSV table"},
     {"split", fl_cmd_cohort_split, "write N part files (by site, iid or dirichlet:ALPHA)"},
+    {"import", fl_cmd_cohort_import, "build a cohort from GDC downloads (sample sheet, STAR counts, SeSAMe betas, clinical, slides)"},
 };
 enum { N_SUBCOMMANDS = sizeof subcommands / sizeof subcommands[0] };
 

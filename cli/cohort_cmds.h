@@ -10,5 +10,8 @@ int fl_cmd_cohort_info(int argc, char **argv);
 int fl_cmd_cohort_import_table(int argc, char **argv);
 /* `fedlung cohort split FILE --partition site|iid|dirichlet:A [--parts N] --out DIR [--seed S]`. */
 int fl_cmd_cohort_split(int argc, char **argv);
+/* `fedlung cohort import --sample-sheet SHEET.tsv [--rna DIR] [--methylation DIR] ... --out FILE.h5`
+ * (cli/cohort_import_cmd.c): a cohort from GDC downloads. */
+int fl_cmd_cohort_import(int argc, char **argv);
 
 #endif
