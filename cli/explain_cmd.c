@@ -14,6 +14,9 @@ typedef struct {
 
 /* Subcommands add one line here. */
 static const explain_subcommand subcommands[] = {
+    {"cam", fl_cmd_explain_cam, "class activation maps over the top tiles of each patient"},
+    {"umap", fl_cmd_explain_umap,
+     "UMAP of patient embeddings (fused and image-only), coloured by class and site"},
     {NULL, NULL, NULL},
 };
 

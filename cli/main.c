@@ -15,6 +15,8 @@ static const char usage[] =
     "  train image|fusion         train RNet on tiles, or MMLM on omics (+ RNet features)\n"
     "  eval                       score a split with a model: metrics, predictions, ROC/PR\n"
     "  explain cam|umap           class activation maps; UMAP of patient embeddings\n"
+    "  pki init|issue|show|verify the consortium CA and its server and client certificates\n"
+    "  audit keygen|verify|show   signing keys, verification and a table of an audit log\n"
     "  demo                       train a small model for a few steps and print the loss\n"
     "\n"
     "Run `fedlung <command> --help` for a command's options.\n";
@@ -50,6 +52,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return fl_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return fl_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "explain") == 0) return fl_cmd_explain(argc - 1, argv + 1);
+    if (strcmp(cmd, "pki") == 0) return fl_cmd_pki(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0) return fl_cmd_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
     return fl_cli_usage(usage);

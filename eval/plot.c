@@ -1,6 +1,7 @@
-/* plot.c - line charts with cairo's image surface and toy text API, written as PNG through the
- * atomic writer of common/atomic.h; ROC and PR charts as thin wrappers. Pixel layout is fixed
- * margins around one plot rectangle; nothing here measures fonts beyond cairo_text_extents. */
+/* plot.c - line and scatter charts with cairo's image surface and toy text API, written as PNG
+ * through the atomic writer of common/atomic.h; ROC and PR charts as thin wrappers. Pixel layout
+ * is fixed margins around one plot rectangle (narrowed for a legend outside it); nothing here
+ * measures fonts beyond cairo_text_extents. */
 #include "plot.h"
 
 #include <cairo.h>
@@ -50,11 +51,36 @@ static void series_style(cairo_t *cr, const fl_plot_series *s) {
     cairo_set_dash(cr, dash, dashed ? 2 : 0, 0);
 }
 
+/* Colour of series s's points: its line colour, slightly transparent so crowds show density. */
+static void point_style(cairo_t *cr, const fl_plot_series *s) {
+    const double *c = s->color < 0 ? (const double[3]){0.45, 0.45, 0.45} : palette[s->color % 10];
+    cairo_set_source_rgba(cr, c[0], c[1], c[2], 0.8);
+    cairo_set_line_width(cr, 1.4);
+    cairo_set_dash(cr, NULL, 0, 0);
+}
+
+/* One scatter point of series colour index `color` at (x, y) pixels, radius r: filled circle,
+ * then (past ten colours) open circle, filled square, open square. */
+static void draw_marker(cairo_t *cr, double x, double y, int color, double r) {
+    int shape = color < 0 ? 0 : (color / 10) % 4;
+    cairo_new_sub_path(cr);
+    if (shape < 2)
+        cairo_arc(cr, x, y, r, 0, 2 * PLOT_PI);
+    else
+        cairo_rectangle(cr, x - 0.9 * r, y - 0.9 * r, 1.8 * r, 1.8 * r);
+    if (shape % 2)
+        cairo_stroke(cr);
+    else
+        cairo_fill(cr);
+}
+
 /* Calls f(ctx, x, y) on points along series s, `per` samples per drawn segment (steps-post
- * segments are two legs), to find where the lines run. */
-static void series_walk(const fl_plot_series *s, int per, void (*f)(void *, double, double),
-                        void *ctx) {
-    for (int i = 0; i + 1 < s->n; i++) {
+ * segments are two legs), or on its points alone when `points`, to find where it runs. */
+static void series_walk(const fl_plot_series *s, int per, int points,
+                        void (*f)(void *, double, double), void *ctx) {
+    for (int i = 0; points && i < s->n; i++)
+        if (!isnan(s->x[i]) && !isnan(s->y[i])) f(ctx, s->x[i], s->y[i]);
+    for (int i = 0; !points && i + 1 < s->n; i++) {
         double xa = s->x[i], ya = s->y[i], xb = s->x[i + 1], yb = s->y[i + 1];
         if (isnan(xa) || isnan(ya) || isnan(xb) || isnan(yb)) continue;
         for (int t = 0; t <= per; t++) {
@@ -67,10 +93,17 @@ static void series_walk(const fl_plot_series *s, int per, void (*f)(void *, doub
             }
         }
     }
-    if (s->n == 1 && !isnan(s->x[0]) && !isnan(s->y[0])) f(ctx, s->x[0], s->y[0]);
+    if (!points && s->n == 1 && !isnan(s->x[0]) && !isnan(s->y[0])) f(ctx, s->x[0], s->y[0]);
 }
 
-static void draw_series(cairo_t *cr, const frame *fr, const fl_plot_series *s) {
+static void draw_series(cairo_t *cr, const frame *fr, const fl_plot_series *s, int points) {
+    if (points) {
+        point_style(cr, s);
+        for (int i = 0; i < s->n; i++)
+            if (!isnan(s->x[i]) && !isnan(s->y[i]))
+                draw_marker(cr, px(fr, s->x[i]), py(fr, s->y[i]), s->color, 3.5);
+        return;
+    }
     series_style(cr, s);
     int pen = 0; /* a current point exists */
     for (int i = 0; i < s->n; i++) {
@@ -194,9 +227,19 @@ static void count_in_box(void *ctx, double x, double y) {
     if (X >= b->bx && X <= b->bx + b->bw && Y >= b->by && Y <= b->by + b->bh) b->hits++;
 }
 
-static void draw_legend(cairo_t *cr, const frame *fr, fl_legend_pos pos,
-                        const fl_plot_series *series, int n_series) {
-    int entries = 0;
+/* The legend's box: entries in columns of at most `rows` (those that fit the plot's height). */
+typedef struct {
+    int entries, rows, cols;
+    double col_w, w, h; /* pixels */
+} legend_box;
+
+#define LEGEND_ROW 20.0
+#define LEGEND_PAD 8.0
+#define LEGEND_SAMPLE 28.0
+
+static legend_box legend_measure(cairo_t *cr, double plot_h, const fl_plot_series *series,
+                                 int n_series) {
+    legend_box lb = {0};
     double text_w = 0;
     cairo_set_font_size(cr, 13);
     for (int i = 0; i < n_series; i++)
@@ -204,21 +247,38 @@ static void draw_legend(cairo_t *cr, const frame *fr, fl_legend_pos pos,
             cairo_text_extents_t te;
             cairo_text_extents(cr, series[i].name, &te);
             text_w = fmax(text_w, te.x_advance);
-            entries++;
+            lb.entries++;
         }
-    if (!entries || pos == FL_LEGEND_NONE) return;
-    const double row = 20, pad = 8, sample = 28;
-    double bw = pad + sample + 8 + text_w + pad, bh = pad * 2 + row * entries - 4;
+    if (!lb.entries) return lb;
+    lb.rows = (int)((plot_h - 2 * LEGEND_PAD + 4) / LEGEND_ROW);
+    lb.rows = lb.rows < 1 ? 1 : lb.rows > lb.entries ? lb.entries : lb.rows;
+    lb.cols = (lb.entries + lb.rows - 1) / lb.rows;
+    lb.col_w = LEGEND_PAD + LEGEND_SAMPLE + 8 + text_w;
+    lb.w = lb.cols * lb.col_w + LEGEND_PAD;
+    lb.h = LEGEND_PAD * 2 + LEGEND_ROW * lb.rows - 4;
+    return lb;
+}
+
+static void draw_legend(cairo_t *cr, const frame *fr, fl_legend_pos pos,
+                        const fl_plot_series *series, int n_series, int points) {
+    legend_box lb = legend_measure(cr, fr->h, series, n_series);
+    if (!lb.entries || pos == FL_LEGEND_NONE) return;
+    const double row = LEGEND_ROW, pad = LEGEND_PAD, sample = LEGEND_SAMPLE;
+    double bw = lb.w, bh = lb.h;
     double left = fr->x0 + 10, right = fr->x0 + fr->w - 10 - bw;
     double top = fr->y0 + 10, bottom = fr->y0 + fr->h - 10 - bh;
     double bx = right, by = top;
-    if (pos == FL_LEGEND_AUTO) { /* the corner crossed by the fewest line samples; ties go to
-                                  * lower right, upper right, lower left, upper left */
+    if (pos == FL_LEGEND_OUTSIDE) {
+        bx = fr->x0 + fr->w + 12;
+        by = fr->y0;
+    } else if (pos == FL_LEGEND_AUTO) { /* the corner crossed by the fewest line samples; ties
+                                         * go to lower right, upper right, lower left, upper left */
         const double cx[4] = {right, right, left, left}, cy[4] = {bottom, top, bottom, top};
         long best = -1;
         for (int c = 0; c < 4; c++) {
             box_count b = {fr, cx[c], cy[c], bw, bh, 0};
-            for (int i = 0; i < n_series; i++) series_walk(&series[i], 16, count_in_box, &b);
+            for (int i = 0; i < n_series; i++)
+                series_walk(&series[i], 16, points, count_in_box, &b);
             if (best < 0 || b.hits < best) {
                 best = b.hits;
                 bx = cx[c];
@@ -236,19 +296,25 @@ static void draw_legend(cairo_t *cr, const frame *fr, fl_legend_pos pos,
     cairo_set_line_width(cr, 1);
     cairo_set_dash(cr, NULL, 0, 0);
     cairo_stroke(cr);
-    double y = by + pad + row / 2 - 2;
-    for (int i = 0; i < n_series; i++) {
+    for (int i = 0, e = 0; i < n_series; i++) {
         if (!series[i].name) continue;
-        series_style(cr, &series[i]);
-        cairo_move_to(cr, bx + pad, y);
-        cairo_line_to(cr, bx + pad + sample, y);
-        cairo_stroke(cr);
+        double x = bx + pad + (e / lb.rows) * lb.col_w,
+               y = by + pad + row / 2 - 2 + (e % lb.rows) * row;
+        e++;
+        if (points) {
+            point_style(cr, &series[i]);
+            draw_marker(cr, x + sample / 2, y, series[i].color, 4.5);
+        } else {
+            series_style(cr, &series[i]);
+            cairo_move_to(cr, x, y);
+            cairo_line_to(cr, x + sample, y);
+            cairo_stroke(cr);
+        }
         cairo_set_source_rgb(cr, 0, 0, 0);
         cairo_text_extents_t te;
         cairo_text_extents(cr, series[i].name, &te);
-        cairo_move_to(cr, bx + pad + sample + 8, y - te.y_bearing - te.height / 2);
+        cairo_move_to(cr, x + sample + 8, y - te.y_bearing - te.height / 2);
         cairo_show_text(cr, series[i].name);
-        y += row;
     }
 }
 
@@ -257,8 +323,9 @@ static cairo_status_t png_to_file(void *closure, const unsigned char *data, unsi
                                                       : CAIRO_STATUS_WRITE_ERROR;
 }
 
-fl_status fl_plot_lines(const char *path, const fl_plot_spec *spec, const fl_plot_series *series,
-                        int n_series, fl_err *err) {
+/* fl_plot_lines, or with `points` fl_plot_scatter. */
+static fl_status plot_chart(const char *path, const fl_plot_spec *spec,
+                            const fl_plot_series *series, int n_series, int points, fl_err *err) {
     int W = spec->width ? spec->width : 800, H = spec->height ? spec->height : 600;
     if (W < 200 || H < 150 || W > 8000 || H > 8000)
         return fl_fail(err, FL_EINVAL, "%s: a %dx%d chart, expected 200x150 to 8000x8000", path, W,
@@ -283,30 +350,34 @@ fl_status fl_plot_lines(const char *path, const fl_plot_spec *spec, const fl_plo
         for (int i = 0; i < n_series; i++) extend(series[i].y, series[i].n, &fr.ymin, &fr.ymax);
         pad_range(&fr.ymin, &fr.ymax);
     }
-    fr.x0 = 84;
-    fr.y0 = spec->title ? 48 : 20;
-    fr.w = W - fr.x0 - 24;
-    fr.h = H - fr.y0 - 66;
-
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
     cairo_t *cr = cairo_create(surf);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
 
+    fr.x0 = 84;
+    fr.y0 = spec->title ? 48 : 20;
+    fr.w = W - fr.x0 - 24;
+    fr.h = H - fr.y0 - 66;
+    if (spec->legend == FL_LEGEND_OUTSIDE) { /* the plot gives up the legend's width */
+        legend_box lb = legend_measure(cr, fr.h, series, n_series);
+        if (lb.entries) fr.w = fmax(fr.w - lb.w - 12, 40);
+    }
+
     draw_axis(cr, &fr, 0);
     draw_axis(cr, &fr, 1);
     cairo_save(cr);
     cairo_rectangle(cr, fr.x0, fr.y0, fr.w, fr.h);
     cairo_clip(cr);
-    for (int i = 0; i < n_series; i++) draw_series(cr, &fr, &series[i]);
+    for (int i = 0; i < n_series; i++) draw_series(cr, &fr, &series[i], points);
     cairo_restore(cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_line_width(cr, 1);
     cairo_set_dash(cr, NULL, 0, 0);
     cairo_rectangle(cr, round(fr.x0) + 0.5, round(fr.y0) + 0.5, round(fr.w), round(fr.h));
     cairo_stroke(cr);
-    draw_legend(cr, &fr, spec->legend, series, n_series);
+    draw_legend(cr, &fr, spec->legend, series, n_series, points);
 
     cairo_text_extents_t te;
     cairo_set_source_rgb(cr, 0, 0, 0);
@@ -355,6 +426,16 @@ done:
     cairo_destroy(cr);
     cairo_surface_destroy(surf);
     return s;
+}
+
+fl_status fl_plot_lines(const char *path, const fl_plot_spec *spec, const fl_plot_series *series,
+                        int n_series, fl_err *err) {
+    return plot_chart(path, spec, series, n_series, 0, err);
+}
+
+fl_status fl_plot_scatter(const char *path, const fl_plot_spec *spec, const fl_plot_series *series,
+                          int n_series, fl_err *err) {
+    return plot_chart(path, spec, series, n_series, 1, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */

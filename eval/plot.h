@@ -1,6 +1,7 @@
-/* plot.h - PNG line charts drawn with cairo: a generic plotter of named (x, y) series with axes,
- * ticks, grid, title and legend, and the ROC and precision-recall charts built on it. Not a
- * plotting library: linear axes only, no subplots, no fonts beyond cairo's toy text API. */
+/* plot.h - PNG charts drawn with cairo: a generic plotter of named (x, y) series, as lines or
+ * as scatter points, with axes, ticks, grid, title and legend, and the ROC and precision-recall
+ * charts built on it. Not a plotting library: linear axes only, no subplots, no fonts beyond
+ * cairo's toy text API. */
 #ifndef FL_PLOT_H
 #define FL_PLOT_H
 
@@ -16,6 +17,7 @@ typedef enum {
     FL_LEGEND_LOWER_RIGHT,
     FL_LEGEND_LOWER_LEFT,
     FL_LEGEND_NONE,
+    FL_LEGEND_OUTSIDE, /* right of the plot area (which narrows), in as many columns as needed */
 } fl_legend_pos;
 
 /* One line. Points with a NaN coordinate break the line. The caller keeps the arrays. */
@@ -45,6 +47,13 @@ typedef struct {
  * FL_EIO or FL_EBACKEND (cairo failed; its message is kept); path is untouched on failure. */
 fl_status fl_plot_lines(const char *path, const fl_plot_spec *spec, const fl_plot_series *series,
                         int n_series, fl_err *err);
+
+/* Draws each series as unconnected points of its colour (dashed, steps_post and markers are
+ * ignored; past ten series the palette repeats as open circles, then filled and open squares),
+ * with the axes, title and legend of fl_plot_lines; points with a NaN coordinate are skipped.
+ * Series are drawn in order, so later ones lie on top. Failures as fl_plot_lines. */
+fl_status fl_plot_scatter(const char *path, const fl_plot_spec *spec,
+                          const fl_plot_series *series, int n_series, fl_err *err);
 
 /* The ROC curves of curves->K classes, one colour per class, legend "<class> (AUC = 0.873)"
  * ("AUC n/a" when undefined), the chance diagonal dashed, axes [0, 1], 800 x 600. class_names

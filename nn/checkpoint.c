@@ -4,14 +4,13 @@
 #include "checkpoint.h"
 
 #include <inttypes.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/atomic.h"
 #include "../common/h5.h"
+#include "../crypto/hash.h"
 
 #define FORMAT_NAME "fedlung-model"
 #define SHA_CHUNK_FLOATS ((size_t)1 << 20) /* 4 MiB read back from the device at a time */
@@ -28,39 +27,28 @@ void fl_model_meta_init(fl_model_meta *meta) {
 fl_status fl_model_sha256(fl_model *m, char hex[65]) {
     const fl_graph *g = fl_model_graph(m);
     fl_backend *be = fl_model_backend(m);
-    fl_status s = FL_OK;
     hex[0] = '\0';
+    fl_sha256_ctx h = {0};
     float *buf = malloc(SHA_CHUNK_FLOATS * sizeof *buf);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!buf || !ctx) {
-        s = FL_ENOMEM;
-        goto fail;
-    }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) goto crypto;
+    fl_status s = buf ? fl_sha256_init(&h) : FL_ENOMEM;
     /* Trainable tensors, then buffers, each in graph order (= slab order); the alignment
      * padding between tensors in a slab is left out, so the hash depends on values only. */
-    for (int pass = 1; pass >= 0; pass--) {
+    for (int pass = 1; s == FL_OK && pass >= 0; pass--) {
         const float *slab = pass ? fl_model_params(m) : fl_model_buffers(m);
-        for (int i = 0; i < g->n_params; i++) {
+        for (int i = 0; s == FL_OK && i < g->n_params; i++) {
             const fl_param *p = &g->params[i];
             if (p->trainable != pass) continue;
-            for (size_t off = 0; off < p->numel; off += SHA_CHUNK_FLOATS) {
+            for (size_t off = 0; s == FL_OK && off < p->numel; off += SHA_CHUNK_FLOATS) {
                 size_t n = p->numel - off < SHA_CHUNK_FLOATS ? p->numel - off : SHA_CHUNK_FLOATS;
                 be->download(be, buf, slab + p->offset + off, n * sizeof *buf);
-                if (EVP_DigestUpdate(ctx, buf, n * sizeof *buf) != 1) goto crypto;
+                s = fl_sha256_update(&h, buf, n * sizeof *buf);
             }
         }
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) goto crypto;
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    goto fail; /* shared cleanup */
-crypto:
-    ERR_clear_error();
-    s = FL_EBACKEND;
-fail:
-    EVP_MD_CTX_free(ctx);
+    uint8_t md[FL_SHA256_LEN];
+    if (s == FL_OK) s = fl_sha256_final(&h, md);
+    if (s == FL_OK) fl_hex_encode(md, sizeof md, hex);
+    fl_sha256_destroy(&h);
     free(buf);
     return s;
 }

@@ -1,6 +1,7 @@
 /* json_header.h - the JSON subset a safetensors header uses (objects, arrays, strings with
  * escapes, integers), read by a bounded cursor parser and built in a growing buffer. Internal to
- * nn/safetensors.c; not a JSON library: floats, true/false/null are only ever skipped. */
+ * nn/safetensors.c and crypto/audit*.c (audit log lines); not a JSON library: floats,
+ * true/false/null are only ever skipped. */
 #ifndef FL_JSON_HEADER_H
 #define FL_JSON_HEADER_H
 

@@ -478,19 +478,18 @@ fl_status fl_model_get_output(fl_model *m, int o, float *host, fl_err *err) {
     return FL_OK;
 }
 
-fl_status fl_model_get_value(fl_model *m, int v, float *host, fl_err *err) {
-    const fl_graph *g = m->g;
-    if (v < 0 || v >= g->n_values) return fl_fail(err, FL_EINVAL, "model: no value %d", v);
-    const fl_value *val = &g->values[v];
+/* Copies N rows of value v from device buffer src (its activations or its gradient) to host:
+ * images NHWC on the device -> NCHW on the host (a host transpose: explanations are not hot). */
+static fl_status download_value(fl_model *m, int v, const float *src, float *host, fl_err *err) {
+    const fl_value *val = &m->g->values[v];
     size_t n = (size_t)m->N * val->numel;
     if (val->ndim != 3) {
-        m->be->download(m->be, host, m->x[v], n * sizeof(float));
+        m->be->download(m->be, host, src, n * sizeof(float));
         return FL_OK;
     }
-    /* NHWC on the device -> NCHW on the host (a host transpose: explanations are not hot). */
     float *tmp = malloc(n * sizeof(float));
     if (!tmp) return fl_fail(err, FL_ENOMEM, "model: out of memory reading a value");
-    m->be->download(m->be, tmp, m->x[v], n * sizeof(float));
+    m->be->download(m->be, tmp, src, n * sizeof(float));
     int C = val->shape[0], HW = val->shape[1] * val->shape[2];
     for (int i = 0; i < m->N; i++)
         for (int p = 0; p < HW; p++)
@@ -498,6 +497,11 @@ fl_status fl_model_get_value(fl_model *m, int v, float *host, fl_err *err) {
                 host[((size_t)i * C + c) * HW + p] = tmp[((size_t)i * HW + p) * C + c];
     free(tmp);
     return FL_OK;
+}
+
+fl_status fl_model_get_value(fl_model *m, int v, float *host, fl_err *err) {
+    if (v < 0 || v >= m->g->n_values) return fl_fail(err, FL_EINVAL, "model: no value %d", v);
+    return download_value(m, v, m->x[v], host, err);
 }
 
 int fl_model_find_value(const fl_model *m, const char *name) {
@@ -621,17 +625,10 @@ static void node_backward(fl_model *m, int n) {
     m->written[in0] = 1;
 }
 
-fl_status fl_model_backward(fl_model *m, fl_err *err) {
+/* Runs the backward of nodes n_nodes-1 down to stop+1 from the gradients marked in written. */
+static void backward_nodes(fl_model *m, int stop) {
     const fl_graph *g = m->g;
-    int any = 0;
-    memset(m->written, 0, (size_t)g->n_values);
-    for (int o = 0; o < g->n_outputs; o++)
-        if (m->grad_set[o]) {
-            m->written[g->outputs[o]] = 1;
-            any = 1;
-        }
-    if (!any) return fl_fail(err, FL_EINVAL, "model: backward without a loss");
-    for (int n = g->n_nodes - 1; n >= 0; n--) {
+    for (int n = g->n_nodes - 1; n > stop; n--) {
         const fl_node *node = &g->nodes[n];
         if (node->op == FL_OP_INPUT) continue;
         if (!m->written[node->out]) {
@@ -643,5 +640,34 @@ fl_status fl_model_backward(fl_model *m, fl_err *err) {
         node_backward(m, n);
     }
     memset(m->grad_set, 0, (size_t)g->n_outputs + 1);
+}
+
+fl_status fl_model_backward(fl_model *m, fl_err *err) {
+    const fl_graph *g = m->g;
+    int any = 0;
+    memset(m->written, 0, (size_t)g->n_values);
+    for (int o = 0; o < g->n_outputs; o++)
+        if (m->grad_set[o]) {
+            m->written[g->outputs[o]] = 1;
+            any = 1;
+        }
+    if (!any) return fl_fail(err, FL_EINVAL, "model: backward without a loss");
+    backward_nodes(m, -1);
     return FL_OK;
+}
+
+fl_status fl_model_backward_from(fl_model *m, int o, const float *grad, int v, float *dv,
+                                 fl_err *err) {
+    const fl_graph *g = m->g;
+    if (o < 0 || o >= g->n_outputs) return fl_fail(err, FL_EINVAL, "model: no output %d", o);
+    if (v < 0 || v >= g->n_values || !m->dx[v])
+        return fl_fail(err, FL_EINVAL, "model: value %d has no gradient (an input, or none)", v);
+    int ov = g->outputs[o];
+    m->be->upload(m->be, m->dx[ov], grad, (size_t)m->N * g->values[ov].numel * sizeof(float));
+    memset(m->written, 0, (size_t)g->n_values);
+    m->written[ov] = 1;
+    /* Stopping above v's producer keeps dx[v] intact: its slot is only recycled once the
+     * producer's backward has read it. */
+    backward_nodes(m, g->values[v].producer);
+    return download_value(m, v, m->dx[v], dv, err);
 }

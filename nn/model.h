@@ -57,6 +57,13 @@ fl_status fl_model_loss_ce(fl_model *m, int o, const int32_t *labels, const floa
                            float *loss, fl_err *err);
 /* Backpropagates the gradients set by fl_model_loss_ce into the gradient slab (overwritten). */
 fl_status fl_model_backward(fl_model *m, fl_err *err);
+/* For explanations (Grad-CAM): takes grad (host, batch x output o's size) as the gradient of
+ * output o, backpropagates it only through the nodes after value v's producer, and copies the
+ * gradient reaching v to dv (host, laid out as fl_model_get_value). Follows a forward (eval
+ * mode for per-sample gradients); overwrites those nodes' parameter gradients and any loss
+ * set since. FL_EINVAL for an unknown output, or a v without a gradient (an input). */
+fl_status fl_model_backward_from(fl_model *m, int o, const float *grad, int v, float *dv,
+                                 fl_err *err);
 
 /* Bytes of activation memory (values, saved statistics, gradient slots) for this batch. */
 size_t fl_model_activation_bytes(const fl_model *m);

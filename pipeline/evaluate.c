@@ -10,7 +10,6 @@
 #include "../eval/metrics.h"
 #include "../eval/plot.h"
 #include "../eval/report.h"
-#include "../nn/fusion.h"
 #include "internal.h"
 
 /* The model's classes must be the cohort's, in the same order. */
@@ -47,57 +46,16 @@ static fl_status score_image(const fl_eval_config *cfg, const fl_cohort *c, fl_c
 static fl_status score_fusion(const fl_eval_config *cfg, const fl_pipeline_info *info,
                               const fl_cohort *c, fl_cohort_file *f, const int *rows, int n,
                               float *probs, float *stage_probs, fl_err *err) {
-    float *emb = NULL;
-    uint8_t *has = NULL;
     fl_fusion_inputs in = {0};
     fl_backend *be = NULL;
     fl_model *m = NULL;
-    fl_graph *g = NULL;
-    fl_status s = FL_OK;
-    for (int i = 0; i < info->n_modalities; i++) {
-        if (strcmp(info->modalities[i], "image") != 0) continue;
-        const char *path = cfg->image_model ? cfg->image_model : info->image_model;
-        char sha[65];
-        int E;
-        if ((s = fl_image_embeddings(path, c, f, cfg->threads, cfg->quiet, &emb, &E, &has, sha,
-                                     err)) != FL_OK)
-            goto done;
-        if (strcmp(sha, info->image_sha256) != 0) {
-            s = fl_fail(err, FL_EINVAL,
-                        "%s is not the image model %s was trained with (SHA-256 differs)", path,
-                        cfg->model);
-            goto done;
-        }
-    }
-    if ((s = fl_fusion_inputs_build(info, c, emb, has, &in, err)) != FL_OK) goto done;
-    fl_fusion_config fc;
-    fl_fusion_config_default(&fc);
-    fc.n_modalities = info->n_modalities;
-    for (int i = 0; i < info->n_modalities; i++) {
-        snprintf(fc.names[i], sizeof fc.names[i], "%s", info->modalities[i]);
-        fc.in_dim[i] = info->in_dim[i];
-    }
-    fc.enc_dim = info->enc_dim;
-    fc.hidden = info->hidden;
-    fc.dropout = info->dropout;
-    fc.classes = info->n_classes;
-    fc.stages = info->stages;
-    if ((s = fl_fusion_build(&g, &fc, err)) != FL_OK) goto done;
-    if (!(be = fl_backend_cpu_new(cfg->threads, err))) {
-        s = FL_EBACKEND;
-        goto done;
-    }
-    s = fl_model_new(&m, g, be, 64, 1, err);
-    g = NULL;
-    if (s == FL_OK) s = fl_checkpoint_load(m, cfg->model, err);
+    fl_status s = fl_fusion_inputs_load(info, cfg->model, cfg->image_model, c, f, cfg->threads,
+                                        cfg->quiet, &in, NULL, NULL, NULL, err);
+    if (s == FL_OK) s = fl_fusion_model_load(cfg->model, info, 64, cfg->threads, &be, &m, err);
     if (s == FL_OK) s = fl_fusion_predict(m, &in, rows, n, probs, stage_probs, err);
-done:
     fl_model_free(m);
-    fl_graph_free(g);
     if (be) be->destroy(be);
     fl_fusion_inputs_destroy(&in);
-    free(emb);
-    free(has);
     return s;
 }
 

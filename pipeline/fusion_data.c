@@ -1,9 +1,11 @@
 /* fusion_data.c - MMLM's inputs: image embeddings from an RNet checkpoint, standardized omics
- * with presence masks, and batched prediction. */
+ * with presence masks; rebuilding a fusion model from its file; batched prediction and fused
+ * embeddings. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../nn/fusion.h"
 #include "internal.h"
 
 fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,
@@ -124,6 +126,76 @@ fl_status fl_fusion_inputs_build(const fl_pipeline_info *info, const fl_cohort *
     return s;
 }
 
+fl_status fl_fusion_inputs_load(const fl_pipeline_info *info, const char *model_path,
+                                const char *image_model, const fl_cohort *c, fl_cohort_file *f,
+                                int threads, int quiet, fl_fusion_inputs *in, float **emb_out,
+                                int *E_out, uint8_t **has_out, fl_err *err) {
+    float *emb = NULL;
+    uint8_t *has = NULL;
+    int E = 0;
+    fl_status s = FL_OK;
+    memset(in, 0, sizeof *in);
+    for (int i = 0; i < info->n_modalities; i++) {
+        if (strcmp(info->modalities[i], "image") != 0) continue;
+        const char *path = image_model ? image_model : info->image_model;
+        char sha[65];
+        if ((s = fl_image_embeddings(path, c, f, threads, quiet, &emb, &E, &has, sha, err)) !=
+            FL_OK)
+            goto done;
+        if (strcmp(sha, info->image_sha256) != 0) {
+            s = fl_fail(err, FL_EINVAL,
+                        "%s is not the image model %s was trained with (SHA-256 differs)", path,
+                        model_path);
+            goto done;
+        }
+    }
+    s = fl_fusion_inputs_build(info, c, emb, has, in, err);
+done:
+    if (s == FL_OK && emb_out) {
+        *emb_out = emb;
+        *has_out = has;
+        *E_out = E;
+    } else {
+        free(emb);
+        free(has);
+    }
+    return s;
+}
+
+fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, int batch,
+                               int threads, fl_backend **be, fl_model **m, fl_err *err) {
+    *be = NULL;
+    *m = NULL;
+    fl_fusion_config fc;
+    fl_fusion_config_default(&fc);
+    fc.n_modalities = info->n_modalities;
+    for (int i = 0; i < info->n_modalities; i++) {
+        snprintf(fc.names[i], sizeof fc.names[i], "%s", info->modalities[i]);
+        fc.in_dim[i] = info->in_dim[i];
+    }
+    fc.enc_dim = info->enc_dim;
+    fc.hidden = info->hidden;
+    fc.dropout = info->dropout;
+    fc.classes = info->n_classes;
+    fc.stages = info->stages;
+    fl_graph *g;
+    fl_status s = fl_fusion_build(&g, &fc, err);
+    if (s != FL_OK) return s;
+    if (!(*be = fl_backend_cpu_new(threads, err))) {
+        fl_graph_free(g);
+        return FL_EBACKEND;
+    }
+    if ((s = fl_model_new(m, g, *be, batch, 1, err)) == FL_OK)
+        s = fl_checkpoint_load(*m, path, err);
+    if (s != FL_OK) {
+        fl_model_free(*m);
+        (*be)->destroy(*be);
+        *m = NULL;
+        *be = NULL;
+    }
+    return s;
+}
+
 void fl_fusion_inputs_destroy(fl_fusion_inputs *in) {
     for (int i = 0; i < 4; i++) {
         free(in->x[i]);
@@ -157,24 +229,38 @@ fl_status fl_fusion_set_batch(fl_model *m, const fl_fusion_inputs *in, const int
     return s;
 }
 
-fl_status fl_fusion_predict(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
-                            float *probs, float *stage_probs, fl_err *err) {
+/* Forward passes over rows[] in batches: probs (softmax of "logits"), stage_probs (of
+ * "stage_logits", when the model has them) and fused ("fused"), each skipped when NULL. */
+static fl_status fusion_run(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                            float *probs, float *stage_probs, float *fused, fl_err *err) {
     const fl_graph *g = fl_model_graph(m);
     int B = fl_model_batch(m), o_cls = fl_graph_find_output(g, "logits"),
-        o_stage = fl_graph_find_output(g, "stage_logits");
+        o_stage = fl_graph_find_output(g, "stage_logits"),
+        o_fused = fl_graph_find_output(g, "fused");
+    if (fused && o_fused < 0)
+        return fl_fail(err, FL_EINVAL, "the fusion model has no \"fused\" output");
     int K = g->values[g->outputs[o_cls]].shape[0];
     int S = o_stage >= 0 ? g->values[g->outputs[o_stage]].shape[0] : 0;
-    float *out = malloc((size_t)B * (K > S ? K : S) * sizeof(float));
+    int F = o_fused >= 0 ? g->values[g->outputs[o_fused]].shape[0] : 0;
+    int most = K > S ? K : S;
+    most = most > F ? most : F;
+    float *out = malloc((size_t)B * most * sizeof(float));
     if (!out) return fl_fail(err, FL_ENOMEM, "out of memory");
     fl_status s = FL_OK;
     for (int at = 0; at < n && s == FL_OK; at += B) {
         int k = n - at < B ? n - at : B;
         if ((s = fl_fusion_set_batch(m, in, rows + at, k, err)) != FL_OK ||
-            (s = fl_model_forward(m, 0, err)) != FL_OK ||
-            (s = fl_model_get_output(m, o_cls, out, err)) != FL_OK)
+            (s = fl_model_forward(m, 0, err)) != FL_OK)
             break;
-        fl_softmax_rows(out, k, K);
-        memcpy(probs + (size_t)at * K, out, (size_t)k * K * sizeof(float));
+        if (fused) {
+            if ((s = fl_model_get_output(m, o_fused, out, err)) != FL_OK) break;
+            memcpy(fused + (size_t)at * F, out, (size_t)k * F * sizeof(float));
+        }
+        if (probs) {
+            if ((s = fl_model_get_output(m, o_cls, out, err)) != FL_OK) break;
+            fl_softmax_rows(out, k, K);
+            memcpy(probs + (size_t)at * K, out, (size_t)k * K * sizeof(float));
+        }
         if (stage_probs && S > 0) {
             if ((s = fl_model_get_output(m, o_stage, out, err)) != FL_OK) break;
             fl_softmax_rows(out, k, S);
@@ -183,4 +269,14 @@ fl_status fl_fusion_predict(fl_model *m, const fl_fusion_inputs *in, const int *
     }
     free(out);
     return s;
+}
+
+fl_status fl_fusion_predict(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                            float *probs, float *stage_probs, fl_err *err) {
+    return fusion_run(m, in, rows, n, probs, stage_probs, NULL, err);
+}
+
+fl_status fl_fusion_embed(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                          float *fused, fl_err *err) {
+    return fusion_run(m, in, rows, n, NULL, NULL, fused, err);
 }

@@ -94,10 +94,28 @@ fl_status fl_fusion_inputs_build(const fl_pipeline_info *info, const fl_cohort *
                                  fl_err *err);
 void fl_fusion_inputs_destroy(fl_fusion_inputs *in);
 
+/* Builds the inputs of the fusion model file at model_path (info read from it) for every patient
+ * of c (file f): embeds the patients with the image model first when "image" is among its
+ * modalities (image_model, or the path recorded in info when NULL), which must be the one it was
+ * trained with (same SHA-256). When emb is non-NULL the image embeddings are handed over (*emb P x
+ * *E, *has P; both NULL when the model uses no image), else freed. */
+fl_status fl_fusion_inputs_load(const fl_pipeline_info *info, const char *model_path,
+                                const char *image_model, const fl_cohort *c, fl_cohort_file *f,
+                                int threads, int quiet, fl_fusion_inputs *in, float **emb, int *E,
+                                uint8_t **has, fl_err *err);
+/* Builds the fusion model described by info on a CPU backend (batches of `batch`, eval use) and
+ * loads its weights from path. On failure *be and *m are NULL. */
+fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, int batch,
+                               int threads, fl_backend **be, fl_model **m, fl_err *err);
+
 /* Runs the fusion model (eval mode) on the n patients rows[]: probs (n x K) softmax of the
  * class head; stage_probs (n x stages) if non-NULL and the model has a stage head. */
 fl_status fl_fusion_predict(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
                             float *probs, float *stage_probs, fl_err *err);
+/* Runs the fusion model (eval mode) on the n patients rows[] and copies its "fused" output, the
+ * head's hidden vector (n x hidden), to fused: the patient embedding that UMAP shows. */
+fl_status fl_fusion_embed(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
+                          float *fused, fl_err *err);
 /* Copies the inputs of patients rows[0..n) (n <= batch; the rest padded with zeros) into m. */
 fl_status fl_fusion_set_batch(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
                               fl_err *err);
