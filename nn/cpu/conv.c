@@ -1,3 +1,5 @@
+
+
 /* conv.c - 2-D convolution on the CPU through oneDNN 2.x: activations stay channels-last
  * (NHWC, oneDNN's nhwc tag, on which it runs its brgemm/jit kernels), weights are kept in
  * PyTorch's OIHW in the slab and reordered into the layout the primitive prefers.
@@ -18,6 +20,9 @@ typedef struct {
     size_t scratch_bytes, w_bytes, dw_bytes;
     void *ops_scratch; /* for the other ops' per-call statistics (fl_cpu_scratch) */
     size_t ops_bytes;
+    /* oneDNN's scratchpad, user-managed so it can be sized with a margin (see conv2d_plan). */
+    void *pad;
+    size_t pad_bytes;
 } cpu_state;
 
 typedef struct {
@@ -28,7 +33,8 @@ typedef struct {
     dnnl_primitive_t dw_to_user; /* diff weights layout -> OIHW, NULL if the same */
     /* Buffers are attached per call; w_fwd, w_bwd and diff_w point into the shared scratch. */
     dnnl_memory_t src, dst, bias, w_user, w_fwd, w_bwd, diff_src, diff_dst, diff_w, diff_w_user,
-        diff_bias;
+        diff_bias, pad;
+    cpu_state *cs;
 } conv_plan;
 
 static fl_status dnnl_fail(fl_err *err, dnnl_status_t st, const char *what) {
@@ -68,6 +74,7 @@ void fl_cpu_conv_shutdown(fl_backend *be) {
     free(cs->w_scratch);
     free(cs->dw_scratch);
     free(cs->ops_scratch);
+    free(cs->pad);
     free(cs);
     be->impl = NULL;
 }
@@ -149,22 +156,26 @@ fl_status fl_cpu_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **ou
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_x), "bias desc");
     const dnnl_memory_desc_t *bias = s->has_bias ? &b_md : NULL;
 
+    dnnl_primitive_attr_t attr = NULL;
+    DNNL_TRY(dnnl_primitive_attr_create(&attr), "primitive attributes");
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+             "primitive attributes");
     dnnl_convolution_desc_t fd, bd, wd;
     DNNL_TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
                                                 &src_md, &w_any, bias, &dst_md, strides, pad_l,
                                                 pad_r),
              "convolution forward desc");
-    DNNL_TRY(dnnl_primitive_desc_create(&fpd, &fd, NULL, cs->eng, NULL), "convolution forward");
+    DNNL_TRY(dnnl_primitive_desc_create(&fpd, &fd, attr, cs->eng, NULL), "convolution forward");
     DNNL_TRY(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &src_md, &w_any,
                                                       &dst_md, strides, pad_l, pad_r),
              "convolution backward-data desc");
-    DNNL_TRY(dnnl_primitive_desc_create(&bpd, &bd, NULL, cs->eng, fpd),
+    DNNL_TRY(dnnl_primitive_desc_create(&bpd, &bd, attr, cs->eng, fpd),
              "convolution backward data");
     DNNL_TRY(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src_md,
                                                          &w_any, bias, &dst_md, strides, pad_l,
                                                          pad_r),
              "convolution backward-weights desc");
-    DNNL_TRY(dnnl_primitive_desc_create(&wpd, &wd, NULL, cs->eng, fpd),
+    DNNL_TRY(dnnl_primitive_desc_create(&wpd, &wd, attr, cs->eng, fpd),
              "convolution backward weights");
     DNNL_TRY(dnnl_primitive_create(&p->fwd, fpd), "convolution forward");
     DNNL_TRY(dnnl_primitive_create(&p->bwd_data, bpd), "convolution backward data");
@@ -202,18 +213,38 @@ fl_status fl_cpu_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **ou
 
     size_t x_bytes = (size_t)s->N * s->C * s->H * s->W * sizeof(float);
     size_t w_bytes = dnnl_memory_desc_get_size(w_fwd_md), wb = dnnl_memory_desc_get_size(w_bwd_md);
-    if (grow_scratch(&cs->scratch, &cs->scratch_bytes, x_bytes) ||
+    size_t pad_bytes = 0;
+    dnnl_primitive_desc_t pds[3] = {fpd, bpd, wpd};
+    for (int i = 0; i < 3; i++) {
+        size_t b = dnnl_memory_desc_get_size(
+            dnnl_primitive_desc_query_md(pds[i], dnnl_query_scratchpad_md, 0));
+        pad_bytes = b > pad_bytes ? b : pad_bytes;
+    }
+    /* oneDNN 2.6.3 under-reports some AVX-512 kernels' scratchpad (seen: two threads, odd
+     * batch, 8-channel layers: the exact size corrupted the heap, 4 KiB more did not). */
+    pad_bytes += 65536 + pad_bytes / 4;
+    if (grow_scratch((float **)&cs->pad, &cs->pad_bytes, pad_bytes ? pad_bytes : 64) ||
+        grow_scratch(&cs->scratch, &cs->scratch_bytes, x_bytes) ||
         grow_scratch(&cs->w_scratch, &cs->w_bytes, w_bytes > wb ? w_bytes : wb) ||
         grow_scratch(&cs->dw_scratch, &cs->dw_bytes, dnnl_memory_desc_get_size(dw_md))) {
         status = fl_fail(err, FL_ENOMEM, "conv2d plan: out of memory");
         goto fail;
     }
+    {
+        dnnl_memory_desc_t pad_md;
+        dnnl_dims_t pad_dims = {(dnnl_dim_t)cs->pad_bytes};
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&pad_md, 1, pad_dims, dnnl_u8, dnnl_x), "scratchpad");
+        DNNL_TRY(make_mem(&p->pad, &pad_md, cs->eng), "scratchpad");
+    }
+    p->cs = cs;
+    dnnl_primitive_attr_destroy(attr);
     dnnl_primitive_desc_destroy(fpd);
     dnnl_primitive_desc_destroy(bpd);
     dnnl_primitive_desc_destroy(wpd);
     *out = p;
     return FL_OK;
 fail:
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (bpd) dnnl_primitive_desc_destroy(bpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
@@ -224,6 +255,15 @@ fail:
 static void run(cpu_state *cs, dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args) {
     dnnl_primitive_execute(prim, cs->stream, n, args);
     dnnl_stream_wait(cs->stream);
+}
+
+/* Runs one of a plan's convolutions with the shared scratchpad attached (n < 4 arguments). */
+static void run_conv(conv_plan *p, dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args) {
+    dnnl_exec_arg_t all[5];
+    memcpy(all, args, (size_t)n * sizeof *all);
+    dnnl_memory_set_data_handle(p->pad, p->cs->pad);
+    all[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad};
+    run(p->cs, prim, n, all);
 }
 
 static void reorder(cpu_state *cs, dnnl_primitive_t prim, dnnl_memory_t from, dnnl_memory_t to) {
@@ -251,7 +291,7 @@ void fl_cpu_conv2d_forward(fl_backend *be, void *plan, const float *x, const flo
         dnnl_memory_set_data_handle(p->bias, (void *)b);
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
     }
-    run(cs, p->fwd, n, args);
+    run_conv(p, p->fwd, n, args);
 }
 
 void fl_cpu_conv2d_backward(fl_backend *be, void *plan, const float *x, const float *w,
@@ -275,7 +315,7 @@ void fl_cpu_conv2d_backward(fl_backend *be, void *plan, const float *x, const fl
         dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->diff_dst},
                                   {DNNL_ARG_WEIGHTS, wm},
                                   {DNNL_ARG_DIFF_SRC, p->diff_src}};
-        run(cs, p->bwd_data, 3, args);
+        run_conv(p, p->bwd_data, 3, args);
         if (beta != 0.0f)
             fl_cpu_accumulate(be, dx, target, beta, (size_t)s->N * s->C * s->H * s->W);
     }
@@ -290,6 +330,6 @@ void fl_cpu_conv2d_backward(fl_backend *be, void *plan, const float *x, const fl
         dnnl_memory_set_data_handle(p->diff_bias, db);
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, p->diff_bias};
     }
-    run(cs, p->bwd_weights, n, args);
+    run_conv(p, p->bwd_weights, n, args);
     if (p->dw_to_user) reorder(cs, p->dw_to_user, p->diff_w, p->diff_w_user);
 }
