@@ -162,10 +162,7 @@ done:
     return s;
 }
 
-fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, int batch,
-                               int threads, fl_backend **be, fl_model **m, fl_err *err) {
-    *be = NULL;
-    *m = NULL;
+fl_status fl_fusion_graph_build(const fl_pipeline_info *info, fl_graph **g, fl_err *err) {
     fl_fusion_config fc;
     fl_fusion_config_default(&fc);
     fc.n_modalities = info->n_modalities;
@@ -178,8 +175,15 @@ fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, i
     fc.dropout = info->dropout;
     fc.classes = info->n_classes;
     fc.stages = info->stages;
+    return fl_fusion_build(g, &fc, err);
+}
+
+fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, int batch,
+                               int threads, fl_backend **be, fl_model **m, fl_err *err) {
+    *be = NULL;
+    *m = NULL;
     fl_graph *g;
-    fl_status s = fl_fusion_build(&g, &fc, err);
+    fl_status s = fl_fusion_graph_build(info, &g, err);
     if (s != FL_OK) return s;
     if (!(*be = fl_backend_cpu_new(threads, err))) {
         fl_graph_free(g);

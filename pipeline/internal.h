@@ -105,6 +105,9 @@ fl_status fl_fusion_inputs_load(const fl_pipeline_info *info, const char *model_
                                 uint8_t **has, fl_err *err);
 /* Builds the fusion model described by info on a CPU backend (batches of `batch`, eval use) and
  * loads its weights from path. On failure *be and *m are NULL. */
+/* The MMLM graph that info (modalities, sizes, classes, stages) describes. */
+fl_status fl_fusion_graph_build(const fl_pipeline_info *info, fl_graph **g, fl_err *err);
+
 fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, int batch,
                                int threads, fl_backend **be, fl_model **m, fl_err *err);
 

@@ -8,7 +8,6 @@
 #include "../common/progress.h"
 #include "../common/rng.h"
 #include "../eval/metrics.h"
-#include "../nn/fusion.h"
 #include "../nn/optim.h"
 #include "internal.h"
 
@@ -152,20 +151,9 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
     }
     if ((s = fl_fusion_inputs_build(&info, &c, emb, has, &in, err)) != FL_OK) goto done;
 
-    fl_fusion_config fc;
-    fl_fusion_config_default(&fc);
-    fc.n_modalities = info.n_modalities;
-    for (int i = 0; i < info.n_modalities; i++) {
-        snprintf(fc.names[i], sizeof fc.names[i], "%s", info.modalities[i]);
-        fc.in_dim[i] = info.in_dim[i];
-    }
-    fc.enc_dim = info.enc_dim;
-    fc.hidden = info.hidden;
-    fc.dropout = info.dropout;
-    fc.classes = c.n_classes;
-    fc.stages = info.stages;
+    info.n_classes = c.n_classes;
     int B = cfg->batch < n_tr ? cfg->batch : n_tr;
-    if ((s = fl_fusion_build(&g, &fc, err)) != FL_OK) goto done;
+    if ((s = fl_fusion_graph_build(&info, &g, err)) != FL_OK) goto done;
     if (!(be = fl_backend_cpu_new(cfg->threads, err))) {
         s = FL_EBACKEND;
         goto done;
