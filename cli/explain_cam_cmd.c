@@ -220,8 +220,7 @@ static fl_status runner_init(cam_runner *r, fl_model *m, fl_err *err) {
     r->v_maps = fl_model_find_value(m, "gap_input");
     if (r->o_logits < 0 || r->v_maps < 0 || g->values[r->v_maps].ndim != 3)
         return fl_fail(err, FL_EUNSUPPORTED,
-                       "explain cam: the model has no pooled feature maps "
-                       "and logits (not a ResNet)");
+                       "explain cam: the model has no pooled feature maps and logits");
     const fl_node *head = &g->nodes[g->values[g->outputs[r->o_logits]].producer];
     const fl_node *pool = &g->nodes[g->values[head->in[0]].producer];
     if (head->op != FL_OP_LINEAR || pool->op != FL_OP_GAP || pool->in[0] != r->v_maps)
@@ -581,6 +580,9 @@ static fl_status cohort_setup(cam_run *w, const cam_opts *o, fl_err *err) {
     if (s == FL_OK) s = fl_cohort_open(&w->f, &w->c, o->cohort, err);
     if (s == FL_OK) s = runner_init(&w->r, w->m, err);
     if (s != FL_OK) return s;
+    if (w->r.K > FL_MAX_CLASSES)
+        return fl_fail(err, FL_EUNSUPPORTED, "%s has %d classes, more than the %d supported",
+                       o->model, w->r.K, FL_MAX_CLASSES);
     if (w->c.tile != meta.tile)
         return fl_fail(err, FL_ESHAPE, "%s expects %d-px tiles but %s has %d px", o->model,
                        meta.tile, o->cohort, w->c.tile);

@@ -52,8 +52,8 @@ fl_status fl_plot_lines(const char *path, const fl_plot_spec *spec, const fl_plo
  * ignored; past ten series the palette repeats as open circles, then filled and open squares),
  * with the axes, title and legend of fl_plot_lines; points with a NaN coordinate are skipped.
  * Series are drawn in order, so later ones lie on top. Failures as fl_plot_lines. */
-fl_status fl_plot_scatter(const char *path, const fl_plot_spec *spec,
-                          const fl_plot_series *series, int n_series, fl_err *err);
+fl_status fl_plot_scatter(const char *path, const fl_plot_spec *spec, const fl_plot_series *series,
+                          int n_series, fl_err *err);
 
 /* The ROC curves of curves->K classes, one colour per class, legend "<class> (AUC = 0.873)"
  * ("AUC n/a" when undefined), the chance diagonal dashed, axes [0, 1], 800 x 600. class_names

@@ -33,7 +33,10 @@ void fl_umap_config_default(fl_umap_config *c) {
 static double ab_fit(double a, double b, const double *x, const double *y, int m, double *JtJ,
                      double *Jtr) {
     double sse = 0;
-    if (JtJ) memset(JtJ, 0, 3 * sizeof(double)), memset(Jtr, 0, 2 * sizeof(double));
+    if (JtJ) {
+        memset(JtJ, 0, 3 * sizeof(double));
+        memset(Jtr, 0, 2 * sizeof(double));
+    }
     for (int i = 0; i < m; i++) {
         double u = x[i] > 0 ? pow(x[i], 2 * b) : 0, f = 1 / (1 + a * u), r = f - y[i];
         sse += r * r;
@@ -247,9 +250,10 @@ static fl_status layout_sgd(const fl_umap_graph *g, int dim, int n_epochs, doubl
     double *eps_neg = malloc((size_t)(m + 1) * sizeof(double));
     double *next_neg = malloc((size_t)(m + 1) * sizeof(double));
     int32_t *head = malloc((size_t)(m + 1) * sizeof(int32_t));
+    fl_status s = FL_OK;
     if (!eps || !next || !eps_neg || !next_neg || !head) {
-        free(eps), free(next), free(eps_neg), free(next_neg), free(head);
-        return fl_fail(err, FL_ENOMEM, "out of memory for the layout of %lld edges", (long long)m);
+        s = fl_fail(err, FL_ENOMEM, "out of memory for the layout of %lld edges", (long long)m);
+        goto done;
     }
     float top = 0;
     for (int64_t e = 0; e < m; e++) top = g->val[e] > top ? g->val[e] : top;
@@ -257,12 +261,13 @@ static fl_status layout_sgd(const fl_umap_graph *g, int dim, int n_epochs, doubl
         for (int64_t e = g->rowptr[i]; e < g->rowptr[i + 1]; e++) {
             double samples = n_epochs * ((double)g->val[e] / top);
             eps[e] = next[e] = (double)n_epochs / samples;
-            eps_neg[e] = next_neg[e] = eps[e] / c->negative_sample_rate;
+            eps_neg[e] = next_neg[e] =
+                eps[e] / (c->negative_sample_rate ? c->negative_sample_rate : 1);
             head[e] = i;
         }
     fl_progress prog;
     fl_progress_begin(&prog, "umap layout", n_epochs, c->quiet);
-    /* float arithmetic like umap-learn's float32 layout; powf is twice as fast as pow */
+    /* single precision, like umap-learn's float32 layout (powf is twice as fast as pow) */
     const float fa = (float)a, fb = (float)b, attract = (float)(-2.0 * a * b),
                 repel = (float)(2.0 * b);
     double alpha = c->learning_rate;
@@ -286,7 +291,7 @@ static fl_status layout_sgd(const fl_umap_graph *g, int dim, int n_epochs, doubl
                 oth[d] -= gd;
             }
             next[e] += eps[e];
-            int n_neg = (int)((ep - next_neg[e]) / eps_neg[e]);
+            int n_neg = c->negative_sample_rate ? (int)((ep - next_neg[e]) / eps_neg[e]) : 0;
             for (int p = 0; p < n_neg; p++) {
                 uint64_t k = fl_rng_u64(rng) % n;
                 oth = E + k * dim;
@@ -307,8 +312,13 @@ static fl_status layout_sgd(const fl_umap_graph *g, int dim, int n_epochs, doubl
         fl_progress_update(&prog, ep + 1);
     }
     fl_progress_end(&prog, "%d epochs over %lld edges", n_epochs, (long long)m);
-    free(eps), free(next), free(eps_neg), free(next_neg), free(head);
-    return FL_OK;
+done:
+    free(eps);
+    free(next);
+    free(eps_neg);
+    free(next_neg);
+    free(head);
+    return s;
 }
 
 static fl_status check_config(const fl_umap_config *c, int n, int D, fl_err *err) {

@@ -32,7 +32,7 @@ typedef enum { FL_UMAP_EIG_AUTO = 0, FL_UMAP_EIG_DENSE, FL_UMAP_EIG_LANCZOS } fl
  * graph g (k < n): values ascending (k), vectors (n x k, row-major, unit columns, each column's
  * largest entry made positive). DENSE: LAPACK dsyevr on the n x n matrix; LANCZOS: thick-
  * restarted Lanczos with full reorthogonalisation on D^-1/2 W D^-1/2, the trivial vector
- * D^1/2 1 deflated, to a residual of 1e-6; AUTO: dense up to 1000 vertices. Returns FL_OK,
+ * D^1/2 1 deflated, to a residual of 1e-6; AUTO: dense up to 256 vertices. Returns FL_OK,
  * FL_EBACKEND (no convergence within 5n products, or LAPACK failed) or FL_ENOMEM. */
 fl_status fl_umap_laplacian_eigs(const fl_umap_graph *g, int k, fl_umap_eig_method method,
                                  double *values, double *vectors, fl_err *err);

@@ -10,7 +10,7 @@
 
 #include "umap_impl.h"
 
-#define DENSE_MAX 1000      /* AUTO: LAPACK up to this many vertices (~0.3 s), Lanczos above */
+#define DENSE_MAX 256       /* AUTO: LAPACK up to this many vertices, Lanczos (much faster) above */
 #define LANCZOS_TOL 1e-6    /* residual |N y - theta y| of a converged Ritz pair */
 #define LANCZOS_ACCEPT 1e-4 /* ... and the most a pair may keep when the budget runs out */
 

@@ -156,8 +156,8 @@ fl_status fl_rpc_unpack_mem(const ProtobufCMessageDescriptor *d, const uint8_t *
                             size_t limit, ProtobufCMessage **out, fl_err *err) {
     *out = NULL;
     if (n > limit)
-        return fl_fail(err, FL_ENOMEM, "%s of %zu bytes exceeds the limit of %zu", d->short_name,
-                       n, limit);
+        return fl_fail(err, FL_ENOMEM, "%s of %zu bytes exceeds the limit of %zu", d->short_name, n,
+                       limit);
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, n, data);
     if (!m) return fl_fail(err, FL_EFORMAT, "malformed %s (%zu bytes)", d->short_name, n);
     fl_status st = fl_rpc_validate(m, err);
@@ -224,18 +224,29 @@ fl_status fl_rpc_status_to_fl(grpc_status_code code) {
 
 const char *fl_rpc_code_name(grpc_status_code code) {
     static const char *const names[] = {
-        "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",   "ALREADY_EXISTS",    "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
         "UNAUTHENTICATED",
     };
     if ((unsigned)code < sizeof names / sizeof names[0]) return names[code];
     return "UNKNOWN_CODE";
 }
 
-grpc_status_code fl_rpc_status_set(fl_rpc_status *st, grpc_status_code code, const char *fmt,
-                                   ...) {
+grpc_status_code fl_rpc_status_set(fl_rpc_status *st, grpc_status_code code, const char *fmt, ...) {
     va_list ap;
     st->code = code;
     va_start(ap, fmt);
@@ -245,8 +256,8 @@ grpc_status_code fl_rpc_status_set(fl_rpc_status *st, grpc_status_code code, con
 }
 
 grpc_status_code fl_rpc_status_from(fl_rpc_status *st, fl_status s, const fl_err *err) {
-    return fl_rpc_status_set(st, fl_rpc_code(s), "%s", err && err->msg[0] ? err->msg
-                                                                           : fl_status_str(s));
+    return fl_rpc_status_set(st, fl_rpc_code(s), "%s",
+                             err && err->msg[0] ? err->msg : fl_status_str(s));
 }
 
 grpc_status_code fl_rpc_check_scope(fl_rpc_status *st, const char *study, uint64_t round,
@@ -269,6 +280,6 @@ fl_status fl_rpc_fail_status(fl_err *err, fl_rpc_method m, grpc_status_code code
     int n = (int)GRPC_SLICE_LENGTH(details);
     if (n > FL_ERR_LEN) n = FL_ERR_LEN;
     const char *name = (unsigned)m < FL_RPC_N_METHODS ? fl_rpc_methods[m].name : "call";
-    return fl_fail(err, fl_rpc_status_to_fl(code), "%s: %s: %.*s", name, fl_rpc_code_name(code),
-                   n, (const char *)GRPC_SLICE_START_PTR(details));
+    return fl_fail(err, fl_rpc_status_to_fl(code), "%s: %s: %.*s", name, fl_rpc_code_name(code), n,
+                   (const char *)GRPC_SLICE_START_PTR(details));
 }

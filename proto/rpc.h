@@ -110,10 +110,10 @@ void fl_rpc_buf_put(fl_rpc_buf *b);
 void fl_rpc_buf_release(void *b);
 
 typedef struct {
-    size_t cap;     /* bytes per buffer */
-    size_t free;    /* buffers in the free list */
-    size_t out;     /* buffers handed out and not yet returned */
-    size_t allocs;  /* buffers ever allocated (flat after warm-up when reuse works) */
+    size_t cap;    /* bytes per buffer */
+    size_t free;   /* buffers in the free list */
+    size_t out;    /* buffers handed out and not yet returned */
+    size_t allocs; /* buffers ever allocated (flat after warm-up when reuse works) */
 } fl_rpc_pool_stats;
 fl_rpc_pool_stats fl_rpc_pool_get_stats(fl_rpc_pool *p);
 
@@ -138,8 +138,8 @@ typedef struct {
 /* Makes bb's bytes contiguous in *f (released with fl_rpc_flat_release; bb is not consumed and
  * may be destroyed at once). pool may be NULL (copies go to the heap). Returns FL_OK;
  * FL_ENOMEM when bb holds more than limit bytes ("message of N bytes exceeds the limit of M":
- * answer RESOURCE_EXHAUSTED) or memory runs out; FL_EINVAL for a NULL bb. On failure *f holds
- * nothing. */
+ * answer RESOURCE_EXHAUSTED) or memory runs out; FL_EFORMAT when a compressed buffer cannot be
+ * decompressed; FL_EINVAL for a NULL bb. On failure *f holds nothing. */
 fl_status fl_rpc_flatten(grpc_byte_buffer *bb, size_t limit, fl_rpc_pool *pool, fl_rpc_flat *f,
                          fl_err *err);
 /* Releases what f holds; a zeroed or released f is fine. */

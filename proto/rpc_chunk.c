@@ -202,7 +202,8 @@ static fl_status read_offset_data(const char *what, const uint8_t *msg, size_t n
         if (!read_field(&r, &f))
             return fl_fail(err, FL_EFORMAT, "malformed %s at byte %zu of %zu", what,
                            (size_t)(r.p - msg), n);
-        int known = f.field == 1 || f.field == 2 || (header_field && f.field == (uint32_t)header_field);
+        int known =
+            f.field == 1 || f.field == 2 || (header_field && f.field == (uint32_t)header_field);
         if (!known) continue;
         int want = f.field == 1 ? WT_VARINT : WT_LEN;
         if (f.wt != want)
@@ -251,10 +252,9 @@ fl_status fl_rpc_update_chunk_parse(const uint8_t *msg, size_t n, fl_rpc_chunk *
                            (size_t)(r.p - msg), n);
         if (f.field != 1 && f.field != 2) continue;
         if (f.wt != WT_LEN)
-            return fl_fail(err, FL_EFORMAT, "UpdateChunk field %u has wire type %d, not 2",
-                           f.field, f.wt);
-        if (part)
-            return fl_fail(err, FL_EFORMAT, "UpdateChunk carries more than one part");
+            return fl_fail(err, FL_EFORMAT, "UpdateChunk field %u has wire type %d, not 2", f.field,
+                           f.wt);
+        if (part) return fl_fail(err, FL_EFORMAT, "UpdateChunk carries more than one part");
         part = f.bytes;
         part_len = f.len;
         part_field = f.field;
@@ -263,8 +263,7 @@ fl_status fl_rpc_update_chunk_parse(const uint8_t *msg, size_t n, fl_rpc_chunk *
     fl_status st;
     if (part_field == 1) {
         ProtobufCMessage *m;
-        st = fl_rpc_unpack_mem(&fedlung__v1__update_header__descriptor, part, part_len, n, &m,
-                               err);
+        st = fl_rpc_unpack_mem(&fedlung__v1__update_header__descriptor, part, part_len, n, &m, err);
         c->update_header = (Fedlung__V1__UpdateHeader *)m;
     } else {
         st = read_offset_data("DataChunk", part, part_len, 0, c, NULL, NULL, err);

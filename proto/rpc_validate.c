@@ -8,10 +8,10 @@
 #include <math.h>
 #include <string.h>
 
-#define TRY(x)                          \
-    do {                                \
-        fl_status s_ = (x);             \
-        if (s_ != FL_OK) return s_;     \
+#define TRY(x)                      \
+    do {                            \
+        fl_status s_ = (x);         \
+        if (s_ != FL_OK) return s_; \
     } while (0)
 
 /* ---- field checks; `msg` is the message's short name, `field` the field's ---- */
@@ -26,8 +26,10 @@ static fl_status check_id(const char *msg, const char *field, const char *s, fl_
         unsigned char c = (unsigned char)s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-'))
-            return fl_fail(err, FL_EFORMAT, "%s.%s has the byte 0x%02x at %zu (allowed: "
-                           "A-Z a-z 0-9 . _ -)", msg, field, c, i);
+            return fl_fail(err, FL_EFORMAT,
+                           "%s.%s has the byte 0x%02x at %zu (allowed: "
+                           "A-Z a-z 0-9 . _ -)",
+                           msg, field, c, i);
     }
     return FL_OK;
 }
@@ -40,13 +42,13 @@ static fl_status check_text(const char *msg, const char *field, const char *s, s
         return fl_fail(err, FL_EFORMAT, "%s.%s has %zu bytes, more than %zu", msg, field, n, max);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return fl_fail(err, FL_EFORMAT, "%s.%s has the control character 0x%02x at %zu",
-                           msg, field, (unsigned char)s[i], i);
+            return fl_fail(err, FL_EFORMAT, "%s.%s has the control character 0x%02x at %zu", msg,
+                           field, (unsigned char)s[i], i);
     return FL_OK;
 }
 
-static fl_status check_hash(const char *msg, const char *field, ProtobufCBinaryData h,
-                            int required, fl_err *err) {
+static fl_status check_hash(const char *msg, const char *field, ProtobufCBinaryData h, int required,
+                            fl_err *err) {
     if (h.len == 32 || (h.len == 0 && !required)) return FL_OK;
     return fl_fail(err, FL_EFORMAT, "%s.%s has %zu bytes, not 32", msg, field, h.len);
 }
@@ -56,8 +58,7 @@ static fl_status check_enum(const char *msg, const char *field, int v,
                             const ProtobufCEnumDescriptor *d, int specified, fl_err *err) {
     if (!protobuf_c_enum_descriptor_get_value(d, v))
         return fl_fail(err, FL_EFORMAT, "%s.%s is %d, not a %s", msg, field, v, d->short_name);
-    if (specified && v == 0)
-        return fl_fail(err, FL_EFORMAT, "%s.%s is unspecified", msg, field);
+    if (specified && v == 0) return fl_fail(err, FL_EFORMAT, "%s.%s is unspecified", msg, field);
     return FL_OK;
 }
 
@@ -83,15 +84,16 @@ static fl_status check_slabs(const char *msg, uint64_t length, uint64_t n_params
     if (length != 4 * (n_params + n_buffers))
         return fl_fail(err, FL_EFORMAT,
                        "%s announces %llu bytes for %llu parameters and %llu buffers (4 bytes "
-                       "each)", msg, (unsigned long long)length, (unsigned long long)n_params,
+                       "each)",
+                       msg, (unsigned long long)length, (unsigned long long)n_params,
                        (unsigned long long)n_buffers);
     return FL_OK;
 }
 
 fl_status fl_rpc__check_chunk(const char *what, uint64_t offset, size_t len, fl_err *err) {
     if (len > FL_RPC_CHUNK_MAX)
-        return fl_fail(err, FL_EFORMAT, "%s of %zu bytes exceeds the chunk limit of %u", what,
-                       len, FL_RPC_CHUNK_MAX);
+        return fl_fail(err, FL_EFORMAT, "%s of %zu bytes exceeds the chunk limit of %u", what, len,
+                       FL_RPC_CHUNK_MAX);
     if (offset > FL_RPC_MAX_MODEL - len)
         return fl_fail(err, FL_EFORMAT, "%s at offset %llu lies beyond the largest model", what,
                        (unsigned long long)offset);
@@ -231,8 +233,7 @@ static fl_status update_header(const Fedlung__V1__UpdateHeader *m, fl_err *err) 
     TRY(check_range(n, "example_count", m->example_count, lo, INFINITY, err));
     TRY(check_range(n, "clip_norm", m->clip_norm, 0, INFINITY, err));
     TRY(check_range(n, "noise_multiplier", m->noise_multiplier, 0, INFINITY, err));
-    return check_enum(n, "mechanism", m->mechanism, &fedlung__v1__dp_mechanism__descriptor, 0,
-                      err);
+    return check_enum(n, "mechanism", m->mechanism, &fedlung__v1__dp_mechanism__descriptor, 0, err);
 }
 
 static fl_status update_chunk(const Fedlung__V1__UpdateChunk *m, fl_err *err) {

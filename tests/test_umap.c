@@ -6,6 +6,7 @@
  * `test_umap --trust X.npy Y.npy K` is the helper of check_umap_trust.sh: it prints
  * fl_trustworthiness(X, Y, K) with 17 significant digits. */
 #include <cairo.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,8 +337,10 @@ static void test_edge_cases(void) {
         CHECK(finite);
     }
     c.random_init = 1;
+    c.negative_sample_rate = 0; /* attraction only */
     CHECK_OK(fl_umap(&c, X, 6, 2, Y, &err), &err);
     c.random_init = 0;
+    c.negative_sample_rate = 5;
     X[3] = NAN;
     CHECK(fl_umap(&c, X, 6, 2, Y, &err) == FL_EINVAL);
     CHECK_MSG(err, "point 1");
@@ -355,7 +358,7 @@ static void test_scatter(void) {
     enum { G = 36, PER = 20 };
     double x[G * PER], y[G * PER];
     fl_plot_series s[G];
-    char names[G][16];
+    char names[G][24];
     for (int g = 0; g < G; g++) {
         for (int i = 0; i < PER; i++) {
             double t = 2 * M_PI * (g + i / (double)PER) / G;
@@ -428,5 +431,9 @@ int main(int argc, char **argv) {
     test_determinism();
     test_edge_cases();
     test_scatter();
+    /* cairo's and fontconfig's process-wide caches, so LeakSanitizer sees only ours. */
+    cairo_debug_reset_static_data();
+    void (*fc_fini)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "FcFini");
+    if (fc_fini) fc_fini();
     return fl_test_summary("test_umap");
 }

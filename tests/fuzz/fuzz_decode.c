@@ -5,23 +5,23 @@
  * protobuf-c's exact bytes; a message split over several slices flattens to the same bytes, and
  * one over the limit is refused.
  * Built two ways: as a libFuzzer target (cmake -DFL_FUZZ=ON with clang; docs/protocol.md says
- * how to run it for longer), and #included by tests/test_proto.c, whose deterministic mutation
- * loop runs it for a second in every ctest, under ASan in the sanitizer build. */
+ * how to run it for longer), and #included by tests/test_proto_chunks.c, whose deterministic
+ * mutation loop runs it for a second in every ctest, under ASan in the sanitizer build. */
 #include <grpc/grpc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto_test.h"
 #include "proto/rpc.h"
 
 #ifndef FUZZ_CHECK /* test_proto.c counts failures instead */
-#define FUZZ_CHECK(cond)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "fuzz_decode: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                               \
-            abort();                                                                      \
-        }                                                                                 \
+#define FUZZ_CHECK(cond)                                                                          \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "fuzz_decode: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                              \
+        }                                                                                         \
     } while (0)
 #endif
 
@@ -47,15 +47,6 @@ enum {
 /* Inputs a decoder accepted (test_proto reports it: a loop that accepts nothing tests little). */
 static long fuzz_accepted;
 
-/* protobuf-c's packing of m, malloc'd (*n bytes). */
-static uint8_t *fuzz_pack(const ProtobufCMessage *m, size_t *n) {
-    *n = protobuf_c_message_get_packed_size(m);
-    uint8_t *b = malloc(*n ? *n : 1);
-    FUZZ_CHECK(b != NULL);
-    FUZZ_CHECK(protobuf_c_message_pack(m, b) == *n);
-    return b;
-}
-
 /* The bytes of a byte buffer (destroyed here), malloc'd. */
 static uint8_t *fuzz_bb_bytes(grpc_byte_buffer *bb, size_t *n) {
     fl_rpc_flat f;
@@ -70,16 +61,12 @@ static uint8_t *fuzz_bb_bytes(grpc_byte_buffer *bb, size_t *n) {
     return b;
 }
 
-static int fuzz_same(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
-    return na == nb && (na == 0 || memcmp(a, b, na) == 0);
-}
-
 /* Same packed bytes, or both absent. */
 static int fuzz_same_msg(const ProtobufCMessage *a, const ProtobufCMessage *b) {
     if (!a || !b) return !a && !b;
     size_t na, nb;
-    uint8_t *pa = fuzz_pack(a, &na), *pb = fuzz_pack(b, &nb);
-    int same = fuzz_same(pa, na, pb, nb);
+    uint8_t *pa = proto_pack(a, &na), *pb = proto_pack(b, &nb);
+    int same = proto_same(pa, na, pb, nb);
     free(pa);
     free(pb);
     return same;
@@ -98,89 +85,107 @@ static void fuzz_generic(const ProtobufCMessageDescriptor *d, const uint8_t *dat
     if (st != FL_OK) return;
     fuzz_accepted++;
     size_t n1, n2;
-    uint8_t *b1 = fuzz_pack(m, &n1);
+    uint8_t *b1 = proto_pack(m, &n1);
     FUZZ_CHECK(fl_rpc_unpack_mem(d, b1, n1, FL_RPC_MAX_MESSAGE, &m2, &err) == FL_OK);
-    uint8_t *b2 = m2 ? fuzz_pack(m2, &n2) : NULL;
-    FUZZ_CHECK(b2 && fuzz_same(b1, n1, b2, n2));
+    uint8_t *b2 = m2 ? proto_pack(m2, &n2) : NULL;
+    FUZZ_CHECK(b2 && proto_same(b1, n1, b2, n2));
     free(b1);
     free(b2);
     protobuf_c_message_free_unpacked(m, NULL);
     if (m2) protobuf_c_message_free_unpacked(m2, NULL);
 }
 
-static void fuzz_model_chunk(const uint8_t *data, size_t n) {
-    fl_rpc_chunk c;
+typedef fl_status (*fuzz_parser)(const uint8_t *msg, size_t n, fl_rpc_chunk *c, fl_err *err);
+
+/* Both decoders of a chunk message on the same bytes: the hand parser never accepts what
+ * protobuf-c refuses. Returns protobuf-c's message, or NULL where it refused; *c holds the
+ * hand parser's chunk where *hand is FL_OK (and must then be cleared). */
+static ProtobufCMessage *fuzz_both(fuzz_parser parse, const ProtobufCMessageDescriptor *d,
+                                   const uint8_t *data, size_t n, fl_rpc_chunk *c,
+                                   fl_status *hand) {
     ProtobufCMessage *m;
     fl_err err;
-    fl_status hand = fl_rpc_model_chunk_parse(data, n, &c, &err);
-    fl_status pc = fl_rpc_unpack_mem(&fedlung__v1__model_chunk__descriptor, data, n,
-                                     FL_RPC_MAX_MESSAGE, &m, &err);
-    FUZZ_CHECK(hand == FL_OK || hand == FL_EFORMAT);
-    FUZZ_CHECK(hand != FL_OK || pc == FL_OK); /* the hand parser is the stricter one */
-    if (pc != FL_OK) return;
-    fuzz_accepted++;
+    *hand = parse(data, n, c, &err);
+    fl_status pc = fl_rpc_unpack_mem(d, data, n, FL_RPC_MAX_MESSAGE, &m, &err);
+    FUZZ_CHECK(*hand == FL_OK || *hand == FL_EFORMAT);
+    FUZZ_CHECK(*hand != FL_OK || pc == FL_OK);
+    if (pc == FL_OK) fuzz_accepted++;
+    if (*hand == FL_OK) /* the payload is a view into the input */
+        FUZZ_CHECK(c->len == 0 || (c->data >= data && c->data + c->len <= data + n));
+    if (pc == FL_OK) return m;
+    fl_rpc_chunk_clear(c); /* only after a failed check */
+    return NULL;
+}
+
+/* A zero-copy encoder's output bb, made from m's values, holds protobuf-c's bytes of m, which
+ * the hand parser accepts; the encoder has released the payload once bb is gone. */
+static void fuzz_encoded(grpc_byte_buffer *bb, const int *released, const ProtobufCMessage *m,
+                         fuzz_parser parse) {
+    size_t nz, np;
+    fl_rpc_chunk c;
+    fl_err err;
+    uint8_t *z = fuzz_bb_bytes(bb, &nz), *p = proto_pack(m, &np);
+    FUZZ_CHECK(proto_same(z, nz, p, np));
+    FUZZ_CHECK(*released == 1);
+    FUZZ_CHECK(parse(p, np, &c, &err) == FL_OK);
+    fl_rpc_chunk_clear(&c);
+    free(z);
+    free(p);
+}
+
+static void fuzz_model_chunk(const uint8_t *data, size_t n) {
+    fl_rpc_chunk c;
+    fl_status hand;
+    fl_err err;
+    ProtobufCMessage *m = fuzz_both(fl_rpc_model_chunk_parse, &fedlung__v1__model_chunk__descriptor,
+                                    data, n, &c, &hand);
+    if (!m) return;
     const Fedlung__V1__ModelChunk *mc = (const Fedlung__V1__ModelChunk *)m;
     if (hand == FL_OK) {
         FUZZ_CHECK(c.offset == mc->offset);
-        FUZZ_CHECK(fuzz_same(c.data, c.len, mc->data.data, mc->data.len));
-        FUZZ_CHECK(fuzz_same_msg((ProtobufCMessage *)c.model_header, (ProtobufCMessage *)mc->header));
-        FUZZ_CHECK(c.len == 0 || (c.data >= data && c.data + c.len <= data + n)); /* a view */
+        FUZZ_CHECK(proto_same(c.data, c.len, mc->data.data, mc->data.len));
+        FUZZ_CHECK(
+            fuzz_same_msg((ProtobufCMessage *)c.model_header, (ProtobufCMessage *)mc->header));
         fl_rpc_chunk_clear(&c);
     }
-    /* The zero-copy encoder writes protobuf-c's bytes (unknown fields aside). */
+    /* Unknown fields aside, the encoder writes protobuf-c's bytes. */
     if (m->n_unknown_fields == 0 && (!mc->header || mc->header->base.n_unknown_fields == 0)) {
         grpc_byte_buffer *bb;
         int released = 0;
         FUZZ_CHECK(fl_rpc_model_chunk_bb(mc->header, mc->offset, mc->data.data, mc->data.len,
                                          fuzz_count_release, &released, &bb, &err) == FL_OK);
-        size_t nz, np;
-        uint8_t *z = fuzz_bb_bytes(bb, &nz), *p = fuzz_pack(m, &np);
-        FUZZ_CHECK(fuzz_same(z, nz, p, np));
-        FUZZ_CHECK(released == 1);
-        FUZZ_CHECK(fl_rpc_model_chunk_parse(p, np, &c, &err) == FL_OK); /* canonical: accepted */
-        fl_rpc_chunk_clear(&c);
-        free(z);
-        free(p);
+        fuzz_encoded(bb, &released, m, fl_rpc_model_chunk_parse);
     }
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static void fuzz_update_chunk(const uint8_t *data, size_t n) {
     fl_rpc_chunk c;
-    ProtobufCMessage *m;
+    fl_status hand;
     fl_err err;
-    fl_status hand = fl_rpc_update_chunk_parse(data, n, &c, &err);
-    fl_status pc = fl_rpc_unpack_mem(&fedlung__v1__update_chunk__descriptor, data, n,
-                                     FL_RPC_MAX_MESSAGE, &m, &err);
-    FUZZ_CHECK(hand == FL_OK || hand == FL_EFORMAT);
-    FUZZ_CHECK(hand != FL_OK || pc == FL_OK);
-    if (pc != FL_OK) return;
-    fuzz_accepted++;
+    ProtobufCMessage *m = fuzz_both(fl_rpc_update_chunk_parse,
+                                    &fedlung__v1__update_chunk__descriptor, data, n, &c, &hand);
+    if (!m) return;
     const Fedlung__V1__UpdateChunk *uc = (const Fedlung__V1__UpdateChunk *)m;
-    int is_data = uc->part_case == FEDLUNG__V1__UPDATE_CHUNK__PART_DATA;
+    const Fedlung__V1__DataChunk *dc =
+        uc->part_case == FEDLUNG__V1__UPDATE_CHUNK__PART_DATA ? uc->data : NULL;
     if (hand == FL_OK) {
-        FUZZ_CHECK((c.update_header != NULL) == !is_data);
-        if (is_data) {
-            FUZZ_CHECK(c.offset == uc->data->offset);
-            FUZZ_CHECK(fuzz_same(c.data, c.len, uc->data->data.data, uc->data->data.len));
+        FUZZ_CHECK((c.update_header != NULL) == (dc == NULL));
+        if (dc) {
+            FUZZ_CHECK(c.offset == dc->offset);
+            FUZZ_CHECK(proto_same(c.data, c.len, dc->data.data, dc->data.len));
         } else {
-            FUZZ_CHECK(fuzz_same_msg((ProtobufCMessage *)c.update_header, (ProtobufCMessage *)uc->header));
+            FUZZ_CHECK(
+                fuzz_same_msg((ProtobufCMessage *)c.update_header, (ProtobufCMessage *)uc->header));
         }
         fl_rpc_chunk_clear(&c);
     }
-    if (is_data && m->n_unknown_fields == 0 && uc->data->base.n_unknown_fields == 0) {
+    if (dc && m->n_unknown_fields == 0 && dc->base.n_unknown_fields == 0) {
         grpc_byte_buffer *bb;
         int released = 0;
-        FUZZ_CHECK(fl_rpc_update_data_bb(uc->data->offset, uc->data->data.data, uc->data->data.len,
+        FUZZ_CHECK(fl_rpc_update_data_bb(dc->offset, dc->data.data, dc->data.len,
                                          fuzz_count_release, &released, &bb, &err) == FL_OK);
-        size_t nz, np;
-        uint8_t *z = fuzz_bb_bytes(bb, &nz), *p = fuzz_pack(m, &np);
-        FUZZ_CHECK(fuzz_same(z, nz, p, np));
-        FUZZ_CHECK(released == 1);
-        FUZZ_CHECK(fl_rpc_update_chunk_parse(p, np, &c, &err) == FL_OK);
-        fl_rpc_chunk_clear(&c);
-        free(z);
-        free(p);
+        fuzz_encoded(bb, &released, m, fl_rpc_update_chunk_parse);
     }
     protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -213,7 +218,7 @@ static void fuzz_flatten(const uint8_t *data, size_t n) {
         FUZZ_CHECK(st == FL_ENOMEM);
     } else {
         FUZZ_CHECK(st == FL_OK);
-        FUZZ_CHECK(fuzz_same(f.data, f.len, p, len));
+        FUZZ_CHECK(proto_same(f.data, f.len, p, len));
     }
     fl_rpc_flat_release(&f);
     grpc_byte_buffer_destroy(bb);

@@ -1,0 +1,52 @@
+/* config.h - the `fedlung server` configuration file: an INI file (libinih) with [server],
+ * [tls] and [clients] sections, checked strictly (an unknown key, a bad value or a missing
+ * required key is an error naming the file and line). It is not the study plan. */
+#ifndef FL_SERVER_CONFIG_H
+#define FL_SERVER_CONFIG_H
+
+#include <stddef.h>
+
+#include "common/status.h"
+
+#define FL_CONFIG_MAX_PATH 4096
+#define FL_CONFIG_MAX_ID 64 /* a study id or a client CN: 1-64 of A-Z a-z 0-9 . _ - */
+#define FL_CONFIG_MAX_ALLOW 4096
+
+typedef struct {
+    /* [server] */
+    char listen[256];                   /* "127.0.0.1:50051": host:port for gRPC */
+    char study[FL_CONFIG_MAX_ID + 1];   /* the one study this server runs */
+    char state_dir[FL_CONFIG_MAX_PATH]; /* checkpoints, journal, audit log */
+    int min_clients;                    /* joined clients needed before round 1 (>= 1) */
+    /* [tls] */
+    char ca[FL_CONFIG_MAX_PATH];   /* consortium CA certificate (PEM) that clients chain to */
+    char cert[FL_CONFIG_MAX_PATH]; /* this server's certificate (PEM) */
+    char key[FL_CONFIG_MAX_PATH];  /* its private key (PEM) */
+    int insecure;                  /* 1: no TLS at all (local experiments only) */
+    /* [clients] */
+    char (*allow)[FL_CONFIG_MAX_ID + 1]; /* the CNs allowed to join, n_allow of them (heap) */
+    size_t n_allow;
+    char path[FL_CONFIG_MAX_PATH]; /* the file this was read from, for messages */
+} fl_server_config;
+
+/* Reads the file at path into *cfg (which the caller then owns: fl_server_config_destroy).
+ * Keys: [server] listen, study, state_dir (required), min_clients (default 1); [tls] ca, cert,
+ * key (required unless insecure), insecure (true/false, default false); [clients] allow
+ * (comma-separated CNs; may be repeated, the lists add up; at least one name). Relative tls
+ * paths are taken relative to the config file's folder. Lines hold at most 199 characters
+ * (libinih's limit). Returns FL_OK; FL_EIO when the file cannot be read; FL_EFORMAT with
+ * "<file>:<line>: <what is wrong>" (or "<file>: no [server] study" for a missing key). On
+ * failure *cfg holds nothing to free. */
+fl_status fl_server_config_load(const char *path, fl_server_config *cfg, fl_err *err);
+
+/* Frees what cfg holds and zeroes it; a zeroed cfg is fine. */
+void fl_server_config_destroy(fl_server_config *cfg);
+
+/* Reads a whole text file (at most limit bytes, no NUL bytes) into a NUL-terminated heap
+ * string the caller frees. NULL with err set ("<path>: No such file or directory") on failure. */
+char *fl_config_read_text(const char *path, size_t limit, fl_err *err);
+
+/* 1 if the n bytes at cn are exactly one of the allowed names, else 0. */
+int fl_server_config_allows(const fl_server_config *cfg, const char *cn, size_t n);
+
+#endif

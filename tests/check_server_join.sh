@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# check_server_join.sh - `fedlung server` against another gRPC implementation: Debian's
+# python3-grpcio, with stubs compiled from the same proto/fedlung.proto, drives Join and Status
+# over mutual TLS on 127.0.0.1 with a throw-away PKI made by `fedlung pki`. An allowed client
+# joins and is listed by Status; a client not on the allow-list gets PERMISSION_DENIED; a client
+# of a rogue CA and one without a certificate fail at the handshake (UNAVAILABLE); a wrong study
+# gets FAILED_PRECONDITION; garbage bytes get INVALID_ARGUMENT; the server survives it all and
+# exits 0 on SIGTERM. Also the config file's errors, the CLI's exit codes and insecure mode.
+# Usage (ctest, from tests/): bash check_server_join.sh /path/to/fedlung
+set -uo pipefail
+fedlung=$(realpath "${1:?usage: check_server_join.sh /path/to/fedlung}")
+proto="$(cd "$(dirname "$0")/.." && pwd)/proto"
+py=/usr/bin/python3
+if ! "$py" -c 'import grpc, grpc_tools.protoc' 2>/dev/null; then
+    echo "check_server_join: $py cannot import grpc and grpc_tools" \
+        "(apt-get install python3-grpcio python3-grpc-tools)" >&2
+    exit 1
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-server.XXXXXX")
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+fails=0
+fail() { echo "FAIL check_server_join: $*" >&2; fails=$((fails + 1)); }
+expect() { # expect CODE WHAT -- command...
+    local code=$1 what=$2
+    shift 3
+    timeout 30 "$@" >out.txt 2>err.txt
+    local got=$?
+    [ "$got" -eq "$code" ] || fail "$what: exit $got, expected $code; stderr: $(head -c 400 err.txt)"
+}
+free_port() {
+    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start_server CONFIG: starts it in the background, its stderr in server.log, and waits (10 s at
+# most) for its START line.
+start_server() {
+    rm -f server.log
+    : >server.log
+    "$fedlung" server --config "$1" 2>>server.log &
+    server_pid=$!
+    for _ in $(seq 100); do
+        grep -q "fedlung server: START" server.log 2>/dev/null && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    fail "the server did not start: $(cat server.log)"
+    return 1
+}
+# stop_server: SIGTERM, then its exit status (124 if it did not stop within 10 s).
+stop_server() {
+    kill -TERM "$server_pid"
+    local rc=124
+    for _ in $(seq 100); do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            wait "$server_pid"
+            rc=$?
+            break
+        fi
+        sleep 0.1
+    done
+    [ "$rc" -eq 124 ] && kill -KILL "$server_pid" 2>/dev/null
+    server_pid=
+    # a sanitizer build reports errors and leaks on stderr at exit
+    grep -q "Sanitizer" server.log && fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
+    return "$rc"
+}
+
+# ---- a throw-away PKI ----
+expect 0 "pki init" -- "$fedlung" pki init --out pki
+expect 0 "pki issue server" -- "$fedlung" pki issue --ca pki --name fl-server --server
+expect 0 "pki issue hospital-a" -- "$fedlung" pki issue --ca pki --name hospital-a --client
+expect 0 "pki issue hospital-x" -- "$fedlung" pki issue --ca pki --name hospital-x --client
+expect 0 "pki init rogue" -- "$fedlung" pki init --out rogue --name "rogue CA"
+# the rogue CA's client even carries an allowed name
+expect 0 "pki issue rogue client" -- "$fedlung" pki issue --ca rogue --name hospital-a --client
+
+port=$(free_port)
+cat >server.conf <<CONF
+# fedlung server configuration (test)
+[server]
+listen = 127.0.0.1:$port
+study = lung-test
+state_dir = state
+min_clients = 2
+
+[tls]
+ca = pki/ca.crt
+cert = pki/fl-server.crt
+key = pki/fl-server.key   ; relative to this file
+
+[clients]
+allow = hospital-a, hospital-b
+allow = hospital-c
+CONF
+
+# ---- the CLI and the config file ----
+expect 2 "no --config" -- "$fedlung" server
+expect 0 "--help" -- "$fedlung" server --help
+expect 2 "unknown option" -- "$fedlung" server --config server.conf --bogus
+expect 1 "missing config" -- "$fedlung" server --config nope.conf
+sed 's/^min_clients = 2/min_clients = 2\ncolour = blue/' server.conf >bad1.conf
+expect 1 "unknown key" -- "$fedlung" server --config bad1.conf
+grep -q "bad1.conf:7: unknown key 'colour' in \[server\]" err.txt ||
+    fail "unknown key message: $(cat err.txt)"
+grep -v '^study' server.conf >bad2.conf
+expect 1 "missing study" -- "$fedlung" server --config bad2.conf
+grep -q "bad2.conf: \[server\] study is missing" err.txt || fail "missing key message: $(cat err.txt)"
+sed 's/^allow = hospital-c/allow = hospital c/' server.conf >bad3.conf
+expect 1 "bad client name" -- "$fedlung" server --config bad3.conf
+grep -q "bad3.conf:15: allow: 'hospital c'" err.txt || fail "bad name message: $(cat err.txt)"
+sed 's/^insecure.*//; s/^\[clients\]/[clients\nallow/' server.conf >bad4.conf
+expect 1 "syntax error" -- "$fedlung" server --config bad4.conf
+grep -q "bad4.conf:13: section header" err.txt || fail "syntax message: $(cat err.txt)"
+
+sed 's/^study = lung-test/study = lung-test # the study/' server.conf >bad5.conf
+expect 1 "a # comment after a value" -- "$fedlung" server --config bad5.conf
+grep -q "bad5.conf:4: study: a comment after a value" err.txt || fail "# comment: $(cat err.txt)"
+
+# ---- the server over mTLS, driven from Python ----
+"$py" -m grpc_tools.protoc -I"$proto" --python_out=. --grpc_python_out=. "$proto/fedlung.proto" ||
+    fail "grpc_tools.protoc failed"
+start_server server.conf || exit 1
+[ -d state ] || fail "state_dir was not created"
+
+"$py" - "$port" <<'PYEOF'
+import sys
+import grpc
+import fedlung_pb2 as pb
+import fedlung_pb2_grpc as pbg
+
+port = sys.argv[1]
+target = "127.0.0.1:" + port
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL check_server_join: " + what, file=sys.stderr)
+
+
+def read(p):
+    return open(p, "rb").read()
+
+
+ca = read("pki/ca.crt")
+
+
+def channel(cert=None, key=None):
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                         certificate_chain=cert)
+    return grpc.secure_channel(target, creds)
+
+
+def client(name, pki="pki"):
+    return channel(read("%s/%s.crt" % (pki, name)), read("%s/%s.key" % (pki, name)))
+
+
+def code_of(fn, *args):
+    try:
+        fn(*args, timeout=10)
+        return grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+
+
+join = pb.JoinRequest(study_id="lung-test", software_version="0.1.0", protocol_version=1,
+                      data=pb.DataSummary(class_names=["LUAD", "LUSC", "NORMAL"],
+                                          patients_per_class=[10, 12, 5], patients=27))
+
+# the allowed hospital
+with client("hospital-a") as ch:
+    stub = pbg.FederationStub(ch)
+    r = stub.Join(join, timeout=10)
+    check(r.study_id == "lung-test", "Join study_id %r" % r.study_id)
+    check(r.client_id == "hospital-a", "Join client_id %r" % r.client_id)
+    check(r.round == 0 and r.protocol_version == 1, "Join round/protocol %d/%d"
+          % (r.round, r.protocol_version))
+    check(r.max_message_bytes == 8 << 20, "Join max_message_bytes %d" % r.max_message_bytes)
+    s = stub.Status(pb.StatusRequest(study_id="lung-test"), timeout=10)
+    check(s.study_id == "lung-test" and s.round == 0 and s.phase == pb.PHASE_UNSPECIFIED,
+          "Status study/round/phase %r/%d/%d" % (s.study_id, s.round, s.phase))
+    check([p.client_id for p in s.participants] == ["hospital-a"],
+          "Status participants %r" % [p.client_id for p in s.participants])
+    check(s.participants_joined == 1 and s.updates_needed == 2,
+          "Status joined/needed %d/%d" % (s.participants_joined, s.updates_needed))
+    check(s.participants[0].state == pb.PARTICIPANT_STATE_JOINED, "participant state")
+    # a wrong study
+    c, d = code_of(stub.Join, pb.JoinRequest(study_id="other-study"))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION and "other-study" in d and "lung-test" in d,
+          "wrong study: %s %r" % (c, d))
+    c, d = code_of(stub.Status, pb.StatusRequest(study_id="other-study"))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION, "Status wrong study: %s %r" % (c, d))
+    # a method not served yet
+    c, d = code_of(stub.NextTask, pb.TaskRequest(study_id="lung-test"))
+    check(c == grpc.StatusCode.UNIMPLEMENTED, "NextTask: %s %r" % (c, d))
+    # garbage where a JoinRequest belongs: a length-delimited field running past the end
+    raw = ch.unary_unary("/fedlung.v1.Federation/Join")
+    c, d = code_of(raw, b"\x0a\xff\xff\xff\x0f\x01\x02")
+    check(c == grpc.StatusCode.INVALID_ARGUMENT, "garbage Join: %s %r" % (c, d))
+    c, d = code_of(raw, b"\x0a\x03a b")  # a study id that is not an id
+    check(c == grpc.StatusCode.INVALID_ARGUMENT, "bad study id: %s %r" % (c, d))
+    # over the 8 MiB receive limit
+    c, d = code_of(raw, b"\x00" * (9 << 20))
+    check(c == grpc.StatusCode.RESOURCE_EXHAUSTED, "9 MiB Join: %s %r" % (c, d))
+    # a path no one serves
+    c, d = code_of(ch.unary_unary("/fedlung.v1.Federation/Nope"), b"")
+    check(c == grpc.StatusCode.UNIMPLEMENTED, "unknown method: %s %r" % (c, d))
+
+# a hospital with a valid certificate that is not on the allow-list
+with client("hospital-x") as ch:
+    c, d = code_of(pbg.FederationStub(ch).Join, join)
+    check(c == grpc.StatusCode.PERMISSION_DENIED and "hospital-x" in d,
+          "hospital-x: %s %r" % (c, d))
+
+# a certificate from a rogue CA (with an allowed name), and no certificate at all
+with client("hospital-a", "rogue") as ch:
+    c, d = code_of(pbg.FederationStub(ch).Join, join)
+    check(c == grpc.StatusCode.UNAVAILABLE, "rogue CA: %s %r" % (c, d))
+with channel() as ch:
+    c, d = code_of(pbg.FederationStub(ch).Join, join)
+    check(c == grpc.StatusCode.UNAVAILABLE, "no certificate: %s %r" % (c, d))
+# plaintext against the TLS port
+with grpc.insecure_channel(target) as ch:
+    c, d = code_of(pbg.FederationStub(ch).Join, join)
+    check(c == grpc.StatusCode.UNAVAILABLE, "plaintext: %s %r" % (c, d))
+
+# still serving after all that
+with client("hospital-a") as ch:
+    s = pbg.FederationStub(ch).Status(pb.StatusRequest(study_id="lung-test"), timeout=10)
+    check(len(s.participants) == 1, "Status after the refusals: %r" % s)
+sys.exit(1 if failures else 0)
+PYEOF
+[ $? -eq 0 ] || fail "the Python client's checks failed"
+
+kill -0 "$server_pid" 2>/dev/null || fail "the server died: $(tail -5 server.log)"
+grep -q "JOIN hospital-a joined" server.log || fail "no JOIN line in the log"
+grep -q "REFUSED hospital-x Join PERMISSION_DENIED" server.log ||
+    fail "no PERMISSION_DENIED line for hospital-x in the log"
+grep -q "REFUSED hospital-a Join INVALID_ARGUMENT" server.log ||
+    fail "no INVALID_ARGUMENT line in the log"
+grep -q "WARNING" server.log && fail "a WARNING under mTLS: $(grep WARNING server.log)"
+# a second server on the same port must fail (SO_REUSEPORT off)
+expect 1 "second server on the same port" -- "$fedlung" server --config server.conf
+grep -q "cannot listen" err.txt || fail "second server: $(cat err.txt)"
+stop_server
+rc=$?
+[ "$rc" -eq 0 ] || fail "the server exited $rc on SIGTERM, not 0: $(tail -5 server.log)"
+
+# ---- insecure mode: a warning on start, the identity from metadata ----
+port=$(free_port)
+cat >insecure.conf <<CONF
+[server]
+listen = 127.0.0.1:$port
+study = lung-test
+state_dir = state
+[tls]
+insecure = true
+[clients]
+allow = hospital-a
+CONF
+start_server insecure.conf || exit 1
+grep -q "WARNING insecure = true" server.log || fail "no insecure warning: $(cat server.log)"
+"$py" - "$port" <<'PYEOF'
+import sys
+import grpc
+import fedlung_pb2 as pb
+import fedlung_pb2_grpc as pbg
+with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as ch:
+    stub = pbg.FederationStub(ch)
+    r = stub.Join(pb.JoinRequest(study_id="lung-test"), timeout=10,
+                  metadata=[("fedlung-client-id", "hospital-a")])
+    assert r.client_id == "hospital-a", r
+    try:
+        stub.Join(pb.JoinRequest(study_id="lung-test"), timeout=10)
+        sys.exit("Join without a client id succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+PYEOF
+[ $? -eq 0 ] || fail "insecure mode's checks failed"
+stop_server
+rc=$?
+[ "$rc" -eq 0 ] || fail "the insecure server exited $rc on SIGTERM"
+
+if [ "$fails" -ne 0 ]; then
+    echo "check_server_join: $fails failure(s)" >&2
+    exit 1
+fi
+echo "check_server_join: ok (mTLS Join/Status from python3-grpcio, refusals, shutdown)"
