@@ -74,6 +74,14 @@ fl_status fl_pipeline_save(fl_model *m, const fl_model_meta *meta, const fl_pipe
     return s;
 }
 
+/* An integer attribute into an int; *out is untouched on failure. */
+static fl_status get_int(hid_t g, const char *name, int *out, const char *path, fl_err *err) {
+    int64_t v = 0;
+    fl_status s = fl_h5_get_int(g, name, &v, path, err);
+    if (s == FL_OK) *out = (int)v;
+    return s;
+}
+
 static fl_status read_modality(hid_t g, const char *name, fl_standardizer *st, const char *path,
                                fl_err *err) {
     hid_t mg = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Gopen2(g, name, H5P_DEFAULT) : -1;
@@ -106,7 +114,6 @@ fl_status fl_pipeline_read(const char *path, fl_pipeline_info *in, fl_err *err) 
     }
     char **names = NULL;
     int n = 0;
-    int64_t v;
     fl_status s = fl_h5_get_str(g, "kind", in->kind, sizeof in->kind, path, err);
     if (!s) s = fl_h5_read_strings(g, "classes", &names, &n, path, err);
     if (!s && (n < 1 || n > FL_MAX_CLASSES))
@@ -115,16 +122,16 @@ fl_status fl_pipeline_read(const char *path, fl_pipeline_info *in, fl_err *err) 
         snprintf(in->class_names[k], sizeof in->class_names[k], "%s", names[k]);
     in->n_classes = n;
     if (!s) s = fl_h5_get_double(g, "val_macro_auc", &in->val_macro_auc, path, err);
-    if (!s) s = fl_h5_get_int(g, "best_epoch", &v, path, err);
-    in->best_epoch = (int)v;
+    if (!s) s = get_int(g, "best_epoch", &in->best_epoch, path, err);
     if (!s && strcmp(in->kind, "fusion") == 0) {
         char **mods = NULL;
         int nm = 0;
-        double d;
-        if (!s) s = fl_h5_get_int(g, "enc_dim", &v, path, err), in->enc_dim = (int)v;
-        if (!s) s = fl_h5_get_int(g, "hidden", &v, path, err), in->hidden = (int)v;
-        if (!s) s = fl_h5_get_int(g, "stages", &v, path, err), in->stages = (int)v;
-        if (!s) s = fl_h5_get_double(g, "dropout", &d, path, err), in->dropout = (float)d;
+        double d = 0;
+        if (!s) s = get_int(g, "enc_dim", &in->enc_dim, path, err);
+        if (!s) s = get_int(g, "hidden", &in->hidden, path, err);
+        if (!s) s = get_int(g, "stages", &in->stages, path, err);
+        if (!s) s = fl_h5_get_double(g, "dropout", &d, path, err);
+        in->dropout = (float)d;
         if (!s)
             s = fl_h5_get_str(g, "image_model", in->image_model, sizeof in->image_model, path, err);
         if (!s)

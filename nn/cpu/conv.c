@@ -113,9 +113,9 @@ void fl_cpu_conv2d_plan_free(fl_backend *be, void *plan) {
                                 p->w_to_fwd, p->w_to_bwd, p->dw_to_user};
     for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
-    dnnl_memory_t mems[] = {p->src,    p->dst,         p->bias,     p->w_user,
-                            p->w_fwd,  p->w_bwd,       p->diff_src, p->diff_dst,
-                            p->diff_w, p->diff_w_user, p->diff_bias};
+    dnnl_memory_t mems[] = {p->src,    p->dst,         p->bias,      p->w_user,
+                            p->w_fwd,  p->w_bwd,       p->diff_src,  p->diff_dst,
+                            p->diff_w, p->diff_w_user, p->diff_bias, p->pad};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(p);
