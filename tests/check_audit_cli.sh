@@ -7,39 +7,30 @@
 set -uo pipefail
 fedlung=${1:?usage: check_audit_cli.sh /path/to/fedlung}
 py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+t_workdir
 cd "$work"
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-expect() { # expect CODE WHAT -- command...
-  local code=$1 what=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  [ "$got" -eq "$code" ] || fail "$what: exit $got, expected $code; out: $(head -c 300 out.txt) err: $(head -c 300 err.txt)"
-}
-has() { grep -q -- "$2" "$1" || fail "$3: no \"$2\" in $(head -c 400 "$1")"; }
+has() { grep -q -- "$2" "$1" || t_fail "$3: no \"$2\" in $(head -c 400 "$1")"; }
 
 # ---- keygen ----
-expect 2 "keygen without --out" -- "$fedlung" audit keygen
-expect 2 "keygen with a bad name" -- "$fedlung" audit keygen --out keys --name ../x
-expect 0 "keygen" -- "$fedlung" audit keygen --out keys
+t_expect 2 "keygen without --out" -- "$fedlung" audit keygen
+t_expect 2 "keygen with a bad name" -- "$fedlung" audit keygen --out keys --name ../x
+t_expect 0 "keygen" -- "$fedlung" audit keygen --out keys
 has out.txt "key id" "keygen prints the key id"
-[ "$(stat -c %a keys/server.key)" = 600 ] || fail "server.key is not mode 0600"
-grep -q "BEGIN PRIVATE KEY" keys/server.key || fail "server.key is no PEM private key"
-grep -q "BEGIN PUBLIC KEY" keys/server.pub || fail "server.pub is no PEM public key"
+[ "$(stat -c %a keys/server.key)" = 600 ] || t_fail "server.key is not mode 0600"
+grep -q "BEGIN PRIVATE KEY" keys/server.key || t_fail "server.key is no PEM private key"
+grep -q "BEGIN PUBLIC KEY" keys/server.pub || t_fail "server.pub is no PEM public key"
 cp keys/server.key first.key
-expect 1 "keygen over an existing key" -- "$fedlung" audit keygen --out keys
+t_expect 1 "keygen over an existing key" -- "$fedlung" audit keygen --out keys
 has err.txt "keys/server.key" "the refusal names the key"
-cmp -s keys/server.key first.key || fail "a refused keygen changed the key"
-expect 0 "keygen --force" -- "$fedlung" audit keygen --out keys --force
-cmp -s keys/server.key first.key && fail "keygen --force kept the old key"
-expect 0 "keygen --name" -- "$fedlung" audit keygen --out keys --name hospital_a
-[ -f keys/hospital_a.key ] && [ -f keys/hospital_a.pub ] || fail "no hospital_a key pair"
+cmp -s keys/server.key first.key || t_fail "a refused keygen changed the key"
+t_expect 0 "keygen --force" -- "$fedlung" audit keygen --out keys --force
+cmp -s keys/server.key first.key && t_fail "keygen --force kept the old key"
+t_expect 0 "keygen --name" -- "$fedlung" audit keygen --out keys --name hospital_a
+[ -f keys/hospital_a.key ] && [ -f keys/hospital_a.pub ] || t_fail "no hospital_a key pair"
 
 # ---- a log written from the documentation ----
-$py - keys/server.key keys/server.pub <<'PY' || { fail "could not write the logs"; exit 1; }
+$py - keys/server.key keys/server.pub <<'PY' || { t_fail "could not write the logs"; exit 1; }
 import base64, hashlib, json, os, subprocess, sys
 
 key, pub = sys.argv[1], sys.argv[2]
@@ -121,62 +112,61 @@ save("forged_cp.audit", lines + [line(forged), line(fcp)])
 PY
 
 # ---- verify ----
-expect 2 "verify without --key" -- "$fedlung" audit verify log.audit
-expect 2 "verify without a log" -- "$fedlung" audit verify --key keys/server.pub
-expect 0 "verify an intact log" -- "$fedlung" audit verify log.audit --key keys/server.pub
+t_expect 2 "verify without --key" -- "$fedlung" audit verify log.audit
+t_expect 2 "verify without a log" -- "$fedlung" audit verify --key keys/server.pub
+t_expect 0 "verify an intact log" -- "$fedlung" audit verify log.audit --key keys/server.pub
 has out.txt "intact: 14 records, 2 signed checkpoints" "verify's verdict"
 has out.txt "line 14 is not signed yet" "verify warns about the unsigned tail"
-[ "$(wc -l <out.txt)" -eq 1 ] || fail "verify printed more than one line"
-expect 1 "verify --strict with an unsigned tail" -- "$fedlung" audit verify log.audit \
+[ "$(wc -l <out.txt)" -eq 1 ] || t_fail "verify printed more than one line"
+t_expect 1 "verify --strict with an unsigned tail" -- "$fedlung" audit verify log.audit \
   --key keys/server.pub --strict
-expect 1 "verify with the wrong key" -- "$fedlung" audit verify log.audit --key keys/hospital_a.pub
+t_expect 1 "verify with the wrong key" -- "$fedlung" audit verify log.audit --key keys/hospital_a.pub
 has out.txt "BROKEN at line 1" "the wrong key"
 has out.txt "wrong public key" "the wrong key"
-expect 1 "an edited byte" -- "$fedlung" audit verify edit.audit --key keys/server.pub
+t_expect 1 "an edited byte" -- "$fedlung" audit verify edit.audit --key keys/server.pub
 has out.txt "BROKEN at line 6" "an edited byte"
 has out.txt "line 5 was altered" "an edited byte"
-expect 1 "a removed record" -- "$fedlung" audit verify delete.audit --key keys/server.pub
+t_expect 1 "a removed record" -- "$fedlung" audit verify delete.audit --key keys/server.pub
 has out.txt "BROKEN at line 4" "a removed record"
-expect 1 "two records swapped" -- "$fedlung" audit verify swap.audit --key keys/server.pub
+t_expect 1 "two records swapped" -- "$fedlung" audit verify swap.audit --key keys/server.pub
 has out.txt "BROKEN at line 5" "two records swapped"
-expect 1 "a torn last line" -- "$fedlung" audit verify torn.audit --key keys/server.pub
+t_expect 1 "a torn last line" -- "$fedlung" audit verify torn.audit --key keys/server.pub
 has out.txt "torn" "a torn last line"
-expect 0 "a record appended by someone else" -- "$fedlung" audit verify appended.audit \
+t_expect 0 "a record appended by someone else" -- "$fedlung" audit verify appended.audit \
   --key keys/server.pub
 has out.txt "lines 14-15 are not signed yet" "an appended record is reported unsigned"
-expect 1 "... and with --strict" -- "$fedlung" audit verify appended.audit --key keys/server.pub \
+t_expect 1 "... and with --strict" -- "$fedlung" audit verify appended.audit --key keys/server.pub \
   --strict
-expect 1 "a forged checkpoint" -- "$fedlung" audit verify forged_cp.audit --key keys/server.pub
+t_expect 1 "a forged checkpoint" -- "$fedlung" audit verify forged_cp.audit --key keys/server.pub
 has out.txt "BROKEN at line 16" "a forged checkpoint"
-expect 1 "a missing log" -- "$fedlung" audit verify nope.audit --key keys/server.pub
+t_expect 1 "a missing log" -- "$fedlung" audit verify nope.audit --key keys/server.pub
 has err.txt "nope.audit" "the error names the missing log"
-expect 1 "a missing key" -- "$fedlung" audit verify log.audit --key nope.pub
+t_expect 1 "a missing key" -- "$fedlung" audit verify log.audit --key nope.pub
 has err.txt "nope.pub" "the error names the missing key"
 
 # ---- show ----
-expect 0 "show" -- "$fedlung" audit show log.audit
-[ "$(wc -l <out.txt)" -eq 15 ] || fail "show printed $(wc -l <out.txt) lines, expected a header and 14 rows"
-head -1 out.txt | grep -q "seq.*time.*round.*kind.*actor.*data" || fail "show's header: $(head -1 out.txt)"
+t_expect 0 "show" -- "$fedlung" audit show log.audit
+[ "$(wc -l <out.txt)" -eq 15 ] || t_fail "show printed $(wc -l <out.txt) lines, expected a header and 14 rows"
+head -1 out.txt | grep -q "seq.*time.*round.*kind.*actor.*data" || t_fail "show's header: $(head -1 out.txt)"
 grep -q "update_accepted *hospital_a *sha256=9f86d081884c\.\.\. clip=1.0 sigma=0.8" out.txt ||
-  fail "show's update row: $(grep update_accepted out.txt | head -1)"
+  t_fail "show's update row: $(grep update_accepted out.txt | head -1)"
 grep -q "^ *8 .* 1 *checkpoint *audit *from=1 to=7 count=7 merkle_root=" out.txt ||
-  fail "show's checkpoint row: $(grep checkpoint out.txt | head -1)"
-expect 0 "show --kind" -- "$fedlung" audit show log.audit --kind update_accepted
-[ "$(wc -l <out.txt)" -eq 3 ] || fail "show --kind update_accepted: $(cat out.txt)"
-expect 0 "show --round" -- "$fedlung" audit show log.audit --round 2
-[ "$(wc -l <out.txt)" -eq 7 ] || fail "show --round 2: $(cat out.txt)"
-expect 0 "show --round -1" -- "$fedlung" audit show log.audit --round -1
-[ "$(wc -l <out.txt)" -eq 4 ] || fail "show --round -1: $(cat out.txt)"
-expect 1 "show a torn log" -- "$fedlung" audit show torn.audit
+  t_fail "show's checkpoint row: $(grep checkpoint out.txt | head -1)"
+t_expect 0 "show --kind" -- "$fedlung" audit show log.audit --kind update_accepted
+[ "$(wc -l <out.txt)" -eq 3 ] || t_fail "show --kind update_accepted: $(cat out.txt)"
+t_expect 0 "show --round" -- "$fedlung" audit show log.audit --round 2
+[ "$(wc -l <out.txt)" -eq 7 ] || t_fail "show --round 2: $(cat out.txt)"
+t_expect 0 "show --round -1" -- "$fedlung" audit show log.audit --round -1
+[ "$(wc -l <out.txt)" -eq 4 ] || t_fail "show --round -1: $(cat out.txt)"
+t_expect 1 "show a torn log" -- "$fedlung" audit show torn.audit
 has out.txt "line 14 does not parse" "show marks the torn line"
-expect 2 "show with --key" -- "$fedlung" audit show log.audit --key keys/server.pub
-expect 2 "an unknown subcommand" -- "$fedlung" audit frobnicate
-expect 0 "--help" -- "$fedlung" audit --help
+t_expect 2 "show with --key" -- "$fedlung" audit show log.audit --key keys/server.pub
+t_expect 2 "an unknown subcommand" -- "$fedlung" audit frobnicate
+t_expect 0 "--help" -- "$fedlung" audit --help
 has out.txt "fedlung audit verify" "--help"
 if command -v jq >/dev/null; then
   jq -e -s 'length == 14 and .[7].kind == "checkpoint" and (.[7].sig | length) == 128' log.audit \
-    >/dev/null || fail "jq does not read the log as 14 JSON records"
+    >/dev/null || t_fail "jq does not read the log as 14 JSON records"
 fi
 
-[ "$fails" -eq 0 ] && echo "check_audit_cli: all passed" || echo "check_audit_cli: $fails failed"
-exit $((fails > 0))
+t_summary check_audit_cli

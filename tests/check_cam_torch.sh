@@ -18,8 +18,9 @@ py=/usr/bin/python3
         "torch and torchvision (apt-get install python3-torch python3-torchvision)" >&2
     exit 1
 }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-cam.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+source "$here/lib.sh"
+t_workdir fedlung-cam
+tmp=$work
 
 # 1. The reference: weights, inputs, and PyTorch's CAM and Grad-CAM maps (float64).
 "$py" - "$tmp" "$here/../tools" <<'EOF'

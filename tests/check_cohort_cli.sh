@@ -12,14 +12,10 @@ if [ ! -x "$fedlung" ]; then
     echo "check_cohort_cli: $fedlung is not an executable" >&2
     exit 1
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-cohort-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-
-fail() {
-    echo "check_cohort_cli: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
+t_workdir fedlung-cohort-cli
+tmp=$work
+t_fail_prefix="check_cohort_cli: FAIL: "
 
 # expect CODE CMD...: runs CMD, keeps stdout/stderr in $tmp/out, $tmp/err, checks the exit code.
 expect() {
@@ -27,7 +23,7 @@ expect() {
     shift
     "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
     if [ "$got" != "$want" ]; then
-        fail "exit $got, expected $want: $* (stderr: $(head -c 300 "$tmp/err"))"
+        t_fail "exit $got, expected $want: $* (stderr: $(head -c 300 "$tmp/err"))"
         return 1
     fi
 }
@@ -62,7 +58,7 @@ imp=(cohort import-table --csv "$tmp/clin.csv" --id patient --label diagnosis --
 
 # --- import-table ---------------------------------------------------------------------------
 if expect 0 "$fedlung" "${imp[@]}" --out "$tmp/c.h5"; then
-    grep -q "12 patients" "$tmp/out" || fail "import-table summary: $(cat "$tmp/out")"
+    grep -q "12 patients" "$tmp/out" || t_fail "import-table summary: $(cat "$tmp/out")"
 fi
 expect 0 "$fedlung" cohort import-table --help
 expect 2 "$fedlung" cohort import-table --csv "$tmp/clin.csv" --id patient --out "$tmp/u.h5"
@@ -72,7 +68,7 @@ expect 2 "$fedlung" "${imp[@]}" --out "$tmp/u.h5" --seed -3
 expect 2 "$fedlung" cohort import-table --csv "$tmp/clin.csv" --id patient --label diagnosis \
     --modality protein --out "$tmp/u.h5"
 expect 2 "$fedlung" "${imp[@]}" --out "$tmp/u.h5" --split 70/15/15 --split-column site
-[ -e "$tmp/u.h5" ] && fail "a usage error wrote $tmp/u.h5"
+[ -e "$tmp/u.h5" ] && t_fail "a usage error wrote $tmp/u.h5"
 
 # Bad files: exit 1, "fedlung: <file>..." on stderr, nothing written.
 printf 'patient,diagnosis,age\nP1,LUAD,1\nP2,LUSC\n' >"$tmp/ragged.csv"
@@ -82,33 +78,33 @@ head -c 4096 /dev/urandom >"$tmp/random.bin"
 for bad in ragged.csv header.csv empty.csv random.bin missing.csv; do
     if expect 1 "$fedlung" cohort import-table --csv "$tmp/$bad" --id patient \
         --label diagnosis --modality clinical --out "$tmp/bad.h5"; then
-        grep -q "^fedlung: $tmp/$bad" "$tmp/err" || fail "$bad: stderr: $(cat "$tmp/err")"
-        [ "$(wc -l <"$tmp/err")" = 1 ] || fail "$bad: more than one line on stderr"
+        grep -q "^fedlung: $tmp/$bad" "$tmp/err" || t_fail "$bad: stderr: $(cat "$tmp/err")"
+        [ "$(wc -l <"$tmp/err")" = 1 ] || t_fail "$bad: more than one line on stderr"
     fi
 done
 grep -q "ragged.csv:3: 2 fields, the header has 3" <(
     "$fedlung" cohort import-table --csv "$tmp/ragged.csv" --id patient --label diagnosis \
         --modality clinical --out "$tmp/bad.h5" 2>&1 || true
-) || fail "the ragged row's message does not name line 3"
+) || t_fail "the ragged row's message does not name line 3"
 if expect 1 "$fedlung" cohort import-table --csv "$tmp/clin.csv" --id patient --label diagnosis \
     --site nosuch --modality clinical --out "$tmp/bad.h5"; then
-    grep -q 'no column "nosuch"' "$tmp/err" || fail "missing column: $(cat "$tmp/err")"
+    grep -q 'no column "nosuch"' "$tmp/err" || t_fail "missing column: $(cat "$tmp/err")"
 fi
 leftover=$(find "$tmp" -name 'bad.h5*' -o -name 'u.h5*' | head -1)
-[ -z "$leftover" ] || fail "a failed import left $leftover"
+[ -z "$leftover" ] || t_fail "a failed import left $leftover"
 
 # --- info -----------------------------------------------------------------------------------
 if expect 0 "$fedlung" cohort info "$tmp/c.h5"; then
     for word in LUAD LUSC NORMAL "12 patients" train val test clinical provenance; do
-        grep -q "$word" "$tmp/out" || fail "cohort info lacks \"$word\": $(cat "$tmp/out")"
+        grep -q "$word" "$tmp/out" || t_fail "cohort info lacks \"$word\": $(cat "$tmp/out")"
     done
 fi
 if expect 0 "$fedlung" cohort info --json "$tmp/c.h5"; then
-    [ "$(wc -l <"$tmp/out")" = 1 ] || fail "info --json is not one line"
-    grep -q '"classes":\["LUAD","LUSC","NORMAL"\]' "$tmp/out" || fail "json: $(cat "$tmp/out")"
+    [ "$(wc -l <"$tmp/out")" = 1 ] || t_fail "info --json is not one line"
+    grep -q '"classes":\["LUAD","LUSC","NORMAL"\]' "$tmp/out" || t_fail "json: $(cat "$tmp/out")"
     if command -v python3 >/dev/null; then
         python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" ||
-            fail "info --json is not valid JSON"
+            t_fail "info --json is not valid JSON"
     fi
 fi
 expect 2 "$fedlung" cohort info
@@ -116,7 +112,7 @@ expect 2 "$fedlung" cohort info "$tmp/c.h5" "$tmp/c.h5"
 expect 2 "$fedlung" cohort info --nope "$tmp/c.h5"
 for bad in random.bin missing.h5 clin.csv; do
     if expect 1 "$fedlung" cohort info "$tmp/$bad"; then
-        grep -q "^fedlung: $tmp/$bad: " "$tmp/err" || fail "info $bad: $(cat "$tmp/err")"
+        grep -q "^fedlung: $tmp/$bad: " "$tmp/err" || t_fail "info $bad: $(cat "$tmp/err")"
     fi
 done
 
@@ -124,17 +120,17 @@ done
 check_parts() { # DIR N TOTAL
     local sum=0 k n
     for k in $(seq 1 "$2"); do
-        [ -f "$1/part-$k.h5" ] || { fail "$1/part-$k.h5 is missing"; return; }
+        [ -f "$1/part-$k.h5" ] || { t_fail "$1/part-$k.h5 is missing"; return; }
         n=$(patients "$1/part-$k.h5")
-        [ "${n:-0}" -gt 0 ] || fail "$1/part-$k.h5 has no patients"
+        [ "${n:-0}" -gt 0 ] || t_fail "$1/part-$k.h5 has no patients"
         sum=$((sum + ${n:-0}))
     done
-    [ -e "$1/part-$(($2 + 1)).h5" ] && fail "$1 has more than $2 parts"
-    [ "$sum" = "$3" ] || fail "$1: parts hold $sum patients, the source $3"
+    [ -e "$1/part-$(($2 + 1)).h5" ] && t_fail "$1 has more than $2 parts"
+    [ "$sum" = "$3" ] || t_fail "$1: parts hold $sum patients, the source $3"
 }
 expect 0 "$fedlung" cohort split "$tmp/c.h5" --partition iid --parts 3 --out "$tmp/iid" &&
     check_parts "$tmp/iid" 3 12
-[ "$(wc -l <"$tmp/out")" = 3 ] || fail "split iid printed $(wc -l <"$tmp/out") lines, not 3"
+[ "$(wc -l <"$tmp/out")" = 3 ] || t_fail "split iid printed $(wc -l <"$tmp/out") lines, not 3"
 expect 0 "$fedlung" cohort split "$tmp/c.h5" --partition dirichlet:0.5 --parts 4 --seed 7 \
     --out "$tmp/dir" && check_parts "$tmp/dir" 4 12
 expect 0 "$fedlung" cohort split "$tmp/c.h5" --partition site --out "$tmp/site" &&
@@ -146,7 +142,7 @@ expect 2 "$fedlung" cohort split --partition iid --parts 2 --out "$tmp/x"
 expect 1 "$fedlung" cohort split "$tmp/c.h5" --partition iid --parts 13 --out "$tmp/x"
 expect 1 "$fedlung" cohort split "$tmp/c.h5" --partition site --parts 3 --out "$tmp/x"
 expect 1 "$fedlung" cohort split "$tmp/random.bin" --partition iid --parts 2 --out "$tmp/x"
-[ -z "$(ls -A "$tmp/x" 2>/dev/null)" ] || fail "a failed split left files in $tmp/x"
+[ -z "$(ls -A "$tmp/x" 2>/dev/null)" ] || t_fail "a failed split left files in $tmp/x"
 
 # Tiles travel with their patients (a small synthetic cohort).
 if expect 0 "$fedlung" cohort synth --out "$tmp/s.h5" --patients 40 --sites 3 --tile 16 \
@@ -157,11 +153,11 @@ if expect 0 "$fedlung" cohort synth --out "$tmp/s.h5" --patients 40 --sites 3 --
         --out "$tmp/st" && check_parts "$tmp/st" 3 "$np"
     sum=0
     for k in 1 2 3; do sum=$((sum + $(tiles "$tmp/st/part-$k.h5"))); done
-    [ "$sum" = "$total" ] || fail "parts hold $sum tiles, the source $total"
+    [ "$sum" = "$total" ] || t_fail "parts hold $sum tiles, the source $total"
 fi
 
-if [ "$failures" != 0 ]; then
-    echo "check_cohort_cli: $failures failure(s)" >&2
+if [ "$t_fails" != 0 ]; then
+    echo "check_cohort_cli: $t_fails failure(s)" >&2
     exit 1
 fi
 echo "check_cohort_cli: ok"

@@ -18,10 +18,10 @@ if [ ! -x /usr/bin/python3 ]; then
     exit 0
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-gdc.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "check_gdc_import: FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$here/lib.sh"
+t_workdir fedlung-gdc
+tmp=$work
+t_fail_prefix="check_gdc_import: FAIL: "
 
 # expect CODE CMD...: runs CMD (stdout and stderr kept in $tmp/out, $tmp/err); a failure unless
 # it exits with CODE. Always returns 0, so `set -e` does not stop the checks after it.
@@ -29,12 +29,12 @@ expect() {
     local code=$1 rc=0
     shift
     "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
-    [ "$rc" = "$code" ] || fail "exit $rc, expected $code: $* ($(head -c 400 "$tmp/err"))"
+    [ "$rc" = "$code" ] || t_fail "exit $rc, expected $code: $* ($(head -c 400 "$tmp/err"))"
 }
 
 # has FILE TEXT WHAT: FILE contains TEXT (fixed string).
 has() {
-    grep -qF -- "$2" "$1" || fail "$3: no \"$2\" in: $(head -c 600 "$1")"
+    grep -qF -- "$2" "$1" || t_fail "$3: no \"$2\" in: $(head -c 600 "$1")"
 }
 
 /usr/bin/python3 "$here/gdc/make_fixtures.py" "$tmp/fx"
@@ -64,8 +64,8 @@ has "$info" '"tiles":{"tile":16,"count":6}' "info tiles"
 expect 0 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g/rna" \
     --methylation "$g/methylation" --clinical "$g/clinical.tsv" --exposure "$g/exposure.tsv" \
     --tiles "$g/tiles" --tile 16 --out "$tmp/c2.h5" --quiet
-cmp -s "$tmp/c.h5" "$tmp/c2.h5" || fail "two imports with the same options differ"
-[ -s "$tmp/err" ] && fail "--quiet still wrote to stderr: $(head -c 300 "$tmp/err")"
+cmp -s "$tmp/c.h5" "$tmp/c2.h5" || t_fail "two imports with the same options differ"
+[ -s "$tmp/err" ] && t_fail "--quiet still wrote to stderr: $(head -c 300 "$tmp/err")"
 expect 0 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g/rna" \
     --clinical "$g/new/clinical.tsv" --exposure "$g/new/exposure.tsv" --quiet \
     --label-rule TCGA-LUAD=adeno,TCGA-LUSC=squamous --rna-value counts --out "$tmp/n.h5"
@@ -92,7 +92,7 @@ expect 2 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g
     --rna-value raw --out "$tmp/u.h5"
 expect 2 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g/rna" \
     --split 70/30 --out "$tmp/u.h5"
-[ -e "$tmp/u.h5" ] && fail "a usage error wrote u.h5"
+[ -e "$tmp/u.h5" ] && t_fail "a usage error wrote u.h5"
 
 # ---- failures: exit 1, FILE:LINE, nothing written ----
 expect 1 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g/rna" \
@@ -101,7 +101,7 @@ has "$tmp/err" "sample_sheet.tsv:10: sample TCGA-18-3406-01A has class \"LUSC\""
 expect 1 "$fedlung" cohort import --sample-sheet "$g/sample_sheet.tsv" --rna "$g/rna" \
     --tiles "$g/tiles" --tile 32 --out "$tmp/f.h5"
 has "$tmp/err" "expected 32x32" "tile size"
-[ -e "$tmp/f.h5" ] && fail "a failed import wrote f.h5"
+[ -e "$tmp/f.h5" ] && t_fail "a failed import wrote f.h5"
 for d in "$tmp"/fx/bad/*/; do
     d=${d%/}
     name=$(basename "$d")
@@ -109,13 +109,13 @@ for d in "$tmp"/fx/bad/*/; do
         --methylation "$d/methylation" --clinical "$d/clinical.tsv" \
         --exposure "$d/exposure.tsv" --quiet --out "$d/out.h5"
     has "$tmp/err" "$(cat "$d/expect")" "bad tree $name"
-    [ "$(wc -l <"$tmp/err")" -le 1 ] || fail "bad tree $name: more than one line on stderr"
+    [ "$(wc -l <"$tmp/err")" -le 1 ] || t_fail "bad tree $name: more than one line on stderr"
     left=$(find "$d" -maxdepth 1 -name 'out.h5*')
-    [ -z "$left" ] && [ ! -s "$tmp/out" ] || fail "bad tree $name left $left"
+    [ -z "$left" ] && [ ! -s "$tmp/out" ] || t_fail "bad tree $name left $left"
 done
 
-if [ "$failures" -gt 0 ]; then
-    echo "check_gdc_import: $failures failure(s)" >&2
+if [ "$t_fails" -gt 0 ]; then
+    echo "check_gdc_import: $t_fails failure(s)" >&2
     exit 1
 fi
 echo "check_gdc_import: ok"

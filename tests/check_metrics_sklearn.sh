@@ -10,25 +10,14 @@
 set -euo pipefail
 
 fedlung=${1:?usage: check_metrics_sklearn.sh /path/to/fedlung}
-tm="$(dirname "$fedlung")/tests/test_metrics"
+source "$(dirname "$0")/lib.sh"
+tm=$(t_sibling "$fedlung" test_metrics) || exit 1
 py=/usr/bin/python3
 
-if [ ! -x "$tm" ]; then
-    echo "check_metrics_sklearn: $tm is not an executable (build the test_metrics target)" >&2
-    exit 1
-fi
-if ! "$py" -c 'import numpy, sklearn' 2>/dev/null; then
-    echo "check_metrics_sklearn: $py cannot import numpy and sklearn" \
-        "(apt-get install python3-sklearn)" >&2
-    exit 1
-fi
+t_need_python "numpy, sklearn" "apt-get install python3-sklearn" || exit 1
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-metrics.XXXXXX")
-if [ -n "${FL_KEEP_TEST_FILES:-}" ]; then
-    echo "check_metrics_sklearn: files kept in $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+t_workdir fedlung-metrics # FL_KEEP_TEST_FILES=1: kept
+tmp=$work
 
 "$py" - "$tm" "$tmp" <<'EOF'
 import csv

@@ -5,34 +5,25 @@
 set -uo pipefail
 fedlung=${1:?usage: check_model_cli.sh /path/to/fedlung}
 py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+t_workdir
 cd "$work"
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-expect() { # expect CODE WHAT -- command...
-  local code=$1 what=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  [ "$got" -eq "$code" ] || fail "$what: exit $got, expected $code; stderr: $(head -c 300 err.txt)"
-}
 m="--arch resnet18 --tile 32 --width 0.125 --classes 3"
-expect 2 "unknown arch" -- "$fedlung" model info --arch resnet19 --tile 64
-expect 2 "tile below 32" -- "$fedlung" model info --arch resnet18 --tile 16
-expect 2 "forward without weights" -- "$fedlung" model forward $m --input x.npy --out y.npy
-expect 0 "info" -- "$fedlung" model info $m
-grep -q "parameters" out.txt || fail "info prints no parameter count"
-expect 0 "bench --json" -- "$fedlung" model bench $m --batch 4 --steps 2 --json
+t_expect 2 "unknown arch" -- "$fedlung" model info --arch resnet19 --tile 64
+t_expect 2 "tile below 32" -- "$fedlung" model info --arch resnet18 --tile 16
+t_expect 2 "forward without weights" -- "$fedlung" model forward $m --input x.npy --out y.npy
+t_expect 0 "info" -- "$fedlung" model info $m
+grep -q "parameters" out.txt || t_fail "info prints no parameter count"
+t_expect 0 "bench --json" -- "$fedlung" model bench $m --batch 4 --steps 2 --json
 $py -c '
 import json, sys
 d = json.loads(open("out.txt").read())
 for k in ("images_per_second", "peak_rss_bytes", "first_loss"):
     assert k in d and d[k] > 0, k
-' || fail "bench --json is not one JSON object with images_per_second, peak_rss_bytes, first_loss"
+' || t_fail "bench --json is not one JSON object with images_per_second, peak_rss_bytes, first_loss"
 # Weights: a complete file from the engine's own initialisation is not available from the
 # CLI, so build one in python with the right names from a torchvision-shaped width-1/8 model.
-$py - <<'PY' || fail "could not write the fixtures"
+$py - <<'PY' || t_fail "could not write the fixtures"
 import json, struct, numpy as np
 def save(path, tensors):
     header, blobs, off = {}, [], 0
@@ -46,19 +37,18 @@ np.save("x.npy", np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype
 np.save("wrong.npy", np.zeros((2, 3, 16, 16), np.float32))
 save("partial.safetensors", {"conv1.weight": np.zeros((8, 3, 7, 7))})
 PY
-expect 1 "missing weights file" -- "$fedlung" model forward $m --weights nope.safetensors \
+t_expect 1 "missing weights file" -- "$fedlung" model forward $m --weights nope.safetensors \
   --input x.npy --out y.npy
-grep -q "nope.safetensors" err.txt || fail "the error does not name nope.safetensors"
-expect 1 "weights missing a tensor" -- "$fedlung" model forward $m \
+grep -q "nope.safetensors" err.txt || t_fail "the error does not name nope.safetensors"
+t_expect 1 "weights missing a tensor" -- "$fedlung" model forward $m \
   --weights partial.safetensors --input x.npy --out y.npy
-grep -q "partial.safetensors" err.txt || fail "the error does not name partial.safetensors"
+grep -q "partial.safetensors" err.txt || t_fail "the error does not name partial.safetensors"
 # The input's shape is checked before the weights are read.
-expect 1 "input of the wrong tile size" -- "$fedlung" model forward $m \
+t_expect 1 "input of the wrong tile size" -- "$fedlung" model forward $m \
   --weights partial.safetensors --input wrong.npy --out y.npy
-grep -q "wrong.npy" err.txt || fail "the error does not name wrong.npy"
+grep -q "wrong.npy" err.txt || t_fail "the error does not name wrong.npy"
 head -c 64 /dev/urandom >junk.npy
-expect 1 "unreadable input" -- "$fedlung" model forward $m --weights partial.safetensors \
+t_expect 1 "unreadable input" -- "$fedlung" model forward $m --weights partial.safetensors \
   --input junk.npy --out y.npy
-[ -e y.npy ] && fail "a failed forward left y.npy"
-echo "check_model_cli: $fails failed"
-[ "$fails" -eq 0 ]
+[ -e y.npy ] && t_fail "a failed forward left y.npy"
+t_summary check_model_cli

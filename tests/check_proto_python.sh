@@ -13,29 +13,17 @@
 set -euo pipefail
 
 fedlung=${1:?usage: check_proto_python.sh /path/to/fedlung}
-tp="$(dirname "$fedlung")/tests/test_proto"
-tpc="$(dirname "$fedlung")/tests/test_proto_chunks"
+source "$(dirname "$0")/lib.sh"
+tp=$(t_sibling "$fedlung" test_proto) || exit 1
+tpc=$(t_sibling "$fedlung" test_proto_chunks) || exit 1
 proto="$(cd "$(dirname "$0")/.." && pwd)/proto"
 py=/usr/bin/python3
 
-for t in "$tp" "$tpc"; do
-    if [ ! -x "$t" ]; then
-        echo "check_proto_python: $t is not an executable (build the $(basename "$t") target)" >&2
-        exit 1
-    fi
-done
-if ! "$py" -c 'import grpc, grpc_tools.protoc, google.protobuf' 2>/dev/null; then
-    echo "check_proto_python: $py cannot import grpc, grpc_tools and google.protobuf" \
-        "(apt-get install python3-grpcio python3-grpc-tools python3-protobuf)" >&2
-    exit 1
-fi
+t_need_python "grpc, grpc_tools.protoc, google.protobuf" \
+    "apt-get install python3-grpcio python3-grpc-tools python3-protobuf" || exit 1
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-proto.XXXXXX")
-if [ -n "${FL_KEEP_TEST_FILES:-}" ]; then
-    echo "check_proto_python: files kept in $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+t_workdir fedlung-proto # FL_KEEP_TEST_FILES=1: kept
+tmp=$work
 
 "$py" -m grpc_tools.protoc -I"$proto" --python_out="$tmp" --grpc_python_out="$tmp" \
     "$proto/fedlung.proto"

@@ -11,28 +11,14 @@ set -uo pipefail
 fedlung=$(realpath "${1:?usage: check_server_join.sh /path/to/fedlung}")
 proto="$(cd "$(dirname "$0")/.." && pwd)/proto"
 py=/usr/bin/python3
-if ! "$py" -c 'import grpc, grpc_tools.protoc' 2>/dev/null; then
-    echo "check_server_join: $py cannot import grpc and grpc_tools" \
-        "(apt-get install python3-grpcio python3-grpc-tools)" >&2
-    exit 1
-fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-server.XXXXXX")
+source "$(dirname "$0")/lib.sh"
+t_need_python "grpc, grpc_tools.protoc" "apt-get install python3-grpcio python3-grpc-tools" || exit 1
+t_workdir
 server_pid=
-cleanup() {
-    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+t_on_exit '[ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null'
 cd "$work" || exit 1
-fails=0
-fail() { echo "FAIL check_server_join: $*" >&2; fails=$((fails + 1)); }
-expect() { # expect CODE WHAT -- command...
-    local code=$1 what=$2
-    shift 3
-    timeout 30 "$@" >out.txt 2>err.txt
-    local got=$?
-    [ "$got" -eq "$code" ] || fail "$what: exit $got, expected $code; stderr: $(head -c 400 err.txt)"
-}
+t_fail_prefix="FAIL check_server_join: "
+t_expect_timeout=30
 free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -48,7 +34,7 @@ start_server() {
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
-    fail "the server did not start: $(cat server.log)"
+    t_fail "the server did not start: $(cat server.log)"
     return 1
 }
 # stop_server: SIGTERM, then its exit status (124 if it did not stop within 10 s).
@@ -66,18 +52,18 @@ stop_server() {
     [ "$rc" -eq 124 ] && kill -KILL "$server_pid" 2>/dev/null
     server_pid=
     # a sanitizer build reports errors and leaks on stderr at exit
-    grep -q "Sanitizer" server.log && fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
+    grep -q "Sanitizer" server.log && t_fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
     return "$rc"
 }
 
 # ---- a throw-away PKI ----
-expect 0 "pki init" -- "$fedlung" pki init --out pki
-expect 0 "pki issue server" -- "$fedlung" pki issue --ca pki --name fl-server --server
-expect 0 "pki issue hospital-a" -- "$fedlung" pki issue --ca pki --name hospital-a --client
-expect 0 "pki issue hospital-x" -- "$fedlung" pki issue --ca pki --name hospital-x --client
-expect 0 "pki init rogue" -- "$fedlung" pki init --out rogue --name "rogue CA"
+t_expect 0 "pki init" -- "$fedlung" pki init --out pki
+t_expect 0 "pki issue server" -- "$fedlung" pki issue --ca pki --name fl-server --server
+t_expect 0 "pki issue hospital-a" -- "$fedlung" pki issue --ca pki --name hospital-a --client
+t_expect 0 "pki issue hospital-x" -- "$fedlung" pki issue --ca pki --name hospital-x --client
+t_expect 0 "pki init rogue" -- "$fedlung" pki init --out rogue --name "rogue CA"
 # the rogue CA's client even carries an allowed name
-expect 0 "pki issue rogue client" -- "$fedlung" pki issue --ca rogue --name hospital-a --client
+t_expect 0 "pki issue rogue client" -- "$fedlung" pki issue --ca rogue --name hospital-a --client
 
 port=$(free_port)
 cat >server.conf <<CONF
@@ -99,33 +85,33 @@ allow = hospital-c
 CONF
 
 # ---- the CLI and the config file ----
-expect 2 "no --config" -- "$fedlung" server
-expect 0 "--help" -- "$fedlung" server --help
-expect 2 "unknown option" -- "$fedlung" server --config server.conf --bogus
-expect 1 "missing config" -- "$fedlung" server --config nope.conf
+t_expect 2 "no --config" -- "$fedlung" server
+t_expect 0 "--help" -- "$fedlung" server --help
+t_expect 2 "unknown option" -- "$fedlung" server --config server.conf --bogus
+t_expect 1 "missing config" -- "$fedlung" server --config nope.conf
 sed 's/^min_clients = 2/min_clients = 2\ncolour = blue/' server.conf >bad1.conf
-expect 1 "unknown key" -- "$fedlung" server --config bad1.conf
+t_expect 1 "unknown key" -- "$fedlung" server --config bad1.conf
 grep -q "bad1.conf:7: unknown key 'colour' in \[server\]" err.txt ||
-    fail "unknown key message: $(cat err.txt)"
+    t_fail "unknown key message: $(cat err.txt)"
 grep -v '^study' server.conf >bad2.conf
-expect 1 "missing study" -- "$fedlung" server --config bad2.conf
-grep -q "bad2.conf: \[server\] study is missing" err.txt || fail "missing key message: $(cat err.txt)"
+t_expect 1 "missing study" -- "$fedlung" server --config bad2.conf
+grep -q "bad2.conf: \[server\] study is missing" err.txt || t_fail "missing key message: $(cat err.txt)"
 sed 's/^allow = hospital-c/allow = hospital c/' server.conf >bad3.conf
-expect 1 "bad client name" -- "$fedlung" server --config bad3.conf
-grep -q "bad3.conf:15: allow: 'hospital c'" err.txt || fail "bad name message: $(cat err.txt)"
+t_expect 1 "bad client name" -- "$fedlung" server --config bad3.conf
+grep -q "bad3.conf:15: allow: 'hospital c'" err.txt || t_fail "bad name message: $(cat err.txt)"
 sed 's/^insecure.*//; s/^\[clients\]/[clients\nallow/' server.conf >bad4.conf
-expect 1 "syntax error" -- "$fedlung" server --config bad4.conf
-grep -q "bad4.conf:13: section header" err.txt || fail "syntax message: $(cat err.txt)"
+t_expect 1 "syntax error" -- "$fedlung" server --config bad4.conf
+grep -q "bad4.conf:13: section header" err.txt || t_fail "syntax message: $(cat err.txt)"
 
 sed 's/^study = lung-test/study = lung-test # the study/' server.conf >bad5.conf
-expect 1 "a # comment after a value" -- "$fedlung" server --config bad5.conf
-grep -q "bad5.conf:4: study: a comment after a value" err.txt || fail "# comment: $(cat err.txt)"
+t_expect 1 "a # comment after a value" -- "$fedlung" server --config bad5.conf
+grep -q "bad5.conf:4: study: a comment after a value" err.txt || t_fail "# comment: $(cat err.txt)"
 
 # ---- the server over mTLS, driven from Python ----
 "$py" -m grpc_tools.protoc -I"$proto" --python_out=. --grpc_python_out=. "$proto/fedlung.proto" ||
-    fail "grpc_tools.protoc failed"
+    t_fail "grpc_tools.protoc failed"
 start_server server.conf || exit 1
-[ -d state ] || fail "state_dir was not created"
+[ -d state ] || t_fail "state_dir was not created"
 
 "$py" - "$port" <<'PYEOF'
 import sys
@@ -237,21 +223,21 @@ with client("hospital-a") as ch:
     check(len(s.participants) == 1, "Status after the refusals: %r" % s)
 sys.exit(1 if failures else 0)
 PYEOF
-[ $? -eq 0 ] || fail "the Python client's checks failed"
+[ $? -eq 0 ] || t_fail "the Python client's checks failed"
 
-kill -0 "$server_pid" 2>/dev/null || fail "the server died: $(tail -5 server.log)"
-grep -q "JOIN hospital-a joined" server.log || fail "no JOIN line in the log"
+kill -0 "$server_pid" 2>/dev/null || t_fail "the server died: $(tail -5 server.log)"
+grep -q "JOIN hospital-a joined" server.log || t_fail "no JOIN line in the log"
 grep -q "REFUSED hospital-x Join PERMISSION_DENIED" server.log ||
-    fail "no PERMISSION_DENIED line for hospital-x in the log"
+    t_fail "no PERMISSION_DENIED line for hospital-x in the log"
 grep -q "REFUSED hospital-a Join INVALID_ARGUMENT" server.log ||
-    fail "no INVALID_ARGUMENT line in the log"
-grep -q "WARNING" server.log && fail "a WARNING under mTLS: $(grep WARNING server.log)"
+    t_fail "no INVALID_ARGUMENT line in the log"
+grep -q "WARNING" server.log && t_fail "a WARNING under mTLS: $(grep WARNING server.log)"
 # a second server on the same port must fail (SO_REUSEPORT off)
-expect 1 "second server on the same port" -- "$fedlung" server --config server.conf
-grep -q "cannot listen" err.txt || fail "second server: $(cat err.txt)"
+t_expect 1 "second server on the same port" -- "$fedlung" server --config server.conf
+grep -q "cannot listen" err.txt || t_fail "second server: $(cat err.txt)"
 stop_server
 rc=$?
-[ "$rc" -eq 0 ] || fail "the server exited $rc on SIGTERM, not 0: $(tail -5 server.log)"
+[ "$rc" -eq 0 ] || t_fail "the server exited $rc on SIGTERM, not 0: $(tail -5 server.log)"
 
 # ---- insecure mode: a warning on start, the identity from metadata ----
 port=$(free_port)
@@ -266,7 +252,7 @@ insecure = true
 allow = hospital-a
 CONF
 start_server insecure.conf || exit 1
-grep -q "WARNING insecure = true" server.log || fail "no insecure warning: $(cat server.log)"
+grep -q "WARNING insecure = true" server.log || t_fail "no insecure warning: $(cat server.log)"
 "$py" - "$port" <<'PYEOF'
 import sys
 import grpc
@@ -283,13 +269,13 @@ with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as ch:
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
 PYEOF
-[ $? -eq 0 ] || fail "insecure mode's checks failed"
+[ $? -eq 0 ] || t_fail "insecure mode's checks failed"
 stop_server
 rc=$?
-[ "$rc" -eq 0 ] || fail "the insecure server exited $rc on SIGTERM"
+[ "$rc" -eq 0 ] || t_fail "the insecure server exited $rc on SIGTERM"
 
-if [ "$fails" -ne 0 ]; then
-    echo "check_server_join: $fails failure(s)" >&2
+if [ "$t_fails" -ne 0 ]; then
+    echo "check_server_join: $t_fails failure(s)" >&2
     exit 1
 fi
 echo "check_server_join: ok (mTLS Join/Status from python3-grpcio, refusals, shutdown)"

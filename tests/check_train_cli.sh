@@ -4,44 +4,32 @@
 # command leaves no model file behind.
 set -uo pipefail
 fedlung=${1:?usage: check_train_cli.sh /path/to/fedlung}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+t_workdir
 cd "$work"
-fails=0
-expect() { # expect CODE WHAT -- command...
-  local code=$1 what=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  if [ "$got" -ne "$code" ]; then
-    echo "FAIL: $what: exit $got, expected $code; stderr: $(head -c 300 err.txt)" >&2
-    fails=$((fails + 1))
-  fi
-}
-expect 0 "synth" -- "$fedlung" cohort synth --out c.h5 --patients 60 --tile 32 \
+t_expect 0 "synth" -- "$fedlung" cohort synth --out c.h5 --patients 60 --tile 32 \
   --tiles-per-patient 2 --genes 80 --probes 100 --seed 2
-expect 2 "train without --out" -- "$fedlung" train image --cohort c.h5
-expect 2 "unknown subcommand" -- "$fedlung" train nothing --cohort c.h5 --out m.h5
-expect 2 "bad modality" -- "$fedlung" train fusion --cohort c.h5 --modalities dna --out f.h5
-expect 2 "image option on fusion" -- "$fedlung" train fusion --cohort c.h5 --arch resnet50 \
+t_expect 2 "train without --out" -- "$fedlung" train image --cohort c.h5
+t_expect 2 "unknown subcommand" -- "$fedlung" train nothing --cohort c.h5 --out m.h5
+t_expect 2 "bad modality" -- "$fedlung" train fusion --cohort c.h5 --modalities dna --out f.h5
+t_expect 2 "image option on fusion" -- "$fedlung" train fusion --cohort c.h5 --arch resnet50 \
   --out f.h5
-expect 1 "missing cohort" -- "$fedlung" train image --cohort nope.h5 --out m.h5
-grep -q "nope.h5" err.txt || { echo "FAIL: the error does not name nope.h5" >&2; fails=$((fails + 1)); }
+t_expect 1 "missing cohort" -- "$fedlung" train image --cohort nope.h5 --out m.h5
+grep -q "nope.h5" err.txt || t_fail "the error does not name nope.h5"
 head -c 4096 /dev/urandom >junk.h5
-expect 1 "random bytes as a cohort" -- "$fedlung" train fusion --cohort junk.h5 --out f.h5
-expect 1 "image modality without a model" -- "$fedlung" train fusion --cohort c.h5 \
+t_expect 1 "random bytes as a cohort" -- "$fedlung" train fusion --cohort junk.h5 --out f.h5
+t_expect 1 "image modality without a model" -- "$fedlung" train fusion --cohort c.h5 \
   --modalities image --out f.h5
-[ -e f.h5 ] && { echo "FAIL: a failed train left f.h5" >&2; fails=$((fails + 1)); }
-expect 0 "train fusion" -- "$fedlung" train fusion --cohort c.h5 --modalities rna,clinical \
+[ -e f.h5 ] && t_fail "a failed train left f.h5"
+t_expect 0 "train fusion" -- "$fedlung" train fusion --cohort c.h5 --modalities rna,clinical \
   --epochs 5 --quiet --out f.h5
-expect 1 "a cohort is not a model" -- "$fedlung" eval --cohort c.h5 --model c.h5 --out ev
-expect 0 "eval" -- "$fedlung" eval --cohort c.h5 --model f.h5 --split val --out ev --quiet
+t_expect 1 "a cohort is not a model" -- "$fedlung" eval --cohort c.h5 --model c.h5 --out ev
+t_expect 0 "eval" -- "$fedlung" eval --cohort c.h5 --model f.h5 --split val --out ev --quiet
 for f in metrics.json predictions.csv roc.png pr.png; do
-  [ -s "ev/$f" ] || { echo "FAIL: eval did not write ev/$f" >&2; fails=$((fails + 1)); }
+  [ -s "ev/$f" ] || t_fail "eval did not write ev/$f"
 done
 head -1 ev/predictions.csv | grep -q '^patient_id,label,p_LUAD,p_LUSC,p_NORMAL$' ||
-  { echo "FAIL: predictions.csv header: $(head -1 ev/predictions.csv)" >&2; fails=$((fails + 1)); }
-expect 2 "eval bad split" -- "$fedlung" eval --cohort c.h5 --model f.h5 --split dev --out ev
-ls ./*.tmp* ./*partial* >/dev/null 2>&1 && { echo "FAIL: temporary files left" >&2; fails=$((fails + 1)); }
-echo "check_train_cli: $((fails == 0 ? 1 : 0)) passed, $fails failed"
-[ "$fails" -eq 0 ]
+  t_fail "predictions.csv header: $(head -1 ev/predictions.csv)"
+t_expect 2 "eval bad split" -- "$fedlung" eval --cohort c.h5 --model f.h5 --split dev --out ev
+ls ./*.tmp* ./*partial* >/dev/null 2>&1 && t_fail "temporary files left"
+t_summary check_train_cli

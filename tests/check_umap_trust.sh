@@ -7,21 +7,14 @@
 set -euo pipefail
 
 fedlung=${1:?usage: check_umap_trust.sh /path/to/fedlung}
-tu="$(dirname "$fedlung")/tests/test_umap"
+source "$(dirname "$0")/lib.sh"
+tu=$(t_sibling "$fedlung" test_umap) || exit 1
 py=/usr/bin/python3
 
-if [ ! -x "$tu" ]; then
-    echo "check_umap_trust: $tu is not an executable (build the test_umap target)" >&2
-    exit 1
-fi
-if ! "$py" -c 'import numpy, sklearn' 2>/dev/null; then
-    echo "check_umap_trust: $py cannot import numpy and sklearn" \
-        "(apt-get install python3-sklearn)" >&2
-    exit 1
-fi
+t_need_python "numpy, sklearn" "apt-get install python3-sklearn" || exit 1
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fedlung-trust.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+t_workdir fedlung-trust
+tmp=$work
 
 "$py" - "$tu" "$tmp" <<'EOF'
 import os

@@ -1,0 +1,100 @@
+# lib.sh - shell helpers shared by the tests/check_*.sh scripts. Source it, do not run it:
+#   source "$(dirname "$0")/lib.sh"
+# (ctest runs each script as `bash tests/check_X.sh /path/to/fedlung` from tests/.)
+# Bash, not sh. Defines functions and t_* variables only; safe under `set -euo pipefail`.
+#
+#   t_fail MESSAGE...        prints "${t_fail_prefix}MESSAGE" to stderr and counts a failure in
+#                            $t_fails; returns 0, so `set -e` does not stop the checks after it.
+#   t_expect CODE WHAT -- CMD...
+#                            runs CMD with its stdout in ./out.txt and its stderr in ./err.txt;
+#                            a t_fail (naming WHAT, the exit code, and the start of both files)
+#                            unless CMD exits with CODE. Returns 0 either way. Under
+#                            $t_expect_timeout (seconds; empty: none) CMD runs under timeout(1).
+#   t_workdir [PREFIX]       makes a temporary directory ${TMPDIR:-/tmp}/PREFIX.XXXXXX (PREFIX:
+#                            the script's name) in $work and removes it on exit, after running
+#                            the commands t_on_exit registered. FL_KEEP_TEST_FILES=1 keeps it
+#                            (and says where). Does not cd there.
+#   t_on_exit COMMAND        COMMAND (a string, eval'd) runs on exit before $work is removed,
+#                            e.g. to stop a server the script started.
+#   t_sibling FEDLUNG NAME   prints the path of test binary NAME in the build tree of FEDLUNG
+#                            (DIR/tests/NAME for DIR/fedlung); if it is not an executable, says
+#                            so on stderr and returns 1:
+#                              tu=$(t_sibling "$fedlung" test_umap) || exit 1
+#   t_need_python MODULES HINT
+#                            checks that $py (default /usr/bin/python3) can `import MODULES`
+#                            (Python syntax: "numpy, sklearn"); if not, says so with HINT (how
+#                            to install them) on stderr and returns 1:
+#                              t_need_python "numpy, sklearn" "apt-get install ..." || exit 1
+#   t_summary NAME           prints "NAME: N failed"; returns 1 if N > 0, else 0. Meant as the
+#                            script's last command, so that it is the exit status.
+
+t_name=$(basename "$0" .sh)
+t_fails=0
+t_fail_prefix="FAIL: "
+t_expect_timeout=
+t_exit_cmds=()
+work=
+
+t_fail() {
+    echo "${t_fail_prefix}$*" >&2
+    t_fails=$((t_fails + 1))
+}
+
+t_expect() {
+    local code=$1 what=$2 got=0
+    shift 3
+    if [ -n "$t_expect_timeout" ]; then
+        timeout "$t_expect_timeout" "$@" >out.txt 2>err.txt || got=$?
+    else
+        "$@" >out.txt 2>err.txt || got=$?
+    fi
+    if [ "$got" -ne "$code" ]; then
+        local o=
+        [ -s out.txt ] && o="; stdout: $(head -c 300 out.txt)"
+        t_fail "$what: exit $got, expected $code; stderr: $(head -c 300 err.txt)$o"
+    fi
+    return 0
+}
+
+t_on_exit() {
+    t_exit_cmds+=("$1")
+}
+
+t_cleanup_() {
+    local c
+    for c in ${t_exit_cmds[@]+"${t_exit_cmds[@]}"}; do
+        eval "$c" || true
+    done
+    if [ -n "$work" ] && [ -z "${FL_KEEP_TEST_FILES:-}" ]; then
+        rm -rf "$work"
+    fi
+}
+
+t_workdir() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/${1:-$t_name}.XXXXXX") || exit 1
+    [ -n "${FL_KEEP_TEST_FILES:-}" ] && echo "$t_name: files kept in $work"
+    trap t_cleanup_ EXIT
+}
+
+t_sibling() {
+    local t
+    t="$(dirname "$1")/tests/$2"
+    if [ ! -x "$t" ]; then
+        echo "$t_name: $t is not an executable (build the $2 target)" >&2
+        return 1
+    fi
+    echo "$t"
+}
+
+t_need_python() {
+    local py=${py:-/usr/bin/python3}
+    if ! "$py" -c "import $1" 2>/dev/null; then
+        echo "$t_name: $py cannot import $1 ($2)" >&2
+        return 1
+    fi
+}
+
+t_summary() {
+    echo "$1: $t_fails failed"
+    [ "$t_fails" -eq 0 ]
+}
