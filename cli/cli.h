@@ -17,6 +17,7 @@ int fl_cmd_explain(int argc, char **argv);
 int fl_cmd_pki(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
 int fl_cmd_server(int argc, char **argv);
+int fl_cmd_client(int argc, char **argv);
 
 /* Prints "fedlung: <msg>" to stderr and returns FL_EXIT_FAIL. */
 int fl_cli_fail(const fl_err *err);

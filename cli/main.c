@@ -18,6 +18,8 @@ static const char usage[] =
     "  pki init|issue|show|verify the consortium CA and its server and client certificates\n"
     "  audit keygen|verify|show   signing keys, verification and a table of an audit log\n"
     "  server --config FILE       the federation server of a study (mutual TLS, allow-list)\n"
+    "  client --config FILE       a hospital's client: joins the study, prints the server's "
+    "status\n"
     "  demo                       train a small model for a few steps and print the loss\n"
     "\n"
     "Run `fedlung <command> --help` for a command's options.\n";
@@ -56,6 +58,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pki") == 0) return fl_cmd_pki(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0) return fl_cmd_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "server") == 0) return fl_cmd_server(argc - 1, argv + 1);
+    if (strcmp(cmd, "client") == 0) return fl_cmd_client(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
     return fl_cli_usage(usage);

@@ -367,7 +367,7 @@ fl_status fl_slide_tile(const char *path, const fl_slide_options *o, uint8_t **p
     }
     if (want < nc)
         spread(cand, nc, (int)want, keep, dist);
-    else
+    else if (nc > 0)
         memset(keep, 1, (size_t)nc);
     for (int64_t i = 0; i < nc; i++)
         if (keep[i]) kept[nk++] = cand[i];

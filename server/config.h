@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "common/conf.h"
 #include "common/status.h"
 
 #define FL_CONFIG_MAX_PATH 4096
@@ -18,11 +19,7 @@ typedef struct {
     char study[FL_CONFIG_MAX_ID + 1];   /* the one study this server runs */
     char state_dir[FL_CONFIG_MAX_PATH]; /* checkpoints, journal, audit log */
     int min_clients;                    /* joined clients needed before round 1 (>= 1) */
-    /* [tls] */
-    char ca[FL_CONFIG_MAX_PATH];   /* consortium CA certificate (PEM) that clients chain to */
-    char cert[FL_CONFIG_MAX_PATH]; /* this server's certificate (PEM) */
-    char key[FL_CONFIG_MAX_PATH];  /* its private key (PEM) */
-    int insecure;                  /* 1: no TLS at all (local experiments only) */
+    fl_conf_tls tls;                    /* [tls] */
     /* [clients] */
     char (*allow)[FL_CONFIG_MAX_ID + 1]; /* the CNs allowed to join, n_allow of them (heap) */
     size_t n_allow;
@@ -41,10 +38,6 @@ fl_status fl_server_config_load(const char *path, fl_server_config *cfg, fl_err 
 
 /* Frees what cfg holds and zeroes it; a zeroed cfg is fine. */
 void fl_server_config_destroy(fl_server_config *cfg);
-
-/* Reads a whole text file (at most limit bytes, no NUL bytes) into a NUL-terminated heap
- * string the caller frees. NULL with err set ("<path>: No such file or directory") on failure. */
-char *fl_config_read_text(const char *path, size_t limit, fl_err *err);
 
 /* 1 if the n bytes at cn are exactly one of the allowed names, else 0. */
 int fl_server_config_allows(const fl_server_config *cfg, const char *cn, size_t n);

@@ -14,10 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/conf.h"
 #include "crypto/pki.h"
 #include "proto/rpc.h"
 
-#define PEM_LIMIT (1u << 20)
 #define VERSION "0.1.0"
 
 /* A client that joined. */
@@ -86,26 +86,20 @@ void fl_server_log_event(void *user, const fl_server_event *ev) {
 /* ---- start-up ---- */
 
 static grpc_server_credentials *make_credentials(const fl_server_config *cfg, fl_err *err) {
-    if (cfg->insecure) return grpc_insecure_server_credentials_create();
+    if (cfg->tls.insecure) return grpc_insecure_server_credentials_create();
     grpc_server_credentials *creds = NULL;
     /* gRPC only logs why it refuses credentials; say it in one sentence first. */
-    if (fl_pki_verify(cfg->ca, cfg->cert, FL_PKI_SERVER, err) != FL_OK) return NULL;
-    char *ca = fl_config_read_text(cfg->ca, PEM_LIMIT, err);
-    char *cert = ca ? fl_config_read_text(cfg->cert, PEM_LIMIT, err) : NULL;
-    char *key = cert ? fl_config_read_text(cfg->key, PEM_LIMIT, err) : NULL;
-    if (key) {
-        grpc_ssl_pem_key_cert_pair kp = {key, cert};
-        /* Deprecated for ..._with_options in later releases; 1.51's is this one. */
-        creds = grpc_ssl_server_credentials_create_ex(
-            ca, &kp, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
-        if (!creds)
-            fl_fail(err, FL_EIO, "%s, %s, %s: gRPC refused these as TLS credentials", cfg->ca,
-                    cfg->cert, cfg->key);
-        explicit_bzero(key, strlen(key)); /* gRPC keeps its own copy */
-    }
-    free(ca);
-    free(cert);
-    free(key);
+    if (fl_pki_verify(cfg->tls.ca, cfg->tls.cert, FL_PKI_SERVER, err) != FL_OK) return NULL;
+    char *pem[3];
+    if (!fl_conf_read_pems(cfg->tls.ca, cfg->tls.cert, cfg->tls.key, pem, err)) return NULL;
+    grpc_ssl_pem_key_cert_pair kp = {pem[2], pem[1]};
+    /* Deprecated for ..._with_options in later releases; 1.51's is this one. */
+    creds = grpc_ssl_server_credentials_create_ex(
+        pem[0], &kp, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+    if (!creds)
+        fl_fail(err, FL_EIO, "%s, %s, %s: gRPC refused these as TLS credentials", cfg->tls.ca,
+                cfg->tls.cert, cfg->tls.key);
+    fl_conf_free_pems(pem); /* gRPC keeps its own copy */
     return creds;
 }
 
@@ -144,7 +138,7 @@ fl_status fl_server_new(const fl_server_config *cfg, fl_server_sink sink, void *
     s->port = grpc_server_add_http2_port(s->srv, cfg->listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port == 0) {
-        if (cfg->insecure)
+        if (cfg->tls.insecure)
             st = fl_fail(err, FL_EIO,
                          "%s: cannot listen on %s (address in use, or not a local host:port)",
                          cfg->path, cfg->listen);
@@ -152,7 +146,7 @@ fl_status fl_server_new(const fl_server_config *cfg, fl_server_sink sink, void *
             st = fl_fail(err, FL_EIO,
                          "%s: cannot listen on %s (address in use, not a local host:port, or %s "
                          "is not the key of %s)",
-                         cfg->path, cfg->listen, cfg->key, cfg->cert);
+                         cfg->path, cfg->listen, cfg->tls.key, cfg->tls.cert);
         goto fail;
     }
     grpc_server_start(s->srv);
@@ -164,9 +158,9 @@ fl_status fl_server_new(const fl_server_config *cfg, fl_server_sink sink, void *
     }
     char detail[FL_ERR_LEN];
     snprintf(detail, sizeof detail, "study %s on %s (port %d) with %s, %zu clients allowed",
-             cfg->study, cfg->listen, s->port, cfg->insecure ? "NO TLS" : "mutual TLS",
+             cfg->study, cfg->listen, s->port, cfg->tls.insecure ? "NO TLS" : "mutual TLS",
              cfg->n_allow);
-    if (cfg->insecure)
+    if (cfg->tls.insecure)
         emit(s, FL_SERVER_EV_WARNING, "", "", GRPC_STATUS_OK,
              "insecure = true: no TLS, traffic in clear text, and a client names itself "
              "(metadata " FL_RPC_MD_CLIENT_ID "); use only for local experiments");
@@ -227,7 +221,7 @@ static void copy_name(char *id, const char *v, size_t n) {
  * FL_RPC_MD_CLIENT_ID metadata without. Returns 1, or 0 if there is none (or it is too long). */
 static int identity(const fl_server *s, const call_ctx *c, char *id, size_t cap) {
     id[0] = 0;
-    if (s->cfg->insecure) {
+    if (s->cfg->tls.insecure) {
         for (size_t i = 0; i < c->req_md.count; i++) {
             const grpc_metadata *m = &c->req_md.metadata[i];
             size_t n = GRPC_SLICE_LENGTH(m->value);
@@ -336,8 +330,9 @@ static void handle(fl_server *s, call_ctx *c, fl_rpc_status *st, grpc_byte_buffe
     ProtobufCMessage *rq = NULL;
     if (!identity(s, c, id, sizeof id)) {
         fl_rpc_status_set(st, GRPC_STATUS_UNAUTHENTICATED,
-                          s->cfg->insecure ? "no " FL_RPC_MD_CLIENT_ID " metadata names the client"
-                                           : "the client certificate has no usable common name");
+                          s->cfg->tls.insecure
+                              ? "no " FL_RPC_MD_CLIENT_ID " metadata names the client"
+                              : "the client certificate has no usable common name");
     } else if (!fl_server_config_allows(s->cfg, id, strlen(id))) {
         fl_rpc_status_set(st, GRPC_STATUS_PERMISSION_DENIED,
                           "client '%s' is not on this server's allow-list (%s)", id, s->cfg->path);

@@ -14,58 +14,16 @@ py=/usr/bin/python3
 source "$(dirname "$0")/lib.sh"
 t_need_python "grpc, grpc_tools.protoc" "apt-get install python3-grpcio python3-grpc-tools" || exit 1
 t_workdir
-server_pid=
-t_on_exit '[ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null'
 cd "$work" || exit 1
 t_fail_prefix="FAIL check_server_join: "
 t_expect_timeout=30
-free_port() {
-    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# start_server CONFIG: starts it in the background, its stderr in server.log, and waits (10 s at
-# most) for its START line.
-start_server() {
-    rm -f server.log
-    : >server.log
-    "$fedlung" server --config "$1" 2>>server.log &
-    server_pid=$!
-    for _ in $(seq 100); do
-        grep -q "fedlung server: START" server.log 2>/dev/null && return 0
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    t_fail "the server did not start: $(cat server.log)"
-    return 1
-}
-# stop_server: SIGTERM, then its exit status (124 if it did not stop within 10 s).
-stop_server() {
-    kill -TERM "$server_pid"
-    local rc=124
-    for _ in $(seq 100); do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            wait "$server_pid"
-            rc=$?
-            break
-        fi
-        sleep 0.1
-    done
-    [ "$rc" -eq 124 ] && kill -KILL "$server_pid" 2>/dev/null
-    server_pid=
-    # a sanitizer build reports errors and leaks on stderr at exit
-    grep -q "Sanitizer" server.log && t_fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
-    return "$rc"
-}
-
 # ---- a throw-away PKI ----
-t_expect 0 "pki init" -- "$fedlung" pki init --out pki
-t_expect 0 "pki issue server" -- "$fedlung" pki issue --ca pki --name fl-server --server
-t_expect 0 "pki issue hospital-a" -- "$fedlung" pki issue --ca pki --name hospital-a --client
-t_expect 0 "pki issue hospital-x" -- "$fedlung" pki issue --ca pki --name hospital-x --client
+t_pki "$fedlung" fl-server hospital-a hospital-x
 t_expect 0 "pki init rogue" -- "$fedlung" pki init --out rogue --name "rogue CA"
 # the rogue CA's client even carries an allowed name
 t_expect 0 "pki issue rogue client" -- "$fedlung" pki issue --ca rogue --name hospital-a --client
 
-port=$(free_port)
+port=$(t_free_port)
 cat >server.conf <<CONF
 # fedlung server configuration (test)
 [server]
@@ -110,7 +68,7 @@ grep -q "bad5.conf:4: study: a comment after a value" err.txt || t_fail "# comme
 # ---- the server over mTLS, driven from Python ----
 "$py" -m grpc_tools.protoc -I"$proto" --python_out=. --grpc_python_out=. "$proto/fedlung.proto" ||
     t_fail "grpc_tools.protoc failed"
-start_server server.conf || exit 1
+t_start_server "$fedlung" server.conf || exit 1
 [ -d state ] || t_fail "state_dir was not created"
 
 "$py" - "$port" <<'PYEOF'
@@ -225,7 +183,7 @@ sys.exit(1 if failures else 0)
 PYEOF
 [ $? -eq 0 ] || t_fail "the Python client's checks failed"
 
-kill -0 "$server_pid" 2>/dev/null || t_fail "the server died: $(tail -5 server.log)"
+kill -0 "$t_server_pid" 2>/dev/null || t_fail "the server died: $(tail -5 server.log)"
 grep -q "JOIN hospital-a joined" server.log || t_fail "no JOIN line in the log"
 grep -q "REFUSED hospital-x Join PERMISSION_DENIED" server.log ||
     t_fail "no PERMISSION_DENIED line for hospital-x in the log"
@@ -235,12 +193,12 @@ grep -q "WARNING" server.log && t_fail "a WARNING under mTLS: $(grep WARNING ser
 # a second server on the same port must fail (SO_REUSEPORT off)
 t_expect 1 "second server on the same port" -- "$fedlung" server --config server.conf
 grep -q "cannot listen" err.txt || t_fail "second server: $(cat err.txt)"
-stop_server
+t_stop_server
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "the server exited $rc on SIGTERM, not 0: $(tail -5 server.log)"
 
 # ---- insecure mode: a warning on start, the identity from metadata ----
-port=$(free_port)
+port=$(t_free_port)
 cat >insecure.conf <<CONF
 [server]
 listen = 127.0.0.1:$port
@@ -251,7 +209,7 @@ insecure = true
 [clients]
 allow = hospital-a
 CONF
-start_server insecure.conf || exit 1
+t_start_server "$fedlung" insecure.conf || exit 1
 grep -q "WARNING insecure = true" server.log || t_fail "no insecure warning: $(cat server.log)"
 "$py" - "$port" <<'PYEOF'
 import sys
@@ -270,7 +228,7 @@ with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as ch:
         assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
 PYEOF
 [ $? -eq 0 ] || t_fail "insecure mode's checks failed"
-stop_server
+t_stop_server
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "the insecure server exited $rc on SIGTERM"
 

@@ -25,6 +25,19 @@
 #                            (Python syntax: "numpy, sklearn"); if not, says so with HINT (how
 #                            to install them) on stderr and returns 1:
 #                              t_need_python "numpy, sklearn" "apt-get install ..." || exit 1
+#   t_pki FEDLUNG SERVER CLIENT...
+#                            a throw-away PKI in ./pki (`FEDLUNG pki init`), with a server
+#                            certificate for SERVER and a client certificate for each CLIENT;
+#                            each step is a t_expect 0.
+#   t_free_port              prints a TCP port free on 127.0.0.1 now (asks $py's socket module).
+#   t_start_server FEDLUNG CONFIG
+#                            starts `FEDLUNG server --config CONFIG` in the background, its stderr
+#                            appended to ./server.log (emptied first), its pid in $t_server_pid
+#                            (killed on exit if still set), and waits 10 s at most for its START
+#                            line; on failure a t_fail with the log, and returns 1.
+#   t_stop_server            SIGTERM to $t_server_pid, waits 10 s at most (then SIGKILL), clears
+#                            it; returns the server's exit status (124 if it had to be killed),
+#                            with a t_fail if server.log holds a sanitizer report.
 #   t_summary NAME           prints "NAME: N failed"; returns 1 if N > 0, else 0. Meant as the
 #                            script's last command, so that it is the exit status.
 
@@ -92,6 +105,55 @@ t_need_python() {
         echo "$t_name: $py cannot import $1 ($2)" >&2
         return 1
     fi
+}
+
+t_server_pid=
+
+t_pki() {
+    local fedlung=$1 server=$2 c
+    shift 2
+    t_expect 0 "pki init" -- "$fedlung" pki init --out pki
+    t_expect 0 "pki issue $server" -- "$fedlung" pki issue --ca pki --name "$server" --server
+    for c in "$@"; do
+        t_expect 0 "pki issue $c" -- "$fedlung" pki issue --ca pki --name "$c" --client
+    done
+}
+
+t_free_port() {
+    "${py:-/usr/bin/python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+t_start_server() {
+    : >server.log
+    "$1" server --config "$2" 2>>server.log &
+    t_server_pid=$!
+    t_on_exit '[ -n "$t_server_pid" ] && kill -KILL "$t_server_pid" 2>/dev/null'
+    local _
+    for _ in $(seq 100); do
+        grep -q "fedlung server: START" server.log 2>/dev/null && return 0
+        kill -0 "$t_server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    t_fail "the server did not start: $(cat server.log)"
+    return 1
+}
+
+t_stop_server() {
+    kill -TERM "$t_server_pid"
+    local rc=124 _
+    for _ in $(seq 100); do
+        if ! kill -0 "$t_server_pid" 2>/dev/null; then
+            wait "$t_server_pid"
+            rc=$?
+            break
+        fi
+        sleep 0.1
+    done
+    [ "$rc" -eq 124 ] && kill -KILL "$t_server_pid" 2>/dev/null
+    t_server_pid=
+    # a sanitizer build reports errors and leaks on stderr at exit
+    grep -q "Sanitizer" server.log && t_fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
+    return "$rc"
 }
 
 t_summary() {

@@ -155,8 +155,8 @@ static void test_validation(void) {
     INVALID(S.join_req, "JoinRequest.budget.delta is nan");
     S.class_names[0] = "LU\nAD";
     INVALID(S.join_req, "class_names has the control character 0x0a at 2");
-    S.join_reply.plan_hash.len = 0;
-    INVALID(S.join_reply, "JoinReply.plan_hash has 0 bytes, not 32");
+    S.join_reply.plan_hash.len = 31;
+    INVALID(S.join_reply, "JoinReply.plan_hash has 31 bytes, not 32");
     S.task_req.study_id = "";
     INVALID(S.task_req, "TaskRequest.study_id is empty");
     S.task.kind = FEDLUNG__V1__TASK_KIND__TASK_KIND_UNSPECIFIED;

@@ -1,0 +1,75 @@
+/* config.c - the schema of the client's INI file: its keys, their checks and defaults. The
+ * lexing is libinih's, the shared value parsers are common/conf.c's. Opens none of the files
+ * the config names. */
+#include "config.h"
+
+#include <string.h>
+
+#include "common/conf.h"
+
+enum { K_SERVER, K_STUDY, K_NAME, K_STATE_DIR, K_CA, K_CERT, K_KEY, K_INSECURE, K_COHORT };
+static const fl_conf_key keys[] = {
+    [K_SERVER] = {"client", "server"},
+    [K_STUDY] = {"client", "study"},
+    [K_NAME] = {"client", "name"},
+    [K_STATE_DIR] = {"client", "state_dir"},
+    FL_CONF_TLS_KEYS, /* K_CA .. K_INSECURE */
+    [K_COHORT] = {"data", "cohort"},
+};
+#define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
+
+static int set_key(void *user, int k, const char *name, const char *value, char *msg) {
+    fl_client_config *cfg = user;
+    switch (k) {
+    case K_SERVER:
+        if (!strrchr(value, ':'))
+            return fl_conf_complain(msg, "server '%s' is not host:port", value);
+        return fl_conf_set_str(msg, name, cfg->server, sizeof cfg->server, value);
+    case K_STUDY:
+    case K_NAME:
+        if (!fl_conf_id_valid(value))
+            return fl_conf_complain(msg, "%s '%s' is not an id (1-64 of A-Z a-z 0-9 . _ -)", name,
+                                    value);
+        return k == K_STUDY ? fl_conf_set_str(msg, name, cfg->study, sizeof cfg->study, value)
+                            : fl_conf_set_str(msg, name, cfg->name, sizeof cfg->name, value);
+    case K_STATE_DIR:
+        return fl_conf_set_str(msg, name, cfg->state_dir, sizeof cfg->state_dir, value);
+    case K_CA:
+    case K_CERT:
+    case K_KEY:
+    case K_INSECURE:
+        return fl_conf_set_tls(&cfg->tls, k - K_CA, name, value, msg);
+    default:
+        return fl_conf_set_str(msg, name, cfg->cohort, sizeof cfg->cohort, value);
+    }
+}
+
+fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err) {
+    memset(cfg, 0, sizeof *cfg);
+    if (strlen(path) >= sizeof cfg->path) return fl_fail(err, FL_EINVAL, "config path too long");
+    fl_conf_schema schema = {keys, N_KEYS, 0, set_key, cfg};
+    unsigned seen;
+    static const int required[] = {K_SERVER, K_STUDY, K_STATE_DIR, K_CA, K_CERT, K_KEY};
+    unsigned tls = 1u << K_CA | 1u << K_CERT | 1u << K_KEY;
+    fl_status st = fl_conf_parse(path, &schema, &seen, err);
+    if (st == FL_OK)
+        st = fl_conf_require(path, &schema, seen, required, cfg->tls.insecure ? 3 : 6, tls, err);
+    if (st != FL_OK) goto fail;
+    st = FL_EFORMAT;
+    if (cfg->tls.insecure && !cfg->name[0]) {
+        fl_fail(err, st, "%s: [client] name is missing (insecure mode names the client by it)",
+                path);
+        goto fail;
+    }
+    if (!fl_conf_resolve_tls(path, &cfg->tls) ||
+        !fl_conf_resolve(path, cfg->cohort, sizeof cfg->cohort)) {
+        fl_fail(err, st, "%s: a [tls] or [data] path is too long once made relative to the file",
+                path);
+        goto fail;
+    }
+    memcpy(cfg->path, path, strlen(path) + 1);
+    return FL_OK;
+fail:
+    memset(cfg, 0, sizeof *cfg);
+    return st;
+}

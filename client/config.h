@@ -1,0 +1,33 @@
+/* config.h - the `fedlung client` configuration file of one hospital: an INI file (libinih)
+ * with [client], [tls] and [data] sections, checked strictly like the server's (an unknown key,
+ * a bad value or a missing required key is an error naming the file and line). */
+#ifndef FL_CLIENT_CONFIG_H
+#define FL_CLIENT_CONFIG_H
+
+#include "common/conf.h"
+#include "common/status.h"
+
+#define FL_CLIENT_MAX_ID 64 /* a study id or a CN: 1-64 of A-Z a-z 0-9 . _ - */
+
+typedef struct {
+    /* [client] */
+    char server[256];                 /* "fl.example.org:50051": host:port to dial */
+    char study[FL_CLIENT_MAX_ID + 1]; /* the study this hospital takes part in */
+    char name[FL_CLIENT_MAX_ID + 1];  /* our certificate's CN (informational with TLS;
+                                         the fedlung-client-id under insecure), or "" */
+    char state_dir[FL_CONF_MAX_PATH]; /* the client's own state: budget, journal */
+    fl_conf_tls tls;                  /* [tls] */
+    /* [data] */
+    char cohort[FL_CONF_MAX_PATH]; /* the site's cohort file (HDF5), or "" */
+    char path[FL_CONF_MAX_PATH];   /* the file this was read from, for messages */
+} fl_client_config;
+
+/* Reads the file at path into *cfg. Keys: [client] server, study, state_dir (required), name
+ * (required when insecure); [tls] ca, cert, key (required unless insecure), insecure
+ * (true/false, default false); [data] cohort (optional). Relative tls and data paths are taken
+ * relative to the config file's folder. Returns FL_OK; FL_EIO when the file cannot be read;
+ * FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study is missing".
+ * Holds no heap memory: there is nothing to destroy. */
+fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err);
+
+#endif
