@@ -10,14 +10,15 @@
 
 /* The end of both loaders: graph g (handed over) on a new CPU backend with `threads` threads, as
  * a model of `batch` with the weights of checkpoint `path`. On failure *be and *m are NULL. */
-static fl_status model_on_cpu(fl_graph *g, const char *path, int batch, int threads,
-                              fl_backend **be, fl_model **m, fl_err *err) {
+fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, const char *path,
+                          fl_backend **be, fl_model **m, fl_err *err) {
     fl_status s;
+    *m = NULL;
     if (!(*be = fl_backend_cpu_new(threads, err))) {
         fl_graph_free(g);
         return FL_EBACKEND;
     }
-    if ((s = fl_model_new(m, g, *be, batch, 1, err)) == FL_OK)
+    if ((s = fl_model_new(m, g, *be, batch, seed, err)) == FL_OK && path)
         s = fl_checkpoint_load(*m, path, err);
     if (s != FL_OK) {
         fl_model_free(*m);
@@ -47,7 +48,7 @@ fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backe
     rc.width = meta->width;
     fl_graph *g;
     if ((s = fl_resnet_build(&g, &rc, err)) != FL_OK) return s;
-    return model_on_cpu(g, path, batch, threads, be, m, err);
+    return fl_model_on_cpu(g, batch, threads, 1, path, be, m, err);
 }
 
 fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f, int threads,
@@ -193,7 +194,7 @@ fl_status fl_fusion_model_load(const char *path, const fl_pipeline_info *info, i
     fl_graph *g;
     fl_status s = fl_fusion_graph_build(info, &g, err);
     if (s != FL_OK) return s;
-    return model_on_cpu(g, path, batch, threads, be, m, err);
+    return fl_model_on_cpu(g, batch, threads, 1, path, be, m, err);
 }
 
 void fl_fusion_inputs_destroy(fl_fusion_inputs *in) {

@@ -77,9 +77,9 @@ void fl_pipeline_info_destroy(fl_pipeline_info *info);
 
 /* Embeds every patient with the RNet checkpoint at path (mean of tile embeddings): *emb gets
  * P x *E floats, *has P flags (patients with tiles); sha256 receives the checkpoint's hash. */
-fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f,
-                              int threads, int quiet, float **emb, int *E, uint8_t **has,
-                              char sha256[65], fl_err *err);
+fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f, int threads,
+                              int quiet, float **emb, int *E, uint8_t **has, char sha256[65],
+                              fl_err *err);
 
 /* Per modality i of info: x[i] (P x info->in_dim[i]) standardized features, mask[i] (P) 1/0. */
 typedef struct {
@@ -89,9 +89,8 @@ typedef struct {
 
 /* Builds the inputs of info's modalities for every patient of c; emb/has are the image
  * embeddings when "image" is among the modalities (else NULL). */
-fl_status fl_fusion_inputs_build(const fl_pipeline_info *info, const fl_cohort *c,
-                                 const float *emb, const uint8_t *has, fl_fusion_inputs *in,
-                                 fl_err *err);
+fl_status fl_fusion_inputs_build(const fl_pipeline_info *info, const fl_cohort *c, const float *emb,
+                                 const uint8_t *has, fl_fusion_inputs *in, fl_err *err);
 void fl_fusion_inputs_destroy(fl_fusion_inputs *in);
 
 /* Builds the inputs of the fusion model file at model_path (info read from it) for every patient
@@ -122,6 +121,12 @@ fl_status fl_fusion_embed(fl_model *m, const fl_fusion_inputs *in, const int *ro
 /* Copies the inputs of patients rows[0..n) (n <= batch; the rest padded with zeros) into m. */
 fl_status fl_fusion_set_batch(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
                               fl_err *err);
+
+/* A CPU backend and a model on it for graph g (whose ownership passes to the model, also on
+ * failure), initialised from seed, then loaded from the checkpoint at path unless path is NULL.
+ * On failure *be and *m are NULL. */
+fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, const char *path,
+                          fl_backend **be, fl_model **m, fl_err *err);
 
 /* Builds a ResNet from a checkpoint's attributes and loads it, for batches of `batch`. */
 fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,

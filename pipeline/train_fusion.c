@@ -154,11 +154,7 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
     info.n_classes = c.n_classes;
     int B = cfg->batch < n_tr ? cfg->batch : n_tr;
     if ((s = fl_fusion_graph_build(&info, &g, err)) != FL_OK) goto done;
-    if (!(be = fl_backend_cpu_new(cfg->threads, err))) {
-        s = FL_EBACKEND;
-        goto done;
-    }
-    s = fl_model_new(&m, g, be, B, cfg->seed, err);
+    s = fl_model_on_cpu(g, B, cfg->threads, cfg->seed, NULL, &be, &m, err);
     g = NULL;
     if (s != FL_OK) goto done;
     int steps_per_epoch = (n_tr + B - 1) / B;

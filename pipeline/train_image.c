@@ -117,11 +117,7 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
     }
 
     if ((s = fl_resnet_build(&g, &net, err)) != FL_OK) goto done;
-    if (!(be = fl_backend_cpu_new(cfg->threads, err))) {
-        s = FL_EBACKEND;
-        goto done;
-    }
-    s = fl_model_new(&m, g, be, B, cfg->seed, err);
+    s = fl_model_on_cpu(g, B, cfg->threads, cfg->seed, NULL, &be, &m, err);
     g = NULL;
     if (s != FL_OK) goto done;
     fl_optim_config oc;
