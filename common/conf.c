@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,7 @@ int fl_conf_resolve(const char *config_path, char *dst, size_t cap) {
 typedef struct {
     const fl_conf_schema *s;
     char msg[FL_ERR_LEN]; /* the first complaint; ini_parse_string returns its line */
-    unsigned seen;        /* bit per key */
+    uint64_t seen;        /* bit per key */
 } parse_state;
 
 static int on_entry(void *user, const char *section, const char *name, const char *value) {
@@ -148,29 +149,37 @@ static int on_entry(void *user, const char *section, const char *name, const cha
            !(strcmp(s->keys[k].section, section) == 0 && strcmp(s->keys[k].name, name) == 0))
         k++;
     if (k == s->n_keys) return fl_conf_complain(ps->msg, "unknown key '%s' in [%s]", name, section);
-    if ((ps->seen & (1u << k)) && !(s->repeatable & (1u << k)))
+    if ((ps->seen & ((uint64_t)1 << k)) && !(k < 32 && (s->repeatable & (1u << k))))
         return fl_conf_complain(ps->msg, "%s is set twice in [%s]", name, section);
-    ps->seen |= 1u << k;
+    ps->seen |= (uint64_t)1 << k;
     if (!no_hash_comment(ps->msg, name, value)) return 0;
     return s->set(s->user, k, name, value, ps->msg);
+}
+
+fl_status fl_conf_parse_text(const char *text, const char *name, const fl_conf_schema *s,
+                             uint64_t *seen, fl_err *err) {
+    fl_status st = FL_OK;
+    parse_state ps = {.s = s};
+    const char *why = NULL;
+    int line = precheck(text, &why);
+    if (line) {
+        st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", name, line, why);
+    } else if ((line = ini_parse_string(text, on_entry, &ps)) != 0) {
+        st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", name, line,
+                     ps.msg[0] ? ps.msg : "cannot parse this line");
+    }
+    *seen = ps.seen;
+    return st;
 }
 
 fl_status fl_conf_parse(const char *path, const fl_conf_schema *s, unsigned *seen, fl_err *err) {
     *seen = 0;
     char *text = fl_config_read_text(path, FL_CONF_MAX_FILE, err);
     if (!text) return FL_EIO;
-    fl_status st = FL_OK;
-    parse_state ps = {.s = s};
-    const char *why = NULL;
-    int line = precheck(text, &why);
-    if (line) {
-        st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", path, line, why);
-    } else if ((line = ini_parse_string(text, on_entry, &ps)) != 0) {
-        st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", path, line,
-                     ps.msg[0] ? ps.msg : "cannot parse this line");
-    }
+    uint64_t seen64;
+    fl_status st = fl_conf_parse_text(text, path, s, &seen64, err);
     free(text);
-    *seen = ps.seen;
+    *seen = (unsigned)seen64;
     return st;
 }
 

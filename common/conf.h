@@ -6,6 +6,7 @@
 #define FL_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/status.h"
 
@@ -16,9 +17,9 @@ typedef struct {
     const char *section, *name;
 } fl_conf_key;
 typedef struct {
-    const fl_conf_key *keys; /* n_keys of them (at most 32) */
+    const fl_conf_key *keys; /* n_keys of them (at most 32; 64 with fl_conf_parse_text) */
     int n_keys;
-    unsigned repeatable; /* bit k: keys[k] may appear more than once */
+    unsigned repeatable; /* bit k: keys[k] may appear more than once (k < 32) */
     /* Stores value for keys[k]; returns 1, or 0 after fl_conf_complain(msg, ...). */
     int (*set)(void *user, int k, const char *name, const char *value, char *msg);
     void *user;
@@ -49,6 +50,10 @@ int fl_conf_resolve_tls(const char *config_path, fl_conf_tls *t);
  * cannot parse or a setter's complaint stops it. Returns FL_OK with a bit per key seen in
  * *seen; FL_EIO when the file cannot be read; FL_EFORMAT "<file>:<line>: <what is wrong>". */
 fl_status fl_conf_parse(const char *path, const fl_conf_schema *s, unsigned *seen, fl_err *err);
+/* The same over text already in memory (NUL-terminated), named name in messages; *seen has a bit
+ * per key of up to 64 keys. Returns FL_OK or FL_EFORMAT "<name>:<line>: <what is wrong>". */
+fl_status fl_conf_parse_text(const char *text, const char *name, const fl_conf_schema *s,
+                             uint64_t *seen, fl_err *err);
 
 /* Checks that each of the n keys in required[] was seen. Returns FL_OK, or FL_EFORMAT
  * "<file>: [<section>] <name> is missing" for the first that was not, followed by " (or set

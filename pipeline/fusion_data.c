@@ -51,6 +51,30 @@ fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backe
     return fl_model_on_cpu(g, batch, threads, 1, path, be, m, err);
 }
 
+fl_status fl_image_embed_patients(fl_model *m, const fl_cohort *c, fl_cohort_file *f, int quiet,
+                                  float **emb, int *E, uint8_t **has, fl_err *err) {
+    const fl_graph *g = fl_model_graph(m);
+    *E = g->values[g->outputs[fl_graph_find_output(g, "embedding")]].shape[0];
+    uint8_t *want = malloc((size_t)c->P + 1);
+    *emb = calloc((size_t)c->P * *E + 1, sizeof(float));
+    *has = calloc((size_t)c->P + 1, 1);
+    fl_status s = FL_OK;
+    if (!want || !*emb || !*has) {
+        s = fl_fail(err, FL_ENOMEM, "out of memory for embeddings");
+    } else {
+        memset(want, 1, (size_t)c->P);
+        s = fl_image_patient_outputs(m, f, c, want, NULL, *emb, *has, quiet, err);
+    }
+    free(want);
+    if (s != FL_OK) {
+        free(*emb);
+        free(*has);
+        *emb = NULL;
+        *has = NULL;
+    }
+    return s;
+}
+
 fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f, int threads,
                               int quiet, float **emb, int *E, uint8_t **has, char sha256[65],
                               fl_err *err) {
@@ -61,32 +85,11 @@ fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_fi
     *has = NULL;
     fl_status s = fl_load_image_model(path, 32, threads, &be, &m, &meta, err);
     if (s != FL_OK) return s;
-    if (meta.tile != c->tile) {
+    if (meta.tile != c->tile)
         s = fl_fail(err, FL_ESHAPE, "%s expects %d-px tiles but the cohort's are %d px", path,
                     meta.tile, c->tile);
-        goto done;
-    }
-    const fl_graph *g = fl_model_graph(m);
-    *E = g->values[g->outputs[fl_graph_find_output(g, "embedding")]].shape[0];
-    uint8_t *want = malloc((size_t)c->P + 1);
-    *emb = calloc((size_t)c->P * *E + 1, sizeof(float));
-    *has = calloc((size_t)c->P + 1, 1);
-    if (!want || !*emb || !*has) {
-        free(want);
-        s = fl_fail(err, FL_ENOMEM, "out of memory for embeddings");
-        goto done;
-    }
-    memset(want, 1, (size_t)c->P);
-    s = fl_image_patient_outputs(m, f, c, want, NULL, *emb, *has, quiet, err);
-    free(want);
-    memcpy(sha256, meta.sha256, 65);
-done:
-    if (s != FL_OK) {
-        free(*emb);
-        free(*has);
-        *emb = NULL;
-        *has = NULL;
-    }
+    else if ((s = fl_image_embed_patients(m, c, f, quiet, emb, E, has, err)) == FL_OK)
+        memcpy(sha256, meta.sha256, 65);
     fl_model_free(m);
     be->destroy(be);
     return s;

@@ -1,9 +1,11 @@
 /* internal.h - pieces shared by the pipeline's commands: tile ranges per patient, running an
- * image model over patients, the standardization of omics, and the pipeline's section of a
- * model file. Internal to pipeline/. */
+ * image model over patients, the standardization of omics, the pipeline's section of a model
+ * file, and the training steps. Internal to pipeline/ and to the federation's site
+ * (client/site*.c), which trains and scores the same models the same way. */
 #ifndef FL_PIPELINE_INTERNAL_H
 #define FL_PIPELINE_INTERNAL_H
 
+#include "../common/rng.h"
 #include "../data/cohort.h"
 #include "../nn/checkpoint.h"
 #include "../nn/model.h"
@@ -25,6 +27,10 @@ fl_status fl_image_patient_outputs(fl_model *m, fl_cohort_file *f, const fl_coho
 
 /* Row-wise softmax in place (host). */
 void fl_softmax_rows(float *x, int n, int K);
+
+/* Methylation's beta -> M-value, log2(beta / (1 - beta)) with beta clamped to [1e-3, 1 - 1e-3]:
+ * the transform the standardization applies when its mvalue flag is set. */
+double fl_mvalue(double beta);
 
 /* Standardization of one modality: kept features (by name), their means and deviations. */
 typedef struct {
@@ -81,6 +87,11 @@ fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_fi
                               int quiet, float **emb, int *E, uint8_t **has, char sha256[65],
                               fl_err *err);
 
+/* Embeds every patient of c with image model m (eval mode, mean of tile embeddings): *emb gets
+ * P x *E floats, *has P flags (patients with tiles). On failure both are NULL. */
+fl_status fl_image_embed_patients(fl_model *m, const fl_cohort *c, fl_cohort_file *f, int quiet,
+                                  float **emb, int *E, uint8_t **has, fl_err *err);
+
 /* Per modality i of info: x[i] (P x info->in_dim[i]) standardized features, mask[i] (P) 1/0. */
 typedef struct {
     int P, n;
@@ -131,5 +142,38 @@ fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, co
 /* Builds a ResNet from a checkpoint's attributes and loads it, for batches of `batch`. */
 fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,
                               fl_model **m, fl_model_meta *meta, fl_err *err);
+
+/* ---- training steps (the single-site trainers and the federation's local training) ---- */
+
+/* In-place Fisher-Yates shuffles drawing from r. */
+void fl_shuffle_i64(int64_t *a, int64_t n, fl_rng *r);
+void fl_shuffle_int(int *a, int n, fl_rng *r);
+
+/* Host scratch of one image training batch of B tiles of T px. */
+typedef struct {
+    int B, T;
+    uint8_t *raw; /* T x T x 3: one tile as read */
+    float *x;     /* B x 3 x T x T: the model's input */
+    int32_t *y;   /* B: labels */
+} fl_image_batch;
+
+/* Allocates b for batches of B tiles of T px (FL_ENOMEM: b holds nothing to free). */
+fl_status fl_image_batch_init(fl_image_batch *b, int B, int T, fl_err *err);
+void fl_image_batch_destroy(fl_image_batch *b);
+
+/* One training step's gradient of RNet m (batch b->B) on the tiles tiles[0..b->B) of c (file f):
+ * reads them with the training augmentation (flips, rotations, colour jitter drawn from r),
+ * labels them with their patients' labels, runs forward (train mode) and backward. Leaves the
+ * gradient slab and *loss (mean cross-entropy) for the caller's optimizer step. */
+fl_status fl_image_train_grad(fl_model *m, fl_cohort_file *f, const fl_cohort *c,
+                              const int64_t *tiles, fl_image_batch *b, fl_rng *r, float *loss,
+                              fl_err *err);
+
+/* The same for fusion model m on the patients rows[0..n) of in (n <= m's batch; the padding
+ * rows are zeros and ignored by the loss), with the stage head's loss added when stages > 0.
+ * y and ys are scratch of m's batch labels. *loss is the class head's mean cross-entropy. */
+fl_status fl_fusion_train_grad(fl_model *m, const fl_fusion_inputs *in, const fl_cohort *c,
+                               const int *rows, int n, int stages, int32_t *y, int32_t *ys,
+                               float *loss, fl_err *err);
 
 #endif

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static double to_mvalue(double beta) {
+double fl_mvalue(double beta) {
     /* M = log2(beta / (1 - beta)), with beta clamped away from 0 and 1. */
     double b = beta < 1e-3 ? 1e-3 : beta > 1 - 1e-3 ? 1 - 1e-3 : beta;
     return log2(b / (1 - b));
@@ -15,7 +15,7 @@ static double to_mvalue(double beta) {
 
 static double value_at(const fl_omics_matrix *m, int p, int j, int mvalue) {
     double v = m->values[(size_t)p * m->F + j];
-    return (mvalue && !isnan(v)) ? to_mvalue(v) : v;
+    return (mvalue && !isnan(v)) ? fl_mvalue(v) : v;
 }
 
 typedef struct {

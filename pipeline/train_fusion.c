@@ -1,5 +1,6 @@
 /* train_fusion.c - MMLM at one site: standardization fitted on the train split, patient
- * embeddings from RNet, AdamW over the train patients, the best validation epoch kept. */
+ * embeddings from RNet, AdamW over the train patients, the best validation epoch kept. Its
+ * training step (fl_fusion_train_grad) is also the federation's local step. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,32 @@ static fl_status score(fl_model *m, const fl_fusion_inputs *in, const fl_cohort 
     free(probs);
     free(labels);
     return s;
+}
+
+void fl_shuffle_int(int *a, int n, fl_rng *r) {
+    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        int j = (int)(fl_rng_u64(r) % (uint64_t)(i + 1)), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+fl_status fl_fusion_train_grad(fl_model *m, const fl_fusion_inputs *in, const fl_cohort *c,
+                               const int *rows, int n, int stages, int32_t *y, int32_t *ys,
+                               float *loss, fl_err *err) {
+    int B = fl_model_batch(m);
+    float stage_loss;
+    fl_status s;
+    for (int r = 0; r < B; r++) { /* padding rows are ignored by the loss */
+        y[r] = r < n ? c->label[rows[r]] : -1;
+        ys[r] = r < n ? c->stage[rows[r]] : -1;
+    }
+    if ((s = fl_fusion_set_batch(m, in, rows, n, err)) != FL_OK ||
+        (s = fl_model_forward(m, 1, err)) != FL_OK ||
+        (s = fl_model_loss_ce(m, 0, y, NULL, loss, err)) != FL_OK ||
+        (stages && (s = fl_model_loss_ce(m, 1, ys, NULL, &stage_loss, err)) != FL_OK))
+        return s;
+    return fl_model_backward(m, err);
 }
 
 fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
@@ -189,24 +216,12 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
     fl_progress prog;
     fl_progress_begin(&prog, "train fusion", cfg->epochs, cfg->quiet);
     for (int e = 0; e < cfg->epochs; e++) {
-        for (int i = n_tr - 1; i > 0; i--) {
-            int j = (int)(fl_rng_u64(&rng) % (uint64_t)(i + 1)), t = tr[i];
-            tr[i] = tr[j];
-            tr[j] = t;
-        }
+        fl_shuffle_int(tr, n_tr, &rng);
         for (int at = 0; at < n_tr; at += B) {
             int k = n_tr - at < B ? n_tr - at : B;
-            float loss, stage_loss;
-            for (int r = 0; r < B; r++) { /* padding rows are ignored by the loss */
-                y[r] = r < k ? c.label[tr[at + r]] : -1;
-                ys[r] = r < k ? c.stage[tr[at + r]] : -1;
-            }
-            if ((s = fl_fusion_set_batch(m, &in, tr + at, k, err)) != FL_OK ||
-                (s = fl_model_forward(m, 1, err)) != FL_OK ||
-                (s = fl_model_loss_ce(m, 0, y, NULL, &loss, err)) != FL_OK ||
-                (info.stages &&
-                 (s = fl_model_loss_ce(m, 1, ys, NULL, &stage_loss, err)) != FL_OK) ||
-                (s = fl_model_backward(m, err)) != FL_OK ||
+            float loss;
+            if ((s = fl_fusion_train_grad(m, &in, &c, tr + at, k, info.stages, y, ys, &loss,
+                                          err)) != FL_OK ||
                 (s = fl_optim_step(&opt, NULL, err)) != FL_OK)
                 goto done;
         }

@@ -1,5 +1,6 @@
 /* train_image.c - RNet at one site: SGD over the train split's tiles with augmentation, patient
- * scores on the validation split after every epoch, the best epoch kept. */
+ * scores on the validation split after every epoch, the best epoch kept. Its training step
+ * (fl_image_train_grad) is also the federation's local step. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,18 +59,50 @@ done:
     return s;
 }
 
-/* Fills a batch of B training tiles from order[at..at+B) with augmentation. */
-static fl_status load_batch(fl_cohort_file *f, const fl_cohort *c, const int64_t *order, int64_t at,
-                            int B, uint8_t *raw, float *x, int32_t *y, fl_rng *r, fl_err *err) {
-    int T = c->tile;
-    for (int i = 0; i < B; i++) {
-        int64_t t = order[at + i];
-        fl_status s = fl_cohort_read_tiles(f, t, 1, raw, err);
-        if (s != FL_OK) return s;
-        fl_tile_to_input(raw, T, x + (size_t)i * 3 * T * T, r, 0.1f);
-        y[i] = c->label[c->tile_patient[t]];
+fl_status fl_image_batch_init(fl_image_batch *b, int B, int T, fl_err *err) {
+    b->B = B;
+    b->T = T;
+    b->raw = malloc((size_t)T * T * 3);
+    b->x = malloc((size_t)B * 3 * T * T * sizeof(float));
+    b->y = malloc((size_t)B * sizeof(int32_t));
+    if (!b->raw || !b->x || !b->y) {
+        fl_image_batch_destroy(b);
+        return fl_fail(err, FL_ENOMEM, "out of memory for a batch of %d tiles", B);
     }
     return FL_OK;
+}
+
+void fl_image_batch_destroy(fl_image_batch *b) {
+    free(b->raw);
+    free(b->x);
+    free(b->y);
+    memset(b, 0, sizeof *b);
+}
+
+void fl_shuffle_i64(int64_t *a, int64_t n, fl_rng *r) {
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t j = (int64_t)(fl_rng_u64(r) % (uint64_t)(i + 1)), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+fl_status fl_image_train_grad(fl_model *m, fl_cohort_file *f, const fl_cohort *c,
+                              const int64_t *tiles, fl_image_batch *b, fl_rng *r, float *loss,
+                              fl_err *err) {
+    int T = b->T;
+    fl_status s;
+    for (int i = 0; i < b->B; i++) {
+        int64_t t = tiles[i];
+        if ((s = fl_cohort_read_tiles(f, t, 1, b->raw, err)) != FL_OK) return s;
+        fl_tile_to_input(b->raw, T, b->x + (size_t)i * 3 * T * T, r, 0.1f);
+        b->y[i] = c->label[c->tile_patient[t]];
+    }
+    if ((s = fl_model_set_input(m, 0, b->x, err)) != FL_OK ||
+        (s = fl_model_forward(m, 1, err)) != FL_OK ||
+        (s = fl_model_loss_ce(m, 0, b->y, NULL, loss, err)) != FL_OK)
+        return s;
+    return fl_model_backward(m, err);
 }
 
 fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
@@ -79,10 +112,10 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
     fl_model *m = NULL;
     fl_optim opt = {0};
     fl_graph *g = NULL;
+    fl_image_batch batch = {0};
     int64_t *order = NULL;
-    uint8_t *raw = NULL, *val = NULL;
-    float *x = NULL, *best = NULL;
-    int32_t *y = NULL;
+    uint8_t *val = NULL;
+    float *best = NULL;
     fl_status s = fl_cohort_open(&f, &c, cfg->cohort, err);
     if (s != FL_OK) return s;
     int B = cfg->batch, T = c.tile;
@@ -130,11 +163,9 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
 
     const fl_graph *gr = fl_model_graph(m);
     size_t np = gr->n_trainable, nb = gr->n_buffer;
-    raw = malloc((size_t)T * T * 3);
-    x = malloc((size_t)B * 3 * T * T * sizeof(float));
-    y = malloc((size_t)B * sizeof(int32_t));
+    if ((s = fl_image_batch_init(&batch, B, T, err)) != FL_OK) goto done;
     best = malloc((np + nb + 1) * sizeof(float));
-    if (!raw || !x || !y || !best) {
+    if (!best) {
         s = fl_fail(err, FL_ENOMEM, "out of memory");
         goto done;
     }
@@ -149,11 +180,7 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
     double best_auc = -1;
     int best_epoch = 0;
     for (int e = 0; e < cfg->epochs; e++) {
-        for (int64_t i = n_train - 1; i > 0; i--) { /* Fisher-Yates */
-            int64_t j = (int64_t)(fl_rng_u64(&rng) % (uint64_t)(i + 1)), t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        fl_shuffle_i64(order, n_train, &rng);
         char what[64];
         snprintf(what, sizeof what, "epoch %d/%d", e + 1, cfg->epochs);
         fl_progress prog;
@@ -161,11 +188,8 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
         double loss_sum = 0;
         for (int64_t st = 0; st < steps_per_epoch; st++) {
             float loss;
-            if ((s = load_batch(f, &c, order, st * B, B, raw, x, y, &rng, err)) != FL_OK ||
-                (s = fl_model_set_input(m, 0, x, err)) != FL_OK ||
-                (s = fl_model_forward(m, 1, err)) != FL_OK ||
-                (s = fl_model_loss_ce(m, 0, y, NULL, &loss, err)) != FL_OK ||
-                (s = fl_model_backward(m, err)) != FL_OK ||
+            if ((s = fl_image_train_grad(m, f, &c, order + st * B, &batch, &rng, &loss, err)) !=
+                    FL_OK ||
                 (s = fl_optim_step(&opt, NULL, err)) != FL_OK)
                 goto done;
             if (!isfinite(loss)) {
@@ -219,11 +243,9 @@ done:
     if (be) be->destroy(be);
     fl_cohort_close(f);
     fl_cohort_destroy(&c);
+    fl_image_batch_destroy(&batch);
     free(order);
-    free(raw);
     free(val);
-    free(x);
-    free(y);
     free(best);
     return s;
 }

@@ -147,9 +147,12 @@ static fl_status join_request(const Fedlung__V1__JoinRequest *m, fl_err *err) {
                            d->n_patients_per_class, d->n_class_names);
         TRY(check_count(n, "modalities", d->n_modalities, FL_RPC_MAX_LIST, err));
         for (size_t i = 0; i < d->n_modalities; i++)
-            if (d->modalities[i])
+            if (d->modalities[i]) {
                 TRY(check_enum(n, "modalities.modality", d->modalities[i]->modality,
                                &fedlung__v1__modality__descriptor, 1, err));
+                TRY(check_hash(n, "modalities.features_sha256",
+                               d->modalities[i]->features_sha256, 0, err));
+            }
     }
     const Fedlung__V1__PrivacyBudget *b = m->budget;
     if (b) {
@@ -181,8 +184,10 @@ static fl_status task(const Fedlung__V1__Task *m, fl_err *err) {
     TRY(check_enum(n, "kind", m->kind, &fedlung__v1__task_kind__descriptor, 1, err));
     TRY(check_text(n, "reason", m->reason, FL_RPC_MAX_TEXT, err));
     TRY(check_enum(n, "phase", m->phase, &fedlung__v1__phase__descriptor, 0, err));
-    int work = m->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN ||
-               m->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_EVAL;
+    /* Every task but the statistics phase's works on a global model. */
+    int work = (m->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN ||
+                m->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_EVAL) &&
+               m->phase != FEDLUNG__V1__PHASE__PHASE_STATISTICS;
     TRY(check_hash(n, "model_sha256", m->model_sha256, work, err));
     TRY(check_hash(n, "plan_hash", m->plan_hash, 0, err));
     const Fedlung__V1__HyperParameters *h = m->hyper;
@@ -209,6 +214,22 @@ static fl_status task(const Fedlung__V1__Task *m, fl_err *err) {
         n = "Task.update";
         TRY(check_enum(n, "encoding", u->encoding, &fedlung__v1__encoding__descriptor, 0, err));
         TRY(check_range(n, "fixed_scale", u->fixed_scale, 0, INFINITY, err));
+    }
+    TRY(check_count("Task", "standardization", m->n_standardization, 4, err));
+    for (size_t i = 0; i < m->n_standardization; i++) {
+        const Fedlung__V1__FeatureStats *f = m->standardization[i];
+        n = "Task.standardization";
+        if (!f) continue;
+        TRY(check_enum(n, "modality", f->modality, &fedlung__v1__modality__descriptor, 1, err));
+        if (f->n_mean != f->n_index || f->n_std != f->n_index)
+            return fl_fail(err, FL_EFORMAT, "%s has %zu indices, %zu means and %zu deviations", n,
+                           f->n_index, f->n_mean, f->n_std);
+        for (size_t j = 0; j < f->n_index; j++) {
+            TRY(check_range(n, "mean", f->mean[j], -INFINITY, INFINITY, err));
+            if (!(f->std[j] > 0) || !isfinite(f->std[j]))
+                return fl_fail(err, FL_EFORMAT, "%s.std[%zu] is %g, not a positive number", n, j,
+                               (double)f->std[j]);
+        }
     }
     return FL_OK;
 }

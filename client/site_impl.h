@@ -1,0 +1,52 @@
+/* site_impl.h - the inside of an fl_site, shared by site.c (opening, statistics,
+ * standardization, features, checkpoints) and site_train.c (local training and evaluation).
+ * Internal to client/. */
+#ifndef FL_SITE_IMPL_H
+#define FL_SITE_IMPL_H
+
+#include "../pipeline/internal.h"
+#include "site.h"
+
+struct fl_site {
+    const fl_plan *p;
+    char path[4096]; /* the cohort file, for messages */
+    fl_cohort c;
+    fl_cohort_file *f;
+    int threads;
+    uint64_t seed;
+    uint64_t rounds; /* fl_site_train calls so far: each seeds its own shuffling, dropout */
+    int *train_rows; /* n_train patients of split TRAIN */
+    int *test_rows;  /* n_test patients of split TEST */
+    int n_train, n_test;
+    int64_t *train_tiles; /* n_train_tiles tiles of the training patients */
+    int64_t n_train_tiles;
+    /* The global standardization, by modality - 1 (names = this site's feature names). */
+    unsigned have_std; /* FL_MODALITY_BIT set */
+    fl_standardizer std[4];
+    /* The features phase: the global RNet (its flat vector) and every patient's embedding. */
+    float *rnet; /* n_rnet floats, NULL before the features phase */
+    size_t n_rnet;
+    float *emb;   /* P x E */
+    uint8_t *has; /* P: the patient has tiles */
+    int E;
+    /* The fusion model's inputs for every patient, built from the above when first needed. */
+    fl_fusion_inputs in;
+    int in_ready;
+};
+
+/* The fusion model's description (kind, classes, the plan's modalities with in_dim, enc_dim,
+ * hidden, dropout, and shallow copies of the site's standardizers: not to be destroyed). FL_EINVAL
+ * naming the first modality whose standardization is missing. */
+fl_status fl_site_fusion_info(const fl_site *s, fl_pipeline_info *info, fl_err *err);
+
+/* The global model of phase ph (image or fusion) on a new CPU backend for batches of B, with
+ * dropout seeded by seed and the weights of the flat vector w (n floats: FL_ESHAPE when the
+ * plan's model has another length). On failure *be and *m are NULL. */
+fl_status fl_site_model(fl_site *s, fl_phase ph, const float *w, size_t n, int B, uint64_t seed,
+                        fl_backend **be, fl_model **m, fl_err *err);
+
+/* Builds s->in when it is not current (needs every standardization; the image embeddings when
+ * the plan's fusion uses the image). */
+fl_status fl_site_fusion_inputs(fl_site *s, fl_err *err);
+
+#endif

@@ -1,0 +1,114 @@
+/* plan.h - the study plan: the one document a consortium's privacy officers approve (by its
+ * SHA-256) and that server and hospitals both read, so that they build the same models and run
+ * the same phases. An INI file (libinih, via common/conf.h) with [study], [image] and [fusion]
+ * sections, checked strictly: an unknown key or a bad value is an error naming file and line.
+ * It says what is trained and how; it is not the server's deployment config (address,
+ * certificates, allow-list, deadlines: server/config.h) nor a hospital's (client/config.h). */
+#ifndef FL_PLAN_H
+#define FL_PLAN_H
+
+#include <stdint.h>
+
+#include "../common/status.h"
+#include "../nn/graph.h"
+#include "../nn/resnet.h"
+
+#define FL_PLAN_MAX_CLASSES 16
+#define FL_PLAN_MAX_TEXT (64 << 10) /* bytes of a plan file */
+
+/* The study's phases, in the order they run (DESIGN.md §2). Values equal proto's Phase. */
+typedef enum {
+    FL_PHASE_NONE = 0,
+    FL_PHASE_STATISTICS = 1, /* federated sums -> global z-score parameters, variance ranking */
+    FL_PHASE_IMAGE = 2,      /* RNet, federated training */
+    FL_PHASE_FEATURES = 3,   /* local embedding with the global RNet + federated sums of them */
+    FL_PHASE_FUSION = 4,     /* MMLM, federated training */
+} fl_phase;
+
+/* The four modalities, in the fixed order of the fusion model's inputs. Values equal proto's
+ * Modality. Bits (1 << (m - 1)) make modality sets. */
+typedef enum {
+    FL_MODALITY_IMAGE = 1,
+    FL_MODALITY_RNA = 2,
+    FL_MODALITY_METHYLATION = 3,
+    FL_MODALITY_CLINICAL = 4,
+} fl_modality;
+#define FL_MODALITY_BIT(m) (1u << ((m)-1))
+
+typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;
+typedef enum { FL_LOCAL_SGD = 1, FL_LOCAL_ADAM = 2, FL_LOCAL_ADAMW = 3 } fl_local_optimizer;
+
+/* How one federated training phase trains (the same keys in [image] and [fusion]). */
+typedef struct {
+    int rounds;        /* federated rounds of this phase (>= 1) */
+    int local_steps;   /* optimizer steps per round at each site (> 0), or 0 ... */
+    int epochs;        /* ... local epochs per round (> 0) when local_steps is 0 */
+    int batch;         /* >= 1 */
+    fl_local_optimizer optimizer;
+    float lr, momentum, weight_decay;
+    float fedprox_mu;     /* 0 = FedAvg's local objective; > 0 adds mu/2 |w - w_global|^2 */
+    fl_strategy strategy; /* the server optimizer */
+    float server_lr;      /* FedAvg: 1; FedAdam/FedYogi: Reddi et al.'s eta */
+    float beta1, beta2, tau;
+    int fedbn;         /* 1: BatchNorm statistics stay at each site (not sent, not averaged) */
+    int weighted;      /* 1: weight updates by example count (FedAvg); 0: uniform */
+    int eval_every;    /* federated evaluation after every k-th round (and the last); 0 = last */
+} fl_plan_training;
+
+typedef struct {
+    /* [study] */
+    char id[65];                                 /* the study id; must equal the server's */
+    int n_classes;                               /* 2..FL_PLAN_MAX_CLASSES */
+    char class_names[FL_PLAN_MAX_CLASSES][64];   /* in label order; must equal each cohort's */
+    unsigned phases;                             /* bit (1 << phase) for each phase run */
+    uint64_t seed;                               /* initial weights of every global model */
+    int bins;                                    /* evaluation histogram bins (default 1000) */
+    /* [image] */
+    fl_resnet_config net;                        /* depth, tile, stem, width (classes = n_classes) */
+    fl_plan_training image;
+    char image_model[4096]; /* with no image phase: the RNet checkpoint the server starts the
+                               features phase from (relative to the plan's folder), or "" */
+    /* [fusion] */
+    unsigned modalities;                         /* FL_MODALITY_BIT set (default: all four) */
+    int rna_features, meth_features;             /* top-variance features kept (default 256) */
+    int mvalue;                                  /* methylation beta -> M-value (default 1) */
+    int enc_dim, hidden;                         /* default 32, 32 */
+    float dropout;                               /* default 0.2 */
+    fl_plan_training fusion;
+    /* not in the file */
+    uint8_t sha256[32]; /* of the file's exact bytes */
+    char *text;         /* the file's bytes, NUL-terminated (heap; JoinReply.plan carries them) */
+    size_t text_len;
+    char path[4096];    /* where it was read from, for messages ("" when parsed from memory) */
+} fl_plan;
+
+/* Reads and checks the plan at path. Returns FL_OK (*p owned: fl_plan_destroy); FL_EIO when it
+ * cannot be read; FL_EFORMAT "<file>:<line>: <what is wrong>" or "<file>: <what is missing or
+ * inconsistent>" (e.g. fusion uses the image modality but neither an image phase nor
+ * image_model is given). On failure *p holds nothing. */
+fl_status fl_plan_load(const char *path, fl_plan *p, fl_err *err);
+/* The same from n bytes received in a JoinReply (name is used in messages, e.g. "the server's
+ * plan"); relative paths stay as they are. */
+fl_status fl_plan_parse(const char *text, size_t n, const char *name, fl_plan *p, fl_err *err);
+void fl_plan_destroy(fl_plan *p);
+
+/* "statistics", "image", "features", "fusion" (and "none"). */
+const char *fl_phase_name(fl_phase ph);
+/* "image", "rna", "methylation", "clinical". */
+const char *fl_modality_name(fl_modality m);
+/* The phase after ph that the plan runs, or FL_PHASE_NONE when ph was the last. ph NONE gives
+ * the first. */
+fl_phase fl_plan_next_phase(const fl_plan *p, fl_phase ph);
+/* The training settings of a trained phase (image, fusion); NULL for the others. */
+const fl_plan_training *fl_plan_training_of(const fl_plan *p, fl_phase ph);
+/* The SHA-256 as 64 lower-case hex digits + NUL. */
+void fl_plan_hash_hex(const fl_plan *p, char hex[65]);
+
+/* The global model graph of the image phase: the plan's ResNet. */
+fl_status fl_plan_image_graph(const fl_plan *p, fl_graph **g, fl_err *err);
+/* The MMLM graph of the fusion phase, for the plan's modalities (in the fixed order) with
+ * in_dim[m - 1] input features for modality m (the statistics and features phases decide
+ * these: features kept, and the embedding width). */
+fl_status fl_plan_fusion_graph(const fl_plan *p, const int in_dim[4], fl_graph **g, fl_err *err);
+
+#endif
