@@ -6,7 +6,8 @@
 
 #include "../common/status.h"
 
-enum { FL_EXIT_OK = 0, FL_EXIT_FAIL = 1, FL_EXIT_USAGE = 2 };
+/* 3: `fedlung server` ran a study that stopped before it was complete (too few hospitals). */
+enum { FL_EXIT_OK = 0, FL_EXIT_FAIL = 1, FL_EXIT_USAGE = 2, FL_EXIT_STUDY_STOPPED = 3 };
 
 int fl_cmd_model(int argc, char **argv);
 int fl_cmd_demo(int argc, char **argv);
@@ -18,6 +19,7 @@ int fl_cmd_pki(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
 int fl_cmd_server(int argc, char **argv);
 int fl_cmd_client(int argc, char **argv);
+int fl_cmd_simulate(int argc, char **argv);
 
 /* Prints "fedlung: <msg>" to stderr and returns FL_EXIT_FAIL. */
 int fl_cli_fail(const fl_err *err);

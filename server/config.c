@@ -11,7 +11,22 @@
 #include "common/conf.h"
 #include "crypto/pki.h"
 
-enum { K_LISTEN, K_STUDY, K_STATE_DIR, K_MIN_CLIENTS, K_CA, K_CERT, K_KEY, K_INSECURE, K_ALLOW };
+enum {
+    K_LISTEN,
+    K_STUDY,
+    K_STATE_DIR,
+    K_MIN_CLIENTS,
+    K_CA,
+    K_CERT,
+    K_KEY,
+    K_INSECURE,
+    K_ALLOW,
+    K_PLAN,
+    K_AUDIT_KEY,
+    K_ROUND_TIMEOUT,
+    K_JOIN_TIMEOUT,
+    K_RETRIES,
+};
 static const fl_conf_key keys[] = {
     [K_LISTEN] = {"server", "listen"},
     [K_STUDY] = {"server", "study"},
@@ -19,6 +34,11 @@ static const fl_conf_key keys[] = {
     [K_MIN_CLIENTS] = {"server", "min_clients"},
     FL_CONF_TLS_KEYS, /* K_CA .. K_INSECURE */
     [K_ALLOW] = {"clients", "allow"},
+    [K_PLAN] = {"server", "plan"},
+    [K_AUDIT_KEY] = {"server", "audit_key"},
+    [K_ROUND_TIMEOUT] = {"server", "round_timeout_s"},
+    [K_JOIN_TIMEOUT] = {"server", "join_timeout_s"},
+    [K_RETRIES] = {"server", "retries"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -49,9 +69,31 @@ static int add_allow(fl_server_config *cfg, char *msg, const char *value) {
     }
 }
 
+/* An integer value in [lo, hi] into *out, or a complaint. */
+static int set_int(char *msg, const char *name, const char *value, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < lo || v > hi)
+        return fl_conf_complain(msg, "%s '%s' is not a number from %ld to %ld", name, value, lo,
+                                hi);
+    *out = (int)v;
+    return 1;
+}
+
 static int set_key(void *user, int k, const char *name, const char *value, char *msg) {
     fl_server_config *cfg = user;
     switch (k) {
+    case K_PLAN:
+        return fl_conf_set_str(msg, name, cfg->plan, sizeof cfg->plan, value);
+    case K_AUDIT_KEY:
+        return fl_conf_set_str(msg, name, cfg->audit_key, sizeof cfg->audit_key, value);
+    case K_ROUND_TIMEOUT:
+        return set_int(msg, name, value, 1, 7 * 86400, &cfg->round_timeout_s);
+    case K_JOIN_TIMEOUT:
+        return set_int(msg, name, value, 0, 30 * 86400, &cfg->join_timeout_s);
+    case K_RETRIES:
+        return set_int(msg, name, value, 0, 100, &cfg->retries);
     case K_LISTEN:
         if (!strrchr(value, ':'))
             return fl_conf_complain(msg, "listen '%s' is not host:port", value);
@@ -63,15 +105,8 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return fl_conf_set_str(msg, name, cfg->study, sizeof cfg->study, value);
     case K_STATE_DIR:
         return fl_conf_set_str(msg, name, cfg->state_dir, sizeof cfg->state_dir, value);
-    case K_MIN_CLIENTS: {
-        char *end;
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (errno || end == value || *end || v < 1 || v > FL_CONFIG_MAX_ALLOW)
-            return fl_conf_complain(msg, "min_clients '%s' is not a number from 1 to 4096", value);
-        cfg->min_clients = (int)v;
-        return 1;
-    }
+    case K_MIN_CLIENTS:
+        return set_int(msg, name, value, 1, FL_CONFIG_MAX_ALLOW, &cfg->min_clients);
     case K_CA:
     case K_CERT:
     case K_KEY:
@@ -86,17 +121,23 @@ fl_status fl_server_config_load(const char *path, fl_server_config *cfg, fl_err 
     memset(cfg, 0, sizeof *cfg);
     if (strlen(path) >= sizeof cfg->path) return fl_fail(err, FL_EINVAL, "config path too long");
     cfg->min_clients = 1;
+    cfg->round_timeout_s = 600;
+    cfg->retries = 2;
     fl_conf_schema schema = {keys, N_KEYS, 1u << K_ALLOW, set_key, cfg};
     unsigned seen;
-    static const int required[] = {K_LISTEN, K_STUDY, K_STATE_DIR, K_ALLOW, K_CA, K_CERT, K_KEY};
-    unsigned tls = 1u << K_CA | 1u << K_CERT | 1u << K_KEY;
+    static const int required[] = {K_LISTEN, K_STUDY,     K_STATE_DIR, K_ALLOW, K_PLAN,
+                                   K_CA,     K_AUDIT_KEY, K_CERT,      K_KEY};
+    unsigned tls = 1u << K_CA | 1u << K_CERT | 1u << K_KEY | 1u << K_AUDIT_KEY;
     fl_status st = fl_conf_parse(path, &schema, &seen, err);
     if (st == FL_OK)
-        st = fl_conf_require(path, &schema, seen, required, cfg->tls.insecure ? 4 : 7, tls, err);
+        st = fl_conf_require(path, &schema, seen, required, cfg->tls.insecure ? 5 : 9, tls, err);
     if (st != FL_OK) goto fail;
     st = FL_EFORMAT;
-    if (!fl_conf_resolve_tls(path, &cfg->tls)) {
-        fl_fail(err, st, "%s: a [tls] path is too long once made relative to the file", path);
+    if (!fl_conf_resolve_tls(path, &cfg->tls) ||
+        !fl_conf_resolve(path, cfg->plan, sizeof cfg->plan) ||
+        (cfg->audit_key[0] && !fl_conf_resolve(path, cfg->audit_key, sizeof cfg->audit_key)) ||
+        !fl_conf_resolve(path, cfg->state_dir, sizeof cfg->state_dir)) {
+        fl_fail(err, st, "%s: a path is too long once made relative to the file", path);
         goto fail;
     }
     memcpy(cfg->path, path, strlen(path) + 1);

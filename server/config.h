@@ -18,7 +18,13 @@ typedef struct {
     char listen[256];                   /* "127.0.0.1:50051": host:port for gRPC */
     char study[FL_CONFIG_MAX_ID + 1];   /* the one study this server runs */
     char state_dir[FL_CONFIG_MAX_PATH]; /* checkpoints, journal, audit log */
-    int min_clients;                    /* joined clients needed before round 1 (>= 1) */
+    int min_clients;                    /* joined clients needed before round 1 (>= 1), and
+                                           updates needed to aggregate a round */
+    char plan[FL_CONFIG_MAX_PATH];      /* the study plan (fed/plan.h) */
+    char audit_key[FL_CONFIG_MAX_PATH]; /* Ed25519 key signing the audit log ("" if insecure) */
+    int round_timeout_s;                /* deadline of a training or evaluation step (600) */
+    int join_timeout_s;                 /* wait for min_clients before round 1; 0 = forever */
+    int retries;                        /* re-runs of a round that ended below min_clients (2) */
     fl_conf_tls tls;                    /* [tls] */
     /* [clients] */
     char (*allow)[FL_CONFIG_MAX_ID + 1]; /* the CNs allowed to join, n_allow of them (heap) */
@@ -27,10 +33,12 @@ typedef struct {
 } fl_server_config;
 
 /* Reads the file at path into *cfg (which the caller then owns: fl_server_config_destroy).
- * Keys: [server] listen, study, state_dir (required), min_clients (default 1); [tls] ca, cert,
- * key (required unless insecure), insecure (true/false, default false); [clients] allow
- * (comma-separated CNs; may be repeated, the lists add up; at least one name). Relative tls
- * paths are taken relative to the config file's folder. Lines hold at most 199 characters
+ * Keys: [server] listen, study, state_dir, plan (required), min_clients (default 1),
+ * round_timeout_s (600), join_timeout_s (0), retries (2), audit_key (required unless insecure;
+ * without it under insecure the audit log is not signed); [tls] ca, cert, key (required unless
+ * insecure), insecure (true/false, default false); [clients] allow (comma-separated CNs; may be
+ * repeated, the lists add up; at least one name). Relative paths (tls, plan, audit_key,
+ * state_dir) are taken relative to the config file's folder. Lines hold at most 199 characters
  * (libinih's limit). Returns FL_OK; FL_EIO when the file cannot be read; FL_EFORMAT with
  * "<file>:<line>: <what is wrong>" (or "<file>: no [server] study" for a missing key). On
  * failure *cfg holds nothing to free. */

@@ -23,6 +23,17 @@ t_expect 0 "pki init rogue" -- "$fedlung" pki init --out rogue --name "rogue CA"
 # the rogue CA's client even carries an allowed name
 t_expect 0 "pki issue rogue client" -- "$fedlung" pki issue --ca rogue --name hospital-a --client
 
+t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
+cat >study.plan <<PLAN
+[study]
+id = lung-test
+classes = LUAD,LUSC,NORMAL
+phases = statistics,fusion
+[fusion]
+modalities = rna,clinical
+PLAN
+plan_hash=$(sha256sum study.plan | cut -d' ' -f1)
+
 port=$(t_free_port)
 cat >server.conf <<CONF
 # fedlung server configuration (test)
@@ -30,6 +41,8 @@ cat >server.conf <<CONF
 listen = 127.0.0.1:$port
 study = lung-test
 state_dir = state
+plan = study.plan
+audit_key = keys/server.key
 min_clients = 2
 
 [tls]
@@ -49,17 +62,17 @@ t_expect 2 "unknown option" -- "$fedlung" server --config server.conf --bogus
 t_expect 1 "missing config" -- "$fedlung" server --config nope.conf
 sed 's/^min_clients = 2/min_clients = 2\ncolour = blue/' server.conf >bad1.conf
 t_expect 1 "unknown key" -- "$fedlung" server --config bad1.conf
-grep -q "bad1.conf:7: unknown key 'colour' in \[server\]" err.txt ||
+grep -q "bad1.conf:9: unknown key 'colour' in \[server\]" err.txt ||
     t_fail "unknown key message: $(cat err.txt)"
 grep -v '^study' server.conf >bad2.conf
 t_expect 1 "missing study" -- "$fedlung" server --config bad2.conf
 grep -q "bad2.conf: \[server\] study is missing" err.txt || t_fail "missing key message: $(cat err.txt)"
 sed 's/^allow = hospital-c/allow = hospital c/' server.conf >bad3.conf
 t_expect 1 "bad client name" -- "$fedlung" server --config bad3.conf
-grep -q "bad3.conf:15: allow: 'hospital c'" err.txt || t_fail "bad name message: $(cat err.txt)"
+grep -q "bad3.conf:17: allow: 'hospital c'" err.txt || t_fail "bad name message: $(cat err.txt)"
 sed 's/^insecure.*//; s/^\[clients\]/[clients\nallow/' server.conf >bad4.conf
 t_expect 1 "syntax error" -- "$fedlung" server --config bad4.conf
-grep -q "bad4.conf:13: section header" err.txt || t_fail "syntax message: $(cat err.txt)"
+grep -q "bad4.conf:15: section header" err.txt || t_fail "syntax message: $(cat err.txt)"
 
 sed 's/^study = lung-test/study = lung-test # the study/' server.conf >bad5.conf
 t_expect 1 "a # comment after a value" -- "$fedlung" server --config bad5.conf
@@ -71,13 +84,14 @@ grep -q "bad5.conf:4: study: a comment after a value" err.txt || t_fail "# comme
 t_start_server "$fedlung" server.conf || exit 1
 [ -d state ] || t_fail "state_dir was not created"
 
-"$py" - "$port" <<'PYEOF'
+"$py" - "$port" "$plan_hash" <<'PYEOF'
 import sys
 import grpc
 import fedlung_pb2 as pb
 import fedlung_pb2_grpc as pbg
 
 port = sys.argv[1]
+plan_hash = bytes.fromhex(sys.argv[2])
 target = "127.0.0.1:" + port
 failures = 0
 
@@ -115,8 +129,16 @@ def code_of(fn, *args):
 
 
 join = pb.JoinRequest(study_id="lung-test", software_version="0.1.0", protocol_version=1,
+                      approved_plan_hashes=[plan_hash],
                       data=pb.DataSummary(class_names=["LUAD", "LUSC", "NORMAL"],
-                                          patients_per_class=[10, 12, 5], patients=27))
+                                          patients_per_class=[10, 12, 5], patients=27,
+                                          modalities=[
+                                              pb.ModalityCount(modality=pb.MODALITY_RNA,
+                                                               patients=27, features=100,
+                                                               features_sha256=b"r" * 32),
+                                              pb.ModalityCount(modality=pb.MODALITY_CLINICAL,
+                                                               patients=27, features=4,
+                                                               features_sha256=b"c" * 32)]))
 
 # the allowed hospital
 with client("hospital-a") as ch:
@@ -124,11 +146,14 @@ with client("hospital-a") as ch:
     r = stub.Join(join, timeout=10)
     check(r.study_id == "lung-test", "Join study_id %r" % r.study_id)
     check(r.client_id == "hospital-a", "Join client_id %r" % r.client_id)
-    check(r.round == 0 and r.protocol_version == 1, "Join round/protocol %d/%d"
+    check(r.round == 1 and r.protocol_version == 1, "Join round/protocol %d/%d"
           % (r.round, r.protocol_version))
-    check(r.max_message_bytes == 8 << 20, "Join max_message_bytes %d" % r.max_message_bytes)
+    check(r.plan_hash == plan_hash and r.plan == open("study.plan", "rb").read(),
+          "Join plan and plan_hash")
+    check(r.max_message_bytes == (4 << 20) + (64 << 10),
+          "Join max_message_bytes %d" % r.max_message_bytes)
     s = stub.Status(pb.StatusRequest(study_id="lung-test"), timeout=10)
-    check(s.study_id == "lung-test" and s.round == 0 and s.phase == pb.PHASE_UNSPECIFIED,
+    check(s.study_id == "lung-test" and s.round == 1 and s.phase == pb.PHASE_UNSPECIFIED,
           "Status study/round/phase %r/%d/%d" % (s.study_id, s.round, s.phase))
     check([p.client_id for p in s.participants] == ["hospital-a"],
           "Status participants %r" % [p.client_id for p in s.participants])
@@ -141,18 +166,40 @@ with client("hospital-a") as ch:
           "wrong study: %s %r" % (c, d))
     c, d = code_of(stub.Status, pb.StatusRequest(study_id="other-study"))
     check(c == grpc.StatusCode.FAILED_PRECONDITION, "Status wrong study: %s %r" % (c, d))
-    # a method not served yet
-    c, d = code_of(stub.NextTask, pb.TaskRequest(study_id="lung-test"))
-    check(c == grpc.StatusCode.UNIMPLEMENTED, "NextTask: %s %r" % (c, d))
+    # one of two hospitals joined: no task yet (wait_ms 0 answers at once)
+    t = stub.NextTask(pb.TaskRequest(study_id="lung-test", wait_ms=0), timeout=10)
+    check(t.kind == pb.TASK_KIND_WAIT and "join" in t.reason, "NextTask: %r" % t)
+    # a long poll is held until its wait ends
+    import time
+    t0 = time.time()
+    t = stub.NextTask(pb.TaskRequest(study_id="lung-test", wait_ms=700), timeout=10)
+    check(t.kind == pb.TASK_KIND_WAIT and time.time() - t0 >= 0.6,
+          "NextTask long poll answered after %.2f s: %r" % (time.time() - t0, t))
+    # an update without a task, a model that does not exist, an evaluation without a task
+    hdr = pb.UpdateChunk(header=pb.UpdateHeader(study_id="lung-test", round=1, length=8,
+                         n_params=2, sha256=b"\0" * 32, encoding=pb.ENCODING_FLOAT32))
+    c, d = code_of(stub.PutUpdate, iter([hdr]))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION, "PutUpdate without a task: %s %r" % (c, d))
+    c, d = code_of(stub.PutUpdate, iter([pb.UpdateChunk(data=pb.DataChunk(data=b"x"))]))
+    check(c == grpc.StatusCode.INVALID_ARGUMENT, "PutUpdate without a header: %s %r" % (c, d))
+    c, d = code_of(lambda timeout: list(stub.GetModel(pb.ModelRequest(
+        study_id="lung-test", round=1, model_version=7), timeout=timeout)))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION, "GetModel of no model: %s %r" % (c, d))
+    c, d = code_of(stub.PutEval, pb.EvalReport(study_id="lung-test", round=1, n_classes=3,
+                                               bins=2, histogram=[0] * 12))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION, "PutEval without a task: %s %r" % (c, d))
+    c, d = code_of(stub.PutEval, pb.EvalReport(study_id="lung-test", round=1, n_classes=3,
+                                               bins=2, histogram=[0] * 11))
+    check(c == grpc.StatusCode.INVALID_ARGUMENT, "PutEval with a short histogram: %s %r" % (c, d))
     # garbage where a JoinRequest belongs: a length-delimited field running past the end
     raw = ch.unary_unary("/fedlung.v1.Federation/Join")
     c, d = code_of(raw, b"\x0a\xff\xff\xff\x0f\x01\x02")
     check(c == grpc.StatusCode.INVALID_ARGUMENT, "garbage Join: %s %r" % (c, d))
     c, d = code_of(raw, b"\x0a\x03a b")  # a study id that is not an id
     check(c == grpc.StatusCode.INVALID_ARGUMENT, "bad study id: %s %r" % (c, d))
-    # over the 8 MiB receive limit
-    c, d = code_of(raw, b"\x00" * (9 << 20))
-    check(c == grpc.StatusCode.RESOURCE_EXHAUSTED, "9 MiB Join: %s %r" % (c, d))
+    # over the 4 MiB + 64 KiB receive limit
+    c, d = code_of(raw, b"\x00" * (5 << 20))
+    check(c == grpc.StatusCode.RESOURCE_EXHAUSTED, "5 MiB Join: %s %r" % (c, d))
     # a path no one serves
     c, d = code_of(ch.unary_unary("/fedlung.v1.Federation/Nope"), b"")
     check(c == grpc.StatusCode.UNIMPLEMENTED, "unknown method: %s %r" % (c, d))
@@ -187,11 +234,19 @@ kill -0 "$t_server_pid" 2>/dev/null || t_fail "the server died: $(tail -5 server
 grep -q "JOIN hospital-a joined" server.log || t_fail "no JOIN line in the log"
 grep -q "REFUSED hospital-x Join PERMISSION_DENIED" server.log ||
     t_fail "no PERMISSION_DENIED line for hospital-x in the log"
+"$fedlung" audit verify state/audit.log --key keys/server.pub >/dev/null 2>err.txt ||
+    t_fail "the audit log does not verify: $(cat err.txt)"
+"$fedlung" audit show state/audit.log >audit.txt 2>&1
+grep -q "refused .*hospital-x" audit.txt || t_fail "no refused record for hospital-x: $(cat audit.txt)"
 grep -q "REFUSED hospital-a Join INVALID_ARGUMENT" server.log ||
     t_fail "no INVALID_ARGUMENT line in the log"
 grep -q "WARNING" server.log && t_fail "a WARNING under mTLS: $(grep WARNING server.log)"
-# a second server on the same port must fail (SO_REUSEPORT off)
-t_expect 1 "second server on the same port" -- "$fedlung" server --config server.conf
+# a second server of the same state_dir must fail (the audit log's lock), and one on the same
+# port too (SO_REUSEPORT off)
+t_expect 1 "second server of the same state" -- "$fedlung" server --config server.conf
+grep -q "in use by another process" err.txt || t_fail "second server: $(cat err.txt)"
+sed 's/^state_dir = state/state_dir = state2/' server.conf >second.conf
+t_expect 1 "second server on the same port" -- "$fedlung" server --config second.conf
 grep -q "cannot listen" err.txt || t_fail "second server: $(cat err.txt)"
 t_stop_server
 rc=$?
@@ -203,7 +258,8 @@ cat >insecure.conf <<CONF
 [server]
 listen = 127.0.0.1:$port
 study = lung-test
-state_dir = state
+state_dir = state-insecure
+plan = study.plan
 [tls]
 insecure = true
 [clients]

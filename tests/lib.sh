@@ -33,7 +33,7 @@
 #   t_start_server FEDLUNG CONFIG
 #                            starts `FEDLUNG server --config CONFIG` in the background, its stderr
 #                            appended to ./server.log (emptied first), its pid in $t_server_pid
-#                            (killed on exit if still set), and waits 10 s at most for its START
+#                            (killed on exit if still set), and waits 10 s at most for its SERVER_START
 #                            line; on failure a t_fail with the log, and returns 1.
 #   t_stop_server            SIGTERM to $t_server_pid, waits 10 s at most (then SIGKILL), clears
 #                            it; returns the server's exit status (124 if it had to be killed),
@@ -130,7 +130,7 @@ t_start_server() {
     t_on_exit '[ -n "$t_server_pid" ] && kill -KILL "$t_server_pid" 2>/dev/null'
     local _
     for _ in $(seq 100); do
-        grep -q "fedlung server: START" server.log 2>/dev/null && return 0
+        grep -q "fedlung server: SERVER_START" server.log 2>/dev/null && return 0
         kill -0 "$t_server_pid" 2>/dev/null || break
         sleep 0.1
     done

@@ -1,0 +1,587 @@
+/* study.c - the round state machine: phases, rounds, steps, deadlines, stragglers, retries,
+ * aggregation, commits and resumption. The handlers are in study_calls.c. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/gmodel.h"
+#include "study_impl.h"
+
+/* ---- snapshots ---- */
+
+void fl_snapshot_ref(fl_snapshot *m) {
+    atomic_fetch_add(&m->refs, 1);
+}
+
+void fl_snapshot_unref(fl_snapshot *m) {
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+        free(m->data);
+        free(m);
+    }
+}
+
+void fl_snapshot_release(void *user) {
+    fl_snapshot_unref(user);
+}
+
+/* A snapshot owning data (freed on failure too). */
+static fl_snapshot *snapshot_new(uint64_t version, fl_phase ph, float *data, size_t n_params,
+                                 size_t n_buffers) {
+    fl_snapshot *m = calloc(1, sizeof *m);
+    if (!m || fl_sha256(data, (n_params + n_buffers) * sizeof(float), m->sha256) != FL_OK) {
+        free(m);
+        free(data);
+        return NULL;
+    }
+    atomic_init(&m->refs, 1);
+    m->version = version;
+    m->phase = ph;
+    m->n_params = n_params;
+    m->n_buffers = n_buffers;
+    m->data = data;
+    return m;
+}
+
+/* ---- records ---- */
+
+participant *fl_study_find(fl_study *s, const char *id) {
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (strcmp(s->parts[i].id, id) == 0) return &s->parts[i];
+    return NULL;
+}
+
+void fl_study_event(fl_study *s, const char *kind, const char *actor, const char *data_json,
+                    const char *fmt, ...) {
+    char text[FL_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (fl_slog_event(s->log, kind, s->round, actor, data_json, "%s", text) != FL_OK &&
+        s->state == FL_STUDY_RUNNING) {
+        s->state = FL_STUDY_FAILED;
+        snprintf(s->reason, sizeof s->reason, "the audit log failed: %.400s", s->log->err.msg);
+    }
+    s->epoch++;
+}
+
+static void fail(fl_study *s, const fl_err *err) {
+    if (s->state != FL_STUDY_RUNNING) return;
+    s->state = FL_STUDY_FAILED;
+    snprintf(s->reason, sizeof s->reason, "%s", err->msg);
+    fl_study_event(s, "study_failed", "", NULL, "%s", err->msg);
+}
+
+static void stop(fl_study *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void stop(fl_study *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->reason, sizeof s->reason, fmt, ap);
+    va_end(ap);
+    char data[2 * FL_ERR_LEN], esc[FL_ERR_LEN];
+    fl_slog_json_str(s->reason, esc, sizeof esc);
+    snprintf(data, sizeof data, "{\"reason\":\"%s\"}", esc);
+    fl_study_event(s, "study_stopped", "", data, "%s", s->reason);
+    if (s->state == FL_STUDY_RUNNING) s->state = FL_STUDY_STOPPED;
+    s->step = STEP_END;
+}
+
+unsigned fl_study_fusion_needs(const fl_study *s) {
+    return s->plan->phases & (1u << FL_PHASE_FUSION) ? s->plan->modalities : 0;
+}
+
+/* ---- phases ---- */
+
+static size_t joined_count(const fl_study *s) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_parts; i++) n += s->parts[i].joined;
+    return n;
+}
+
+static int omics_in_plan(const fl_study *s, fl_modality m) {
+    return (s->plan->modalities & FL_MODALITY_BIT(m)) != 0;
+}
+
+/* The feature count of modality m as the sites declared it (all agree: checked at Join). */
+static int site_features(const fl_study *s, fl_modality m) {
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (s->parts[i].joined && s->parts[i].has_features[m - 1])
+            return (int)s->parts[i].features[m - 1];
+    return 0;
+}
+
+static void in_dims(const fl_study *s, int in_dim[4]) {
+    for (int k = 0; k < 4; k++) in_dim[k] = s->has_std[k] ? s->std[k].n : 0;
+}
+
+/* Sets up the aggregation of the current phase for updates of np + nb floats. */
+static fl_status agg_setup(fl_study *s, size_t np, size_t nb, fl_err *err) {
+    if (s->agg_ready) fl_agg_destroy(&s->agg);
+    s->agg_ready = 0;
+    const fl_plan_training *t = fl_plan_training_of(s->plan, s->phase);
+    fl_agg_config c;
+    int fedbn = t && t->fedbn;
+    fl_agg_config_default(&c, np, fedbn ? 0 : nb);
+    if (t) {
+        c.strategy = (fl_agg_strategy)t->strategy;
+        c.server_lr = t->server_lr;
+        c.beta1 = t->beta1;
+        c.beta2 = t->beta2;
+        c.tau = t->tau;
+    }
+    s->expect_params = np;
+    s->expect_buffers = fedbn ? 0 : nb;
+    fl_status st = fl_agg_init(&s->agg, &c, err);
+    s->agg_ready = st == FL_OK;
+    return st;
+}
+
+/* Starts phase ph from its beginning: its model and aggregation. A resumed phase passes its
+ * committed global vector (ownership taken) instead. */
+static fl_status phase_start(fl_study *s, fl_phase ph, float *resume, fl_err *err) {
+    s->phase = ph;
+    fl_snapshot_unref(s->model);
+    s->model = NULL;
+    float *data = resume;
+    size_t np = 0, nb = 0;
+    int in_dim[4];
+    in_dims(s, in_dim);
+    fl_status st = FL_OK;
+    switch (ph) {
+    case FL_PHASE_STATISTICS: {
+        size_t L = 0;
+        for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL; m++)
+            if (omics_in_plan(s, (fl_modality)m)) L += FL_STATS_LEN(site_features(s, m));
+        if (L == 0) return fl_fail(err, FL_EINVAL, "no site declared omics features");
+        return agg_setup(s, L, 0, err);
+    }
+    case FL_PHASE_FEATURES:
+        if ((st = fl_gmodel_embedding_dim(s->plan, &s->embed_dim, err)) != FL_OK) return st;
+        if (!s->rnet && (st = fl_gmodel_init(s->plan, ph, in_dim, s->plan->image_model, &s->rnet,
+                                             &np, &nb, err)) != FL_OK)
+            return st;
+        if (!s->rnet) return fl_fail(err, FL_EINVAL, "the features phase has no RNet");
+        fl_graph *g;
+        if ((st = fl_gmodel_graph(s->plan, ph, in_dim, &g, err)) != FL_OK) return st;
+        np = g->n_trainable;
+        nb = g->n_buffer;
+        fl_graph_free(g);
+        s->n_rnet = np + nb;
+        if (!(data = malloc(s->n_rnet * sizeof(float))))
+            return fl_fail(err, FL_ENOMEM, "out of memory for the RNet");
+        memcpy(data, s->rnet, s->n_rnet * sizeof(float));
+        if (!(s->model = snapshot_new(++s->version, ph, data, np, nb)))
+            return fl_fail(err, FL_ENOMEM, "out of memory for a model snapshot");
+        return agg_setup(s, FL_STATS_LEN(s->embed_dim), 0, err);
+    case FL_PHASE_IMAGE:
+    case FL_PHASE_FUSION: {
+        fl_graph *g;
+        if ((st = fl_gmodel_graph(s->plan, ph, in_dim, &g, err)) != FL_OK) {
+            free(resume);
+            return st;
+        }
+        np = g->n_trainable;
+        nb = g->n_buffer;
+        fl_graph_free(g);
+        if (!data &&
+            (st = fl_gmodel_init(s->plan, ph, in_dim, NULL, &data, &np, &nb, err)) != FL_OK)
+            return st;
+        if (!(s->model = snapshot_new(resume ? s->version : ++s->version, ph, data, np, nb)))
+            return fl_fail(err, FL_ENOMEM, "out of memory for a model snapshot");
+        return agg_setup(s, np, nb, err);
+    }
+    default:
+        return fl_fail(err, FL_EINVAL, "no phase to start");
+    }
+}
+
+/* ---- steps ---- */
+
+static void step_begin(fl_study *s, study_step step, int64_t now) {
+    s->step = step;
+    s->deadline_ms = now + (int64_t)s->cfg->round_timeout_s * 1000;
+    for (size_t i = 0; i < s->n_parts; i++)
+        s->parts[i].state = s->parts[i].joined ? PART_ELIGIBLE : PART_NONE;
+    s->epoch++;
+}
+
+static void round_begin(fl_study *s, int64_t now) {
+    fl_agg_begin_round(&s->agg);
+    s->participants = 0;
+    s->up.active = 0;
+    step_begin(s, STEP_TRAIN, now);
+    char data[128];
+    snprintf(data, sizeof data, "{\"phase\":\"%s\",\"phase_round\":%d,\"attempt\":%d}",
+             fl_phase_name(s->phase), s->phase_round, s->attempt + 1);
+    fl_study_event(s, "round_started", "", data, "round %lld: %s %d%s, %zu hospitals",
+                   (long long)s->round, fl_phase_name(s->phase), s->phase_round,
+                   s->attempt ? " (retry)" : "", joined_count(s));
+}
+
+static int rounds_of(const fl_study *s, fl_phase ph) {
+    const fl_plan_training *t = fl_plan_training_of(s->plan, ph);
+    return t ? t->rounds : 1;
+}
+
+static int eval_due(const fl_study *s) {
+    const fl_plan_training *t = fl_plan_training_of(s->plan, s->phase);
+    if (!t) return 0;
+    if (s->phase_round == t->rounds) return 1;
+    return t->eval_every > 0 && s->phase_round % t->eval_every == 0;
+}
+
+/* Saves a finished phase's model where operators expect it. */
+static fl_status phase_finish(fl_study *s, fl_err *err) {
+    char path[4200];
+    int in_dim[4];
+    in_dims(s, in_dim);
+    if (s->phase == FL_PHASE_IMAGE) {
+        size_t n = s->model->n_params + s->model->n_buffers;
+        float *copy = malloc(n * sizeof(float));
+        if (!copy) return fl_fail(err, FL_ENOMEM, "out of memory for the RNet");
+        memcpy(copy, s->model->data, n * sizeof(float));
+        free(s->rnet);
+        s->rnet = copy;
+        s->n_rnet = n;
+        snprintf(path, sizeof path, "%s/rnet.h5", s->cfg->state_dir);
+    } else if (s->phase == FL_PHASE_FUSION) {
+        snprintf(path, sizeof path, "%s/model.h5", s->cfg->state_dir);
+    } else
+        return FL_OK;
+    fl_status st =
+        fl_gmodel_save(s->plan, s->phase, in_dim, s->model->data,
+                       s->model->n_params + s->model->n_buffers, (int)s->round, path, err);
+    if (st == FL_OK)
+        fl_study_event(s, "model_saved", "", NULL, "%s model of round %lld written to %s",
+                       fl_phase_name(s->phase), (long long)s->round, path);
+    return st;
+}
+
+/* Commits the round (state file, journal, rounds.csv, signed audit checkpoint) and moves on. */
+static void commit(fl_study *s, int64_t now) {
+    fl_err err = {{0}};
+    fl_journal_row row;
+    memset(&row, 0, sizeof row);
+    row.round = s->round;
+    row.phase = s->phase;
+    row.phase_round = s->phase_round;
+    row.phase_done = s->phase_round >= rounds_of(s, s->phase);
+    row.participants = s->participants;
+    row.evaluated = s->evaluated;
+    row.loss = row.macro_auc = NAN;
+    for (int k = 0; k < FL_PLAN_MAX_CLASSES; k++) row.auc[k] = row.ap[k] = NAN;
+    if (s->evaluated && s->has_hist) {
+        row.loss = s->eval_patients ? s->eval_loss / (double)s->eval_patients : NAN;
+        double sum = 0;
+        int n = 0;
+        for (int k = 0; k < s->plan->n_classes; k++) {
+            row.auc[k] = fl_hist_auc(&s->hist, k);
+            row.ap[k] = fl_hist_ap(&s->hist, k);
+            if (!isnan(row.auc[k])) sum += row.auc[k], n++;
+        }
+        row.macro_auc = n ? sum / n : NAN;
+    }
+    row.model_version = s->model ? s->model->version : 0;
+    if (s->model) fl_hex_encode(s->model->sha256, 32, row.model_sha256);
+    row.unix_ms = now;
+
+    fl_server_state st;
+    memset(&st, 0, sizeof st);
+    st.row = row;
+    if (s->model) {
+        st.n_params = s->model->n_params;
+        st.n_buffers = s->model->n_buffers;
+        st.global = s->model->data;
+    }
+    st.rnet = s->rnet;
+    st.n_rnet = s->rnet ? s->n_rnet : 0;
+    if (s->agg_ready && s->agg.m) {
+        st.n_opt = s->agg.c.n_params;
+        st.m = s->agg.m;
+        st.v = s->agg.v;
+        st.opt_step = s->agg.step;
+    }
+    memcpy(st.has_std, s->has_std, sizeof st.has_std);
+    memcpy(st.std, s->std, sizeof st.std);
+    if (row.phase_done && phase_finish(s, &err) != FL_OK) return fail(s, &err);
+    if (fl_state_commit(s->cfg->state_dir, s->plan, &st, &err) != FL_OK) return fail(s, &err);
+    fl_journal_row *grown = realloc(s->rows, (size_t)(s->n_rows + 1) * sizeof *grown);
+    if (!grown) return fail(s, &(fl_err){"out of memory for the journal"});
+    s->rows = grown;
+    s->rows[s->n_rows++] = row;
+
+    char data[512];
+    snprintf(data, sizeof data,
+             "{\"phase\":\"%s\",\"phase_round\":%d,\"participants\":%d,\"evaluated\":%d,"
+             "\"model_version\":%llu,\"model_sha256\":\"%s\",\"macro_auc\":%.6f,\"loss\":%.6f}",
+             fl_phase_name(row.phase), row.phase_round, row.participants, row.evaluated,
+             (unsigned long long)row.model_version, row.model_sha256,
+             isnan(row.macro_auc) ? -1.0 : row.macro_auc, isnan(row.loss) ? -1.0 : row.loss);
+    fl_study_event(s, "round_committed", "", data,
+                   "round %lld (%s %d) committed: %d updates, %d evaluations, macro AUC %.4f",
+                   (long long)s->round, fl_phase_name(s->phase), s->phase_round, row.participants,
+                   row.evaluated, row.macro_auc);
+    if (s->log->audit && fl_audit_checkpoint(s->log->audit, s->round, &err) != FL_OK)
+        return fail(s, &err);
+
+    s->round++;
+    s->attempt = 0;
+    if (!row.phase_done) {
+        s->phase_round++;
+        return round_begin(s, now);
+    }
+    fl_phase next = fl_plan_next_phase(s->plan, s->phase);
+    if (next == FL_PHASE_NONE) {
+        s->state = FL_STUDY_DONE;
+        s->step = STEP_END;
+        snprintf(s->reason, sizeof s->reason, "every phase is done");
+        fl_study_event(s, "study_done", "", NULL, "the study is complete after %lld rounds",
+                       (long long)(s->round - 1));
+        if (s->log->audit) fl_audit_checkpoint(s->log->audit, s->round - 1, &err);
+        return;
+    }
+    s->phase_round = 1;
+    if (phase_start(s, next, NULL, &err) != FL_OK) return fail(s, &err);
+    fl_study_event(s, "phase_started", "", NULL, "phase %s: %d rounds", fl_phase_name(next),
+                   rounds_of(s, next));
+    round_begin(s, now);
+}
+
+/* The statistics and features phases: the summed blocks give the standardizations. */
+static fl_status finish_statistics(fl_study *s, fl_err *err) {
+    const float *sum = s->agg.sum;
+    if (s->phase == FL_PHASE_FEATURES) {
+        fl_stats_result_destroy(&s->std[FL_MODALITY_IMAGE - 1]);
+        s->has_std[FL_MODALITY_IMAGE - 1] = 0;
+        fl_status st = fl_stats_finish(sum, s->embed_dim, 0, &s->std[FL_MODALITY_IMAGE - 1], err);
+        s->has_std[FL_MODALITY_IMAGE - 1] = st == FL_OK;
+        return st;
+    }
+    for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL; m++) {
+        if (!omics_in_plan(s, (fl_modality)m)) continue;
+        int F = site_features(s, m);
+        int top = m == FL_MODALITY_RNA           ? s->plan->rna_features
+                  : m == FL_MODALITY_METHYLATION ? s->plan->meth_features
+                                                 : 0;
+        fl_stats_result_destroy(&s->std[m - 1]);
+        s->has_std[m - 1] = 0;
+        fl_status st = fl_stats_finish(sum, F, top, &s->std[m - 1], err);
+        if (st != FL_OK)
+            return fl_fail(err, st, "%s: %s", fl_modality_name((fl_modality)m), err->msg);
+        s->has_std[m - 1] = 1;
+        sum += FL_STATS_LEN(F);
+    }
+    return FL_OK;
+}
+
+/* The training step is over with enough updates: aggregate, then evaluate or commit. */
+static void finish_train(fl_study *s, int64_t now) {
+    fl_err err = {{0}};
+    if (s->phase == FL_PHASE_STATISTICS || s->phase == FL_PHASE_FEATURES) {
+        if (finish_statistics(s, &err) != FL_OK) return fail(s, &err);
+        fl_study_event(s, "aggregate", "", NULL, "round %lld: %s of %d sites summed",
+                       (long long)s->round, fl_phase_name(s->phase), s->participants);
+        return commit(s, now);
+    }
+    size_t n = s->model->n_params + s->model->n_buffers;
+    float *next = malloc(n * sizeof(float));
+    if (!next) return fail(s, &(fl_err){"out of memory for the next global model"});
+    memcpy(next, s->model->data, n * sizeof(float));
+    if (fl_agg_finish(&s->agg, next, &err) != FL_OK) {
+        free(next);
+        return fail(s, &err);
+    }
+    fl_snapshot *m =
+        snapshot_new(++s->version, s->phase, next, s->model->n_params, s->model->n_buffers);
+    if (!m) return fail(s, &(fl_err){"out of memory for a model snapshot"});
+    fl_snapshot_unref(s->model);
+    s->model = m;
+    char hex[65], data[256];
+    fl_hex_encode(m->sha256, 32, hex);
+    snprintf(data, sizeof data,
+             "{\"participants\":%d,\"model_version\":%llu,\"model_sha256\":\"%s\"}",
+             s->participants, (unsigned long long)m->version, hex);
+    fl_study_event(s, "aggregate", "", data, "round %lld: %d updates aggregated into version %llu",
+                   (long long)s->round, s->participants, (unsigned long long)m->version);
+    if (!eval_due(s)) return commit(s, now);
+    fl_score_hist_destroy(&s->hist);
+    s->has_hist = fl_score_hist_init(&s->hist, s->plan->n_classes, s->plan->bins, &err) == FL_OK;
+    if (!s->has_hist) return fail(s, &err);
+    s->eval_loss = 0;
+    s->eval_patients = 0;
+    s->evaluated = 0;
+    step_begin(s, STEP_EVAL, now);
+}
+
+/* Marks the step's unfinished participants dropped, telling the log why. */
+static void drop_stragglers(fl_study *s, const char *why) {
+    for (size_t i = 0; i < s->n_parts; i++) {
+        participant *p = &s->parts[i];
+        if (p->state != PART_ELIGIBLE && p->state != PART_WORKING) continue;
+        if (s->up.active && strcmp(s->up.id, p->id) == 0) fl_study_update_abort(s, p->id, why);
+        p->state = PART_DROPPED;
+        fl_study_event(s, "dropped", p->id, NULL, "dropped from round %lld: %s",
+                       (long long)s->round, why);
+    }
+}
+
+void fl_study_advance(fl_study *s, int64_t now) {
+    if (s->state != FL_STUDY_RUNNING) return;
+    if (s->step == STEP_JOIN) {
+        if ((int)joined_count(s) >= s->cfg->min_clients) {
+            fl_err err = {{0}};
+            if (!s->agg_ready && phase_start(s, s->phase, NULL, &err) != FL_OK)
+                return fail(s, &err);
+            return round_begin(s, now);
+        }
+        if (s->cfg->join_timeout_s > 0 &&
+            now - s->join_since_ms > (int64_t)s->cfg->join_timeout_s * 1000)
+            stop(s, "only %zu of the %d hospitals needed joined within join_timeout_s = %d",
+                 joined_count(s), s->cfg->min_clients, s->cfg->join_timeout_s);
+        return;
+    }
+    if (s->step != STEP_TRAIN && s->step != STEP_EVAL) return;
+    int done = 0, active = 0;
+    for (size_t i = 0; i < s->n_parts; i++) {
+        done += s->parts[i].state == PART_DONE;
+        active += s->parts[i].state == PART_ELIGIBLE || s->parts[i].state == PART_WORKING;
+    }
+    int late = now >= s->deadline_ms;
+    if (s->step == STEP_EVAL) {
+        if (active && !late) return;
+        if (active) drop_stragglers(s, "no evaluation before the deadline");
+        return commit(s, now);
+    }
+    if (active && !late) return;
+    if (done >= s->cfg->min_clients) {
+        if (active) drop_stragglers(s, "no update before the deadline");
+        return finish_train(s, now);
+    }
+    if (!late) return; /* everyone answered but too few: joins may still come */
+    drop_stragglers(s, "no update before the deadline");
+    if (s->attempt >= s->cfg->retries)
+        return stop(s, "round %lld had %d of the %d updates needed after %d attempts",
+                    (long long)s->round, done, s->cfg->min_clients, s->attempt + 1);
+    s->attempt++;
+    char data[96];
+    snprintf(data, sizeof data, "{\"updates\":%d,\"needed\":%d,\"attempt\":%d}", done,
+             s->cfg->min_clients, s->attempt + 1);
+    fl_study_event(s, "round_retry", "", data, "round %lld: %d of %d updates; running it again",
+                   (long long)s->round, done, s->cfg->min_clients);
+    round_begin(s, now);
+}
+
+fl_study_state fl_study_tick(fl_study *s, int64_t now) {
+    fl_study_advance(s, now);
+    return s->state;
+}
+
+const char *fl_study_reason(const fl_study *s) {
+    return s->reason;
+}
+
+int fl_study_all_told(const fl_study *s) {
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (s->parts[i].joined && !s->parts[i].told_done) return 0;
+    return 1;
+}
+
+uint64_t fl_study_epoch(const fl_study *s) {
+    return s->epoch;
+}
+
+/* ---- open, resume, free ---- */
+
+fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_plan *p, fl_slog *log,
+                        fl_err *err) {
+    *out = NULL;
+    fl_study *s = calloc(1, sizeof *s);
+    if (!s || !(s->parts = calloc(cfg->n_allow ? cfg->n_allow : 1, sizeof *s->parts))) {
+        free(s);
+        return fl_fail(err, FL_ENOMEM, "out of memory for the study");
+    }
+    s->cfg = cfg;
+    s->plan = p;
+    s->log = log;
+    s->join_since_ms = fl_now_ms();
+    fl_server_state st;
+    fl_status rc = fl_state_load(cfg->state_dir, p, &s->rows, &s->n_rows, &st, err);
+    if (rc != FL_OK) {
+        fl_study_free(s);
+        return rc;
+    }
+    fl_phase ph = fl_plan_next_phase(p, FL_PHASE_NONE);
+    s->round = 1;
+    s->phase_round = 1;
+    float *resume = NULL;
+    if (s->n_rows) {
+        const fl_journal_row *last = &s->rows[s->n_rows - 1];
+        s->round = last->round + 1;
+        s->version = last->model_version;
+        for (int k = 0; k < s->n_rows; k++)
+            if (s->rows[k].model_version > s->version) s->version = s->rows[k].model_version;
+        memcpy(s->has_std, st.has_std, sizeof s->has_std);
+        memcpy(s->std, st.std, sizeof s->std);
+        memset(st.std, 0, sizeof st.std);
+        s->rnet = st.rnet;
+        s->n_rnet = st.n_rnet;
+        st.rnet = NULL;
+        if (last->phase_done) {
+            ph = fl_plan_next_phase(p, last->phase);
+        } else {
+            ph = last->phase;
+            s->phase_round = last->phase_round + 1;
+            resume = st.global;
+            st.global = NULL;
+        }
+    }
+    if (ph == FL_PHASE_NONE) { /* everything was committed before the restart */
+        s->state = FL_STUDY_DONE;
+        s->step = STEP_END;
+        snprintf(s->reason, sizeof s->reason, "every phase is done");
+    } else {
+        /* The statistics phase sizes itself from the joins: set up at the first round. */
+        s->phase = ph;
+        if (ph != FL_PHASE_STATISTICS && (rc = phase_start(s, ph, resume, err)) != FL_OK) {
+            resume = NULL;
+            goto fail;
+        }
+        resume = NULL;
+        if (s->agg_ready && st.m && st.n_opt == s->agg.c.n_params && s->agg.m) {
+            memcpy(s->agg.m, st.m, st.n_opt * sizeof(float));
+            memcpy(s->agg.v, st.v, st.n_opt * sizeof(float));
+            s->agg.step = st.opt_step;
+        }
+        s->step = STEP_JOIN;
+    }
+    if (s->n_rows) {
+        char data[128];
+        snprintf(data, sizeof data, "{\"committed\":%lld,\"next_phase\":\"%s\"}",
+                 (long long)s->round - 1, fl_phase_name(ph));
+        fl_study_event(s, "resume", "", data, "resuming after round %lld (next: %s round %d)",
+                       (long long)s->round - 1, fl_phase_name(ph), s->phase_round);
+    }
+    fl_server_state_destroy(&st);
+    *out = s;
+    return FL_OK;
+fail:
+    free(resume);
+    fl_server_state_destroy(&st);
+    fl_study_free(s);
+    return rc;
+}
+
+void fl_study_free(fl_study *s) {
+    if (!s) return;
+    if (s->up.has_h) fl_sha256_destroy(&s->up.h);
+    if (s->agg_ready) fl_agg_destroy(&s->agg);
+    fl_snapshot_unref(s->model);
+    free(s->rnet);
+    for (int k = 0; k < 4; k++) fl_stats_result_destroy(&s->std[k]);
+    if (s->has_hist) fl_score_hist_destroy(&s->hist);
+    free(s->rows);
+    free(s->parts);
+    free(s);
+}

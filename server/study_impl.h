@@ -1,0 +1,96 @@
+/* study_impl.h - the study's state, shared by study.c (steps, rounds, phases, commits) and
+ * study_calls.c (the handlers). Internal to server/. */
+#ifndef FL_STUDY_IMPL_H
+#define FL_STUDY_IMPL_H
+
+#include "crypto/hash.h"
+#include "eval/metrics.h"
+#include "server/aggregate.h"
+#include "server/state.h"
+#include "server/study.h"
+
+/* A participant's part in the current step. */
+typedef enum {
+    PART_NONE = 0, /* not in this step (joined after it began, or refused the plan) */
+    PART_ELIGIBLE, /* in the step, no task sent yet */
+    PART_WORKING,  /* task sent, result not in */
+    PART_DONE,     /* result accepted */
+    PART_DROPPED,  /* missed the deadline */
+} part_state;
+
+typedef struct {
+    char id[FL_CONFIG_MAX_ID + 1];
+    int joined; /* 1 once it joined with the plan approved */
+    int64_t last_seen_ms;
+    uint64_t last_round; /* the last round it contributed to */
+    part_state state;
+    uint32_t features[4]; /* by fl_modality - 1, from its data summary */
+    uint8_t features_sha256[4][32];
+    int has_features[4];
+    int told_done; /* it was answered DONE */
+} participant;
+
+typedef enum { STEP_JOIN, STEP_TRAIN, STEP_EVAL, STEP_END } study_step;
+
+struct fl_study {
+    const fl_server_config *cfg;
+    const fl_plan *plan;
+    fl_slog *log;
+    participant *parts; /* cfg->n_allow slots, n_parts used */
+    size_t n_parts;
+
+    fl_study_state state;
+    char reason[FL_ERR_LEN];
+    uint64_t epoch;
+
+    fl_phase phase;
+    int64_t round;   /* the round in progress (committed + 1) */
+    int phase_round; /* its number within the phase, from 1 */
+    study_step step;
+    int attempt; /* re-runs of this round so far */
+    int64_t deadline_ms, join_since_ms;
+
+    /* the phase's global model (NULL in the statistics phase) and what the phases decided */
+    fl_snapshot *model;
+    uint64_t version; /* the last model version issued */
+    float *rnet;      /* the final image model, n_rnet floats, for the features phase */
+    size_t n_rnet;
+    int has_std[4];
+    fl_stats_result std[4]; /* by fl_modality - 1 */
+    int embed_dim;
+
+    /* the round's aggregation */
+    fl_aggregator agg;
+    int agg_ready;
+    size_t expect_params, expect_buffers; /* what an update must hold */
+    struct {
+        int active;
+        char id[FL_CONFIG_MAX_ID + 1];
+        uint64_t length, received;
+        uint8_t sha256[32];
+        double examples;
+        fl_sha256_ctx h;
+        int has_h;
+    } up;
+    /* the round's evaluation */
+    fl_score_hist hist;
+    int has_hist;
+    double eval_loss;
+    uint64_t eval_patients;
+    int evaluated;
+    int participants; /* updates aggregated in this round */
+
+    fl_journal_row *rows; /* the journal so far */
+    int n_rows;
+};
+
+participant *fl_study_find(fl_study *s, const char *id);
+/* Records an event (server/slog.h); a failed audit write fails the study. */
+void fl_study_event(fl_study *s, const char *kind, const char *actor, const char *data_json,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Re-evaluates the current step after an accepted result (may aggregate, commit, advance). */
+void fl_study_advance(fl_study *s, int64_t now);
+/* The modalities whose standardization the fusion phase needs (a FL_MODALITY_BIT set). */
+unsigned fl_study_fusion_needs(const fl_study *s);
+
+#endif
