@@ -1,6 +1,8 @@
-/* client_cmd.c - `fedlung client --config FILE [--max-attempts N]`: reads the hospital's
- * configuration, joins the study's server (retrying while it is unreachable), prints the
- * server's Status. Parsing, output and exit codes only; client/ does the work. */
+/* client_cmd.c - `fedlung client --config FILE [--threads N] [--max-attempts N]
+ * [--delay-upload SECONDS]`: reads the hospital's configuration, joins the study's server
+ * (retrying while it is unreachable) and runs the study's tasks until it is done, or, without a
+ * cohort, prints the server's Status. Parsing, output and exit codes only; client/ does the
+ * work. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -11,20 +13,34 @@
 
 #include "../client/client.h"
 #include "../client/config.h"
+#include "../client/task.h"
 #include "cli.h"
 
 static const char usage[] =
-    "usage: fedlung client --config FILE [--max-attempts N]\n"
+    "usage: fedlung client --config FILE [--threads N] [--max-attempts N]\n"
+    "                      [--delay-upload SECONDS]\n"
     "\n"
     "Runs a hospital's side of a study: dials the server over mutual TLS with this site's\n"
-    "certificate, joins the study (software version and a data summary: patients per class and\n"
-    "modalities present, no patient data), asks for the Status and prints it (training comes\n"
-    "next). While the server is unreachable it retries, waiting 1 s doubling to 30 s with\n"
-    "jitter; --max-attempts N gives up after N attempts (default: never). A refusal (not on the\n"
-    "allow-list, another study, no identity) is final. Each attempt is logged on stderr.\n"
+    "certificate and joins the study (software version, the plan hashes this hospital approved,\n"
+    "a data summary: patients per class, modalities, feature counts; no patient data). It runs\n"
+    "only a plan whose SHA-256 is one of the config's approve lines. Then it asks for tasks until\n"
+    "the study is done: computes the statistics, trains the global model on the local cohort and\n"
+    "uploads the change, evaluates global models on its test patients; at the end it writes the\n"
+    "final model to state_dir/model.h5 and exits 0. Every message that leaves is recorded in\n"
+    "state_dir/outbox.log (hash-chained, signed with state_dir/outbox.key: check it with\n"
+    "`fedlung audit verify state_dir/outbox.log --key state_dir/outbox.pub`). Without a [data]\n"
+    "cohort it only joins and prints the server's Status.\n"
+    "While the server is unreachable it retries, waiting 1 s doubling to 30 s with jitter;\n"
+    "--max-attempts N gives up after N attempts in a row (default: never). A refusal (not on the\n"
+    "allow-list, another study, no identity, a plan not approved) is final. Each attempt and each\n"
+    "task is logged on stderr.\n"
+    "  --threads N             engine threads (default: [client] threads, 0 = all cores)\n"
+    "  --delay-upload SECONDS  testing aid: wait before every upload (a straggler)\n"
+    "  --corrupt-downloads N   testing aid: damage the first N model downloads in transit\n"
     "\n"
     "FILE is an INI file (see docs/deploy.md, \"Running a hospital client\"):\n"
     "  [client]  server = fl.example.org:50051   study = ID   name = CN   state_dir = DIR\n"
+    "            approve = <64 hex: SHA-256 of an approved plan> (repeatable)   threads = 0\n"
     "  [tls]     ca = ca.crt   cert = hospital-a.crt   key = hospital-a.key   insecure = false\n"
     "  [data]    cohort = cohort.h5\n";
 
@@ -51,10 +67,14 @@ static void print_status(const Fedlung__V1__StatusReply *s) {
 int fl_cmd_client(int argc, char **argv) {
     static const struct option longopts[] = {{"config", required_argument, 0, 'c'},
                                              {"max-attempts", required_argument, 0, 'm'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"delay-upload", required_argument, 0, 'd'},
+                                             {"corrupt-downloads", required_argument, 0, 'x'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *config = NULL;
-    fl_client_retry retry = fl_client_retry_default();
+    fl_task_options opt = fl_task_options_default();
+    float delay = 0;
     optind = 1;
     opterr = 0;
     for (;;) {
@@ -66,8 +86,12 @@ int fl_cmd_client(int argc, char **argv) {
         }
         if (c == 'c') {
             config = optarg;
-        } else if (c == 'm' && fl_parse_int(optarg, 1, 1000000, &retry.max_attempts) == 0) {
+        } else if ((c == 'm' && fl_parse_int(optarg, 1, 1000000, &opt.retry.max_attempts) == 0) ||
+                   (c == 't' && fl_parse_int(optarg, 0, 4096, &opt.threads) == 0) ||
+                   (c == 'x' && fl_parse_int(optarg, 0, 1000, &opt.corrupt_downloads) == 0)) {
             continue;
+        } else if (c == 'd' && fl_parse_float(optarg, 0, 86400, &delay) == 0) {
+            opt.delay_upload_s = delay;
         } else {
             fprintf(stderr, "fedlung client: unknown or incomplete option '%s'\n",
                     argv[optind - 1]);
@@ -86,14 +110,17 @@ int fl_cmd_client(int argc, char **argv) {
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    retry.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    opt.retry.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 
     fl_client *cl = NULL;
     Fedlung__V1__StatusReply *status = NULL;
     grpc_status_code code = GRPC_STATUS_OK;
+    int no_plan = 0;
     fl_status st = fl_client_new(&cfg, &cl, &err);
-    if (st == FL_OK) st = fl_client_join(cl, &retry, &status, &code, &err);
-    if (st == FL_OK) print_status(status);
+    if (st == FL_OK && cfg.cohort[0]) st = fl_task_run(cl, &cfg, &opt, &no_plan, &code, &err);
+    if (st == FL_OK && (!cfg.cohort[0] || no_plan))
+        st = fl_client_join(cl, &opt.retry, NULL, &status, &code, &err);
+    if (st == FL_OK && status) print_status(status);
     if (status) protobuf_c_message_free_unpacked(&status->base, NULL);
     fl_client_free(cl);
     if (st == FL_OK) return FL_EXIT_OK;

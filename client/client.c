@@ -1,6 +1,6 @@
 /* client.c - the gRPC C-core client of `fedlung client`: TLS credentials made once, a fresh
- * channel per attempt, unary calls on a pluck completion queue, and Join + Status with
- * exponential back-off. It is not the task loop: nothing after Status yet. */
+ * channel per call, calls on a pluck completion queue, and Join + Status with exponential
+ * back-off. It is not the task loop (client/task.c) nor the model transfers (client/transfer.c). */
 #include "client.h"
 
 #include <grpc/grpc.h>
@@ -15,6 +15,7 @@
 
 #include "common/conf.h"
 #include "common/rng.h"
+#include "crypto/hash.h"
 #include "crypto/pki.h"
 #include "data/cohort.h"
 
@@ -28,10 +29,11 @@ struct fl_client {
     char **class_names; /* n_classes, heap */
     uint64_t per_class[FL_MAX_CLASSES];
     uint64_t patients;
-    Fedlung__V1__ModalityCount mods[1 + FL_N_OMICS];
-    Fedlung__V1__ModalityCount *mod_ptrs[1 + FL_N_OMICS];
-    size_t n_mods;
+    uint64_t mod_patients[4]; /* by fl_modality - 1 */
+    uint32_t features[4];
+    uint8_t features_sha256[4][FL_SHA256_LEN];
     int has_summary;
+    ProtobufCBinaryData approved[FL_CLIENT_MAX_APPROVE]; /* views of cfg->approve */
 };
 
 fl_client_retry fl_client_retry_default(void) {
@@ -39,8 +41,26 @@ fl_client_retry fl_client_retry_default(void) {
         .max_attempts = 0, .first_s = 1.0, .max_s = 30.0, .seed = 0, .call_timeout_s = 20.0};
 }
 
-/* One line on stderr: "<UTC time> fedlung client: <what>". */
-__attribute__((format(printf, 1, 2))) static void log_line(const char *fmt, ...) {
+void fl_client_backoff_init(fl_client_backoff *b, const fl_client_retry *r) {
+    b->r = r;
+    fl_rng_seed(&b->rng, r->seed);
+    b->wait = r->first_s;
+}
+
+double fl_client_backoff_next(fl_client_backoff *b) {
+    double s = b->wait * (0.8 + 0.4 * fl_rng_uniform(&b->rng));
+    b->wait = b->wait * 2 > b->r->max_s ? b->r->max_s : b->wait * 2;
+    return s;
+}
+
+void fl_client_sleep(double s) {
+    if (!(s > 0)) return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+void fl_client_log(const char *fmt, ...) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -72,7 +92,9 @@ static grpc_channel_credentials *make_credentials(const fl_client_config *cfg, f
     return creds;
 }
 
-/* Counts per class and per modality from the cohort file; the cohort itself is dropped. */
+/* Counts per class and per modality, feature counts and the SHA-256 of the feature names (each
+ * followed by '\n', as fl_site_summarize hashes them) from the cohort file; the cohort itself is
+ * dropped. */
 static fl_status load_summary(fl_client *c, const char *path, fl_err *err) {
     fl_cohort co;
     memset(&co, 0, sizeof co);
@@ -87,34 +109,56 @@ static fl_status load_summary(fl_client *c, const char *path, fl_err *err) {
     }
     for (int p = 0; p < co.P; p++) c->per_class[co.label[p]]++;
     c->patients = (uint64_t)co.P;
-    if (co.tile > 0 && co.n_tiles > 0) { /* tiles are grouped by patient */
-        uint64_t n = 0;
+    if (co.tile > 0 && co.n_tiles > 0) /* tiles are grouped by patient */
         for (int64_t t = 0; t < co.n_tiles; t++)
-            n += t == 0 || co.tile_patient[t] != co.tile_patient[t - 1];
-        fedlung__v1__modality_count__init(&c->mods[c->n_mods]);
-        c->mods[c->n_mods].modality = FEDLUNG__V1__MODALITY__MODALITY_IMAGE;
-        c->mods[c->n_mods++].patients = n;
-    }
-    static const Fedlung__V1__Modality wire[FL_N_OMICS] = {
-        [FL_MOD_RNA] = FEDLUNG__V1__MODALITY__MODALITY_RNA,
-        [FL_MOD_METHYLATION] = FEDLUNG__V1__MODALITY__MODALITY_METHYLATION,
-        [FL_MOD_CLINICAL] = FEDLUNG__V1__MODALITY__MODALITY_CLINICAL};
+            c->mod_patients[0] += t == 0 || co.tile_patient[t] != co.tile_patient[t - 1];
+    static const fl_modality mod[FL_N_OMICS] = {[FL_MOD_RNA] = FL_MODALITY_RNA,
+                                                [FL_MOD_METHYLATION] = FL_MODALITY_METHYLATION,
+                                                [FL_MOD_CLINICAL] = FL_MODALITY_CLINICAL};
     for (int m = 0; m < FL_N_OMICS; m++) {
         const fl_omics_matrix *om = &co.omics[m];
+        int i = mod[m] - 1;
         if (om->F == 0) continue;
-        uint64_t n = 0;
-        for (int p = 0; p < co.P; p++) n += om->present[p] != 0;
-        fedlung__v1__modality_count__init(&c->mods[c->n_mods]);
-        c->mods[c->n_mods].modality = wire[m];
-        c->mods[c->n_mods++].patients = n;
+        for (int p = 0; p < co.P; p++) c->mod_patients[i] += om->present[p] != 0;
+        c->features[i] = (uint32_t)om->F;
+        fl_sha256_ctx h = {0};
+        st = fl_sha256_init(&h);
+        for (int f = 0; f < om->F && st == FL_OK; f++) {
+            st = fl_sha256_update(&h, om->features[f], strlen(om->features[f]));
+            if (st == FL_OK) st = fl_sha256_update(&h, "\n", 1);
+        }
+        if (st == FL_OK) st = fl_sha256_final(&h, c->features_sha256[i]);
+        fl_sha256_destroy(&h);
+        if (st != FL_OK) goto done;
     }
-    for (size_t i = 0; i < c->n_mods; i++) c->mod_ptrs[i] = &c->mods[i];
     c->has_summary = 1;
     st = FL_OK;
 done:
-    if (st != FL_OK) fl_fail(err, st, "%s: out of memory for the data summary", path);
+    if (st != FL_OK)
+        fl_fail(err, st, "%s: could not make the data summary (%s)", path, fl_status_str(st));
     fl_cohort_destroy(&co);
     return st;
+}
+
+int fl_client_set_summary(fl_client *c, const fl_site_summary *s) {
+    int changed = !c->has_summary || c->patients != s->patients || c->n_classes != s->n_classes;
+    for (int k = 0; k < s->n_classes && k < FL_PLAN_MAX_CLASSES; k++) {
+        changed |= c->per_class[k] != s->per_class[k];
+        c->per_class[k] = s->per_class[k];
+    }
+    for (int i = 0; i < 4; i++) {
+        changed |= c->mod_patients[i] != s->modality_patients[i] ||
+                   c->features[i] != s->features[i] ||
+                   (s->features[i] &&
+                    memcmp(c->features_sha256[i], s->features_sha256[i], FL_SHA256_LEN) != 0);
+        c->mod_patients[i] = s->modality_patients[i];
+        c->features[i] = s->features[i];
+        memcpy(c->features_sha256[i], s->features_sha256[i], FL_SHA256_LEN);
+        if (!s->features[i]) memset(c->features_sha256[i], 0, FL_SHA256_LEN); /* none sent */
+    }
+    c->patients = s->patients;
+    c->has_summary = c->n_classes == s->n_classes; /* the names are the cohort's */
+    return changed;
 }
 
 fl_status fl_client_new(const fl_client_config *cfg, fl_client **out, fl_err *err) {
@@ -124,6 +168,8 @@ fl_status fl_client_new(const fl_client_config *cfg, fl_client **out, fl_err *er
     fl_client *c = calloc(1, sizeof *c);
     if (!c) return fl_fail(err, FL_ENOMEM, "out of memory");
     c->cfg = cfg;
+    for (int i = 0; i < cfg->n_approve; i++)
+        c->approved[i] = (ProtobufCBinaryData){32, (uint8_t *)cfg->approve[i]};
     grpc_init();
     if (cfg->cohort[0] && (st = load_summary(c, cfg->cohort, err)) != FL_OK) goto fail;
     if (!(c->creds = make_credentials(cfg, err))) {
@@ -146,7 +192,8 @@ void fl_client_free(fl_client *c) {
     grpc_shutdown();
 }
 
-static grpc_channel *open_channel(fl_client *c) {
+void fl_client_rpc_open(fl_client *c, fl_rpc_method m, double timeout_s, fl_client_rpc *r) {
+    memset(r, 0, sizeof *r);
     grpc_arg a[] = {
         {GRPC_ARG_INTEGER,
          (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -156,7 +203,72 @@ static grpc_channel *open_channel(fl_client *c) {
          {.integer = FL_RPC_MAX_MESSAGE}},
     };
     grpc_channel_args args = {sizeof a / sizeof a[0], a};
-    return grpc_channel_create(c->cfg->server, c->creds, &args);
+    r->channel = grpc_channel_create(c->cfg->server, c->creds, &args);
+    r->cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                     gpr_time_from_millis((int64_t)(timeout_s * 1000), GPR_TIMESPAN));
+    r->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+                                       grpc_slice_from_static_string(fl_rpc_methods[m].path), NULL,
+                                       deadline, NULL);
+    /* with TLS the certificate names us; the server ignores this key */
+    r->md.key = grpc_slice_from_static_string(FL_RPC_MD_CLIENT_ID);
+    r->md.value = grpc_slice_from_static_string(c->cfg->name);
+    r->n_md = c->cfg->tls.insecure ? 1 : 0;
+    grpc_metadata_array_init(&r->init_md);
+    grpc_metadata_array_init(&r->trailing_md);
+    r->code = GRPC_STATUS_UNKNOWN;
+    r->details = grpc_empty_slice();
+}
+
+grpc_op fl_client_rpc_send_md(fl_client_rpc *r) {
+    grpc_op op = {.op = GRPC_OP_SEND_INITIAL_METADATA};
+    op.data.send_initial_metadata.count = (size_t)r->n_md;
+    op.data.send_initial_metadata.metadata = r->n_md ? &r->md : NULL;
+    return op;
+}
+
+grpc_op fl_client_rpc_recv_md(fl_client_rpc *r) {
+    grpc_op op = {.op = GRPC_OP_RECV_INITIAL_METADATA};
+    op.data.recv_initial_metadata.recv_initial_metadata = &r->init_md;
+    return op;
+}
+
+grpc_op fl_client_rpc_recv_status(fl_client_rpc *r) {
+    grpc_op op = {.op = GRPC_OP_RECV_STATUS_ON_CLIENT};
+    op.data.recv_status_on_client.trailing_metadata = &r->trailing_md;
+    op.data.recv_status_on_client.status = &r->code;
+    op.data.recv_status_on_client.status_details = &r->details;
+    op.data.recv_status_on_client.error_string = &r->error_string;
+    return op;
+}
+
+int fl_client_rpc_run(fl_client_rpc *r, const grpc_op *ops, size_t n) {
+    if (grpc_call_start_batch(r->call, ops, n, r, NULL) != GRPC_CALL_OK) return -1;
+    /* a batch ends at the call's deadline at the latest */
+    grpc_event ev = grpc_completion_queue_pluck(r->cq, r, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE) return -1;
+    return ev.success ? 1 : 0;
+}
+
+fl_status fl_client_rpc_result(const fl_client_rpc *r, fl_rpc_method m, fl_err *err) {
+    return fl_rpc_fail_status(err, m, r->code, r->details);
+}
+
+void fl_client_rpc_close(fl_client_rpc *r) {
+    grpc_slice_unref(r->details);
+    gpr_free((void *)r->error_string);
+    grpc_metadata_array_destroy(&r->init_md);
+    grpc_metadata_array_destroy(&r->trailing_md);
+    grpc_call_unref(r->call);
+    grpc_channel_destroy(r->channel);
+    grpc_completion_queue_shutdown(r->cq);
+    while (
+        grpc_completion_queue_pluck(r->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(r->cq);
+    memset(r, 0, sizeof *r);
 }
 
 fl_status fl_client_call(fl_client *c, fl_rpc_method m, const ProtobufCMessage *rq,
@@ -167,89 +279,61 @@ fl_status fl_client_call(fl_client *c, fl_rpc_method m, const ProtobufCMessage *
     grpc_byte_buffer *send = NULL, *recv = NULL;
     fl_status st = fl_rpc_pack(rq, &send, err);
     if (st != FL_OK) return st;
-    grpc_channel *ch = open_channel(c);
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                     gpr_time_from_millis((int64_t)(timeout_s * 1000), GPR_TIMESPAN));
-    grpc_call *call = grpc_channel_create_call(
-        ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-        grpc_slice_from_static_string(fl_rpc_methods[m].path), NULL, deadline, NULL);
-    grpc_metadata md;
-    memset(&md, 0, sizeof md);
-    md.key = grpc_slice_from_static_string(FL_RPC_MD_CLIENT_ID);
-    md.value = grpc_slice_from_copied_string(c->cfg->name);
-    grpc_metadata_array init_md, trailing_md;
-    grpc_metadata_array_init(&init_md);
-    grpc_metadata_array_init(&trailing_md);
-    grpc_slice details = grpc_empty_slice();
-    const char *error_string = NULL;
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (c->cfg->tls.insecure) { /* with TLS the certificate names us; the server ignores this key */
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &md;
-    }
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    fl_client_rpc r;
+    fl_client_rpc_open(c, m, timeout_s, &r);
+    grpc_op ops[6] = {fl_client_rpc_send_md(&r),
+                      {.op = GRPC_OP_SEND_MESSAGE},
+                      {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
+                      fl_client_rpc_recv_md(&r),
+                      {.op = GRPC_OP_RECV_MESSAGE},
+                      fl_client_rpc_recv_status(&r)};
     ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
-    ops[5].data.recv_status_on_client.status = code;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    ops[5].data.recv_status_on_client.error_string = &error_string;
-    if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
+    if (fl_client_rpc_run(&r, ops, 6) < 0) {
         st = fl_fail(err, FL_EIO, "%s: gRPC refused the call's batch", fl_rpc_methods[m].name);
     } else {
-        /* the batch ends when the status is in: at the deadline at the latest */
-        grpc_event ev =
-            grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
-            st = fl_fail(err, FL_EIO, "%s: the completion queue failed", fl_rpc_methods[m].name);
-        else if (*code != GRPC_STATUS_OK)
-            st = fl_rpc_fail_status(err, m, *code, details);
+        *code = r.code;
+        if (r.code != GRPC_STATUS_OK)
+            st = fl_client_rpc_result(&r, m, err);
         else if (!recv)
             st = fl_fail(err, FL_EFORMAT, "%s: OK without a reply message", fl_rpc_methods[m].name);
         else
             st = fl_rpc_unpack(fl_rpc_methods[m].reply, recv, FL_RPC_MAX_MESSAGE, reply, err);
     }
-    grpc_slice_unref(details);
-    grpc_slice_unref(md.value);
-    gpr_free((void *)error_string);
-    grpc_metadata_array_destroy(&init_md);
-    grpc_metadata_array_destroy(&trailing_md);
     grpc_byte_buffer_destroy(send);
     if (recv) grpc_byte_buffer_destroy(recv);
-    grpc_call_unref(call);
-    grpc_channel_destroy(ch);
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(cq);
+    fl_client_rpc_close(&r);
     return st;
 }
 
-/* One attempt: Join, then Status. */
-static fl_status join_once(fl_client *c, const fl_client_retry *r,
+/* One attempt: Join, then Status (unless status is NULL). */
+static fl_status join_once(fl_client *c, const fl_client_retry *r, Fedlung__V1__JoinReply **joined,
                            Fedlung__V1__StatusReply **status, grpc_status_code *code, fl_err *err) {
     Fedlung__V1__DataSummary ds = FEDLUNG__V1__DATA_SUMMARY__INIT;
     Fedlung__V1__JoinRequest jq = FEDLUNG__V1__JOIN_REQUEST__INIT;
+    Fedlung__V1__ModalityCount mods[4], *mod_ptrs[4];
     jq.study_id = (char *)c->cfg->study;
     jq.software_version = VERSION;
     jq.protocol_version = FL_RPC_PROTOCOL_VERSION;
+    jq.n_approved_plan_hashes = (size_t)c->cfg->n_approve;
+    jq.approved_plan_hashes = c->approved;
     if (c->has_summary) {
         ds.n_class_names = (size_t)c->n_classes;
         ds.class_names = c->class_names;
         ds.n_patients_per_class = (size_t)c->n_classes;
         ds.patients_per_class = c->per_class;
-        ds.n_modalities = c->n_mods;
-        ds.modalities = c->mod_ptrs;
+        ds.modalities = mod_ptrs;
+        for (int i = 0; i < 4; i++) {
+            if (!c->mod_patients[i] && !c->features[i]) continue;
+            Fedlung__V1__ModalityCount *mc = &mods[ds.n_modalities];
+            fedlung__v1__modality_count__init(mc);
+            mc->modality = (Fedlung__V1__Modality)(i + 1); /* fl_modality = the wire's values */
+            mc->patients = c->mod_patients[i];
+            mc->features = c->features[i];
+            if (c->features[i])
+                mc->features_sha256 = (ProtobufCBinaryData){FL_SHA256_LEN, c->features_sha256[i]};
+            mod_ptrs[ds.n_modalities++] = mc;
+        }
         ds.patients = c->patients;
         jq.data = &ds;
     }
@@ -257,40 +341,48 @@ static fl_status join_once(fl_client *c, const fl_client_retry *r,
     fl_status st = fl_client_call(c, FL_RPC_JOIN, &jq.base, r->call_timeout_s, code, &rep, err);
     if (st != FL_OK) return st;
     Fedlung__V1__JoinReply *jr = (Fedlung__V1__JoinReply *)rep;
-    log_line("Join %s: OK: joined study %s as %s (round %llu, server %s)", c->cfg->server,
-             jr->study_id, jr->client_id, (unsigned long long)jr->round, jr->server_version);
-    protobuf_c_message_free_unpacked(rep, NULL);
+    fl_client_log("Join %s: OK: joined study %s as %s (round %llu, server %s)", c->cfg->server,
+                  jr->study_id, jr->client_id, (unsigned long long)jr->round, jr->server_version);
+    if (joined)
+        *joined = jr;
+    else
+        protobuf_c_message_free_unpacked(rep, NULL);
+    if (!status) return FL_OK;
     Fedlung__V1__StatusRequest sq = FEDLUNG__V1__STATUS_REQUEST__INIT;
     sq.study_id = (char *)c->cfg->study;
     st = fl_client_call(c, FL_RPC_STATUS, &sq.base, r->call_timeout_s, code, &rep, err);
-    if (st != FL_OK) return st;
+    if (st != FL_OK) {
+        if (joined) {
+            protobuf_c_message_free_unpacked(&(*joined)->base, NULL);
+            *joined = NULL;
+        }
+        return st;
+    }
     *status = (Fedlung__V1__StatusReply *)rep;
-    log_line("Status %s: OK: %u joined", c->cfg->server, (*status)->participants_joined);
+    fl_client_log("Status %s: OK: %u joined", c->cfg->server, (*status)->participants_joined);
     return FL_OK;
 }
 
-fl_status fl_client_join(fl_client *c, const fl_client_retry *r, Fedlung__V1__StatusReply **status,
-                         grpc_status_code *final_code, fl_err *err) {
-    *status = NULL;
-    fl_rng rng;
-    fl_rng_seed(&rng, r->seed);
-    double wait = r->first_s;
+fl_status fl_client_join(fl_client *c, const fl_client_retry *r, Fedlung__V1__JoinReply **joined,
+                         Fedlung__V1__StatusReply **status, grpc_status_code *final_code,
+                         fl_err *err) {
+    if (joined) *joined = NULL;
+    if (status) *status = NULL;
+    fl_client_backoff b;
+    fl_client_backoff_init(&b, r);
     for (int attempt = 1;; attempt++) {
-        fl_status st = join_once(c, r, status, final_code, err);
+        fl_status st = join_once(c, r, joined, status, final_code, err);
         if (st == FL_OK) return FL_OK;
         int retry =
             *final_code == GRPC_STATUS_UNAVAILABLE || *final_code == GRPC_STATUS_DEADLINE_EXCEEDED;
         int last = r->max_attempts > 0 && attempt >= r->max_attempts;
         if (!retry || last) {
-            log_line("attempt %d: %s (%s)", attempt, err->msg,
-                     retry ? "no attempts left" : "final");
+            fl_client_log("attempt %d: %s (%s)", attempt, err->msg,
+                          retry ? "no attempts left" : "final");
             return st;
         }
-        double s = wait * (0.8 + 0.4 * fl_rng_uniform(&rng));
-        log_line("attempt %d: %s; retrying in %.1f s", attempt, err->msg, s);
-        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0) {
-        }
-        wait = wait * 2 > r->max_s ? r->max_s : wait * 2;
+        double s = fl_client_backoff_next(&b);
+        fl_client_log("attempt %d: %s; retrying in %.1f s", attempt, err->msg, s);
+        fl_client_sleep(s);
     }
 }

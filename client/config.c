@@ -3,11 +3,26 @@
  * the config names. */
 #include "config.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/conf.h"
+#include "crypto/hash.h"
 
-enum { K_SERVER, K_STUDY, K_NAME, K_STATE_DIR, K_CA, K_CERT, K_KEY, K_INSECURE, K_COHORT };
+enum {
+    K_SERVER,
+    K_STUDY,
+    K_NAME,
+    K_STATE_DIR,
+    K_CA,
+    K_CERT,
+    K_KEY,
+    K_INSECURE,
+    K_COHORT,
+    K_APPROVE,
+    K_THREADS
+};
 static const fl_conf_key keys[] = {
     [K_SERVER] = {"client", "server"},
     [K_STUDY] = {"client", "study"},
@@ -15,6 +30,8 @@ static const fl_conf_key keys[] = {
     [K_STATE_DIR] = {"client", "state_dir"},
     FL_CONF_TLS_KEYS, /* K_CA .. K_INSECURE */
     [K_COHORT] = {"data", "cohort"},
+    [K_APPROVE] = {"client", "approve"},
+    [K_THREADS] = {"client", "threads"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -39,6 +56,22 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
     case K_KEY:
     case K_INSECURE:
         return fl_conf_set_tls(&cfg->tls, k - K_CA, name, value, msg);
+    case K_APPROVE:
+        if (cfg->n_approve == FL_CLIENT_MAX_APPROVE)
+            return fl_conf_complain(msg, "more than %d approve lines", FL_CLIENT_MAX_APPROVE);
+        if (strlen(value) != 64 || fl_hex_decode(value, cfg->approve[cfg->n_approve], 32) != FL_OK)
+            return fl_conf_complain(msg, "approve '%s' is not a plan hash (64 hex digits)", value);
+        cfg->n_approve++;
+        return 1;
+    case K_THREADS: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 0 || v > 4096)
+            return fl_conf_complain(msg, "threads '%s' is not a number from 0 to 4096", value);
+        cfg->threads = (int)v;
+        return 1;
+    }
     default:
         return fl_conf_set_str(msg, name, cfg->cohort, sizeof cfg->cohort, value);
     }
@@ -47,7 +80,7 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err) {
     memset(cfg, 0, sizeof *cfg);
     if (strlen(path) >= sizeof cfg->path) return fl_fail(err, FL_EINVAL, "config path too long");
-    fl_conf_schema schema = {keys, N_KEYS, 0, set_key, cfg};
+    fl_conf_schema schema = {keys, N_KEYS, 1u << K_APPROVE, set_key, cfg};
     unsigned seen;
     static const int required[] = {K_SERVER, K_STUDY, K_STATE_DIR, K_CA, K_CERT, K_KEY};
     unsigned tls = 1u << K_CA | 1u << K_CERT | 1u << K_KEY;

@@ -7,7 +7,8 @@
 #include "common/conf.h"
 #include "common/status.h"
 
-#define FL_CLIENT_MAX_ID 64 /* a study id or a CN: 1-64 of A-Z a-z 0-9 . _ - */
+#define FL_CLIENT_MAX_ID 64      /* a study id or a CN: 1-64 of A-Z a-z 0-9 . _ - */
+#define FL_CLIENT_MAX_APPROVE 64 /* [client] approve lines */
 
 typedef struct {
     /* [client] */
@@ -15,17 +16,22 @@ typedef struct {
     char study[FL_CLIENT_MAX_ID + 1]; /* the study this hospital takes part in */
     char name[FL_CLIENT_MAX_ID + 1];  /* our certificate's CN (informational with TLS;
                                          the fedlung-client-id under insecure), or "" */
-    char state_dir[FL_CONF_MAX_PATH]; /* the client's own state: budget, journal */
-    fl_conf_tls tls;                  /* [tls] */
+    char state_dir[FL_CONF_MAX_PATH]; /* the client's own state: outbox log and key, model */
+    int n_approve;                    /* plan hashes this hospital's officer approved */
+    unsigned char approve[FL_CLIENT_MAX_APPROVE][32];
+    int threads;     /* engine threads for local work (0 = all cores) */
+    fl_conf_tls tls; /* [tls] */
     /* [data] */
-    char cohort[FL_CONF_MAX_PATH]; /* the site's cohort file (HDF5), or "" */
+    char cohort[FL_CONF_MAX_PATH]; /* the site's cohort file (HDF5), or "" (Join only) */
     char path[FL_CONF_MAX_PATH];   /* the file this was read from, for messages */
 } fl_client_config;
 
 /* Reads the file at path into *cfg. Keys: [client] server, study, state_dir (required), name
- * (required when insecure); [tls] ca, cert, key (required unless insecure), insecure
- * (true/false, default false); [data] cohort (optional). Relative tls and data paths are taken
- * relative to the config file's folder. Returns FL_OK; FL_EIO when the file cannot be read;
+ * (required when insecure), approve (64 hex digits: the SHA-256 of a study plan; repeatable, at
+ * most FL_CLIENT_MAX_APPROVE), threads (>= 0, default 0); [tls] ca, cert, key (required unless
+ * insecure), insecure (true/false, default false); [data] cohort (optional: without it the
+ * client only joins; the task loop needs it). Relative tls and data paths are taken relative to
+ * the config file's folder. Returns FL_OK; FL_EIO when the file cannot be read;
  * FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study is missing".
  * Holds no heap memory: there is nothing to destroy. */
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err);

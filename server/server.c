@@ -20,6 +20,7 @@
 
 #define HOLD_MAX_MS 30000   /* the longest NextTask long poll */
 #define DONE_GRACE_MS 20000 /* after DONE, how long to wait for every site to hear it */
+#define DONE_LINGER_MS 1500 /* and then for a last download of the final model */
 
 typedef enum {
     CALL_NEW,       /* waiting for grpc_server_request_call */
@@ -80,7 +81,7 @@ struct fl_server {
     int shutdown_tag;
     call_ctx *held; /* held calls: long polls and queued uploads, oldest first */
     uint64_t seen_epoch;
-    int64_t done_since_ms;
+    int64_t done_since_ms, told_since_ms;
 };
 
 /* ---- start-up ---- */
@@ -621,7 +622,13 @@ fl_status fl_server_run(fl_server *s, volatile sig_atomic_t *stop, fl_study_stat
         serve_held(s, now);
         if (state != FL_STUDY_RUNNING) {
             if (!s->done_since_ms) s->done_since_ms = now;
-            if (state == FL_STUDY_FAILED || (fl_study_all_told(s->study) && !s->held) ||
+            /* once every site heard DONE, a little longer for a last model download */
+            if (!fl_study_all_told(s->study) || s->held)
+                s->told_since_ms = 0;
+            else if (!s->told_since_ms)
+                s->told_since_ms = now;
+            if (state == FL_STUDY_FAILED ||
+                (s->told_since_ms && now - s->told_since_ms > DONE_LINGER_MS) ||
                 now - s->done_since_ms > DONE_GRACE_MS) {
                 *end = state;
                 break;

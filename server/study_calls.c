@@ -152,6 +152,12 @@ static grpc_status_code answer(fl_study *s, Fedlung__V1__TaskKind kind, const ch
     t.reason = (char *)reason;
     t.plan_hash = (ProtobufCBinaryData){32, (uint8_t *)s->plan->sha256};
     t.retry_after_ms = kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_WAIT ? 1000 : 0;
+    if (kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_DONE && s->state == FL_STUDY_DONE && s->model) {
+        /* the study's final model, for the site to keep (GetModel still serves it) */
+        t.phase = (Fedlung__V1__Phase)s->model->phase;
+        t.model_version = s->model->version;
+        t.model_sha256 = (ProtobufCBinaryData){32, s->model->sha256};
+    }
     return pack(&t.base, reply, st);
 }
 

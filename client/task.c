@@ -1,0 +1,580 @@
+/* task.c - the hospital client's task loop (client/task.h): the plan check, the site, the
+ * NextTask long poll, one function per kind of task, and the outbox log. The network calls are
+ * client.c's and transfer.c's, the local work site.c's; this file only sequences them and
+ * decides what a failure means (go on, join again, or stop). */
+#include "task.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/site.h"
+#include "client/transfer.h"
+#include "crypto/audit.h"
+#include "crypto/hash.h"
+#include "crypto/sign.h"
+#include "fed/plan.h"
+
+/* PutUpdate attempts while the server answers UNAVAILABLE (busy, or unreachable for a while),
+ * before the loop joins again. */
+#define UPLOAD_ATTEMPTS 6
+
+fl_task_options fl_task_options_default(void) {
+    return (fl_task_options){.retry = fl_client_retry_default(), .threads = -1, .wait_ms = 10000};
+}
+
+typedef struct {
+    fl_client *c;
+    const fl_client_config *cfg;
+    const fl_task_options *o;
+    fl_transfer *tr;
+    fl_plan plan;
+    int have_plan;
+    char plan_hex[FL_SHA256_HEX];
+    fl_site *site;
+    fl_site_summary summary;
+    fl_sign_key *key;
+    fl_audit *outbox;
+    char client_id[FL_RPC_MAX_ID + 1]; /* as the server saw us */
+    uint64_t last_round;               /* the last round of a task */
+    int64_t unsigned_round;            /* round of outbox records not yet checkpointed, or -1 */
+    fl_phase model_phase;              /* the phase of the model in the transfer cache */
+    fl_phase evaluated; /* the phase of the last task if it was an EVAL (its model is cached) */
+    int E;              /* the embedding width, once the features phase ran */
+    unsigned std_set;   /* modalities whose standardization was applied */
+    uint8_t std_sha[4][FL_SHA256_LEN]; /* ... and the hash of what was applied */
+    float *buf;                        /* a work vector of cap floats (deltas, statistics) */
+    size_t cap;
+} loop;
+
+/* What a failed call means for the loop. */
+static int network_code(grpc_status_code code) {
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED;
+}
+
+static float *work_vector(loop *L, size_t n, fl_err *err) {
+    if (n == 0) n = 1; /* a plan without omics still has a (empty) statistics vector */
+    if (n > L->cap) {
+        free(L->buf);
+        L->cap = 0;
+        if (!(L->buf = malloc(n * sizeof(float)))) {
+            fl_fail(err, FL_ENOMEM, "out of memory for %zu floats", n);
+            return NULL;
+        }
+        L->cap = n;
+    }
+    return L->buf;
+}
+
+/* "44.7 MB", "12.3 kB", "512 B" */
+static const char *human_bytes(double b, char out[32]) {
+    if (b >= 1e6)
+        snprintf(out, 32, "%.1f MB", b / 1e6);
+    else if (b >= 1e3)
+        snprintf(out, 32, "%.1f kB", b / 1e3);
+    else
+        snprintf(out, 32, "%.0f B", b);
+    return out;
+}
+
+/* ---- the plan, the site, the outbox ---- */
+
+/* The plan of a JoinReply, if the hash matches and the officer approved it. */
+static fl_status check_plan(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *err) {
+    uint8_t sha[FL_SHA256_LEN];
+    char hex[FL_SHA256_HEX];
+    if (jr->plan_hash.len != FL_SHA256_LEN)
+        return fl_fail(err, FL_EINVAL, "the server's JoinReply carries a plan but no plan_hash");
+    fl_hex_encode(jr->plan_hash.data, FL_SHA256_LEN, hex);
+    if (fl_sha256(jr->plan.data, jr->plan.len, sha) != FL_OK)
+        return fl_fail(err, FL_EBACKEND, "SHA-256 failed");
+    if (memcmp(sha, jr->plan_hash.data, FL_SHA256_LEN) != 0)
+        return fl_fail(err, FL_EINVAL,
+                       "refused plan %s: the plan the server sent does not hash to it", hex);
+    int approved = 0;
+    for (int i = 0; i < L->cfg->n_approve; i++)
+        approved |= memcmp(L->cfg->approve[i], sha, FL_SHA256_LEN) == 0;
+    if (!approved)
+        return fl_fail(err, FL_EINVAL,
+                       "refused plan %s: not approved by this hospital (client.conf approve)", hex);
+    memcpy(L->plan_hex, hex, sizeof hex);
+    return FL_OK;
+}
+
+/* The outbox's signing key: state_dir/outbox.key, made on first use. */
+static fl_status outbox_key(loop *L, fl_err *err) {
+    char path[FL_CONF_MAX_PATH + 16];
+    snprintf(path, sizeof path, "%s/outbox.key", L->cfg->state_dir);
+    fl_status st = fl_sign_key_load_private(path, &L->key, err);
+    if (st != FL_ENOTFOUND) return st;
+    if ((st = fl_sign_key_generate(&L->key, err)) != FL_OK) return st;
+    if ((st = fl_sign_key_save_private(L->key, path, err)) != FL_OK) return st;
+    snprintf(path, sizeof path, "%s/outbox.pub", L->cfg->state_dir);
+    if ((st = fl_sign_key_save_public(L->key, path, err)) != FL_OK) return st;
+    fl_client_log("made the outbox signing key %s/outbox.key (public half: outbox.pub)",
+                  L->cfg->state_dir);
+    return FL_OK;
+}
+
+/* After the first Join with a plan: parse it, open the site and the outbox. */
+static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *err) {
+    fl_status st = check_plan(L, jr, err);
+    if (st != FL_OK) return st;
+    if ((st = fl_plan_parse((const char *)jr->plan.data, jr->plan.len, "the server's plan",
+                            &L->plan, err)) != FL_OK)
+        return st;
+    L->have_plan = 1;
+    /* each site shuffles differently under the same plan */
+    uint64_t seed = L->plan.seed ^ 0xcbf29ce484222325ull;
+    for (const char *p = jr->client_id; *p; p++) seed = (seed ^ (uint8_t)*p) * 0x100000001b3ull;
+    int threads = L->o->threads >= 0 ? L->o->threads : L->cfg->threads;
+    if ((st = fl_site_open(&L->site, L->cfg->cohort, &L->plan, threads, seed, err)) != FL_OK)
+        return st;
+    fl_site_summarize(L->site, &L->summary);
+    if ((st = outbox_key(L, err)) != FL_OK) return st;
+    char path[FL_CONF_MAX_PATH + 16];
+    snprintf(path, sizeof path, "%s/outbox.log", L->cfg->state_dir);
+    if ((st = fl_audit_open(path, L->key, &L->outbox, err)) != FL_OK) return st;
+    fl_client_log("plan %.16s.. approved: study %s, %d classes; cohort %s open", L->plan_hex,
+                  L->plan.id, L->plan.n_classes, L->cfg->cohort);
+    return FL_OK;
+}
+
+/* Join (with back-off), and on the first one with a plan, the study's start. A rejoin must
+ * find the same plan. */
+static fl_status join(loop *L, int *no_plan, grpc_status_code *code, fl_err *err) {
+    Fedlung__V1__JoinReply *jr = NULL;
+    fl_status st = fl_client_join(L->c, &L->o->retry, &jr, NULL, code, err);
+    if (st != FL_OK) return st;
+    *code = GRPC_STATUS_OK;
+    snprintf(L->client_id, sizeof L->client_id, "%s", jr->client_id);
+    if (jr->round < L->last_round) L->last_round = jr->round; /* the server resumed earlier */
+    if (!L->have_plan && jr->plan.len == 0 && jr->plan_hash.len == 0) {
+        *no_plan = 1;
+    } else if (!L->have_plan) {
+        st = start_study(L, jr, err);
+        /* the site's own summary is the one to declare: join again if ours was off */
+        if (st == FL_OK && fl_client_set_summary(L->c, &L->summary)) {
+            protobuf_c_message_free_unpacked(&jr->base, NULL);
+            jr = NULL;
+            fl_client_log("joining again with the site's data summary");
+            st = fl_client_join(L->c, &L->o->retry, &jr, NULL, code, err);
+        }
+    }
+    if (st == FL_OK && L->have_plan &&
+        (jr->plan_hash.len != FL_SHA256_LEN ||
+         memcmp(jr->plan_hash.data, L->plan.sha256, FL_SHA256_LEN) != 0))
+        st = fl_fail(err, FL_EINVAL,
+                     "the server now runs another plan than %.16s..; restart "
+                     "this client to review it",
+                     L->plan_hex);
+    if (jr) protobuf_c_message_free_unpacked(&jr->base, NULL);
+    return st;
+}
+
+/* Signs the outbox records of the round before, once a task of another round comes (or at
+ * the end). */
+static fl_status checkpoint(loop *L, int64_t next_round, fl_err *err) {
+    if (!L->outbox || L->unsigned_round < 0 || L->unsigned_round == next_round) return FL_OK;
+    fl_status st = fl_audit_checkpoint(L->outbox, L->unsigned_round, err);
+    if (st == FL_OK) L->unsigned_round = -1;
+    return st;
+}
+
+/* One outbox record for a message that left. */
+static fl_status record(loop *L, const char *kind, const Fedlung__V1__Task *t, size_t bytes,
+                        const uint8_t sha[FL_SHA256_LEN], double examples, fl_err *err) {
+    char hex[FL_SHA256_HEX], data[512];
+    fl_hex_encode(sha, FL_SHA256_LEN, hex);
+    snprintf(data, sizeof data,
+             "{\"phase\":\"%s\",\"model_version\":%" PRIu64
+             ",\"bytes\":%zu,\"sha256\":\"%s\",\"examples\":%.17g}",
+             fl_phase_name((fl_phase)t->phase), t->model_version, bytes, hex, examples);
+    fl_status st = fl_audit_append(L->outbox, kind, (int64_t)t->round, L->client_id, data, err);
+    if (st == FL_OK) L->unsigned_round = (int64_t)t->round;
+    return st;
+}
+
+/* ---- the tasks ---- */
+
+/* The largest count in a statistics block (count[F], sum[F], sumsq[F]): the patients behind
+ * it. */
+static double block_patients(const float *v, size_t F) {
+    double n = 0;
+    for (size_t i = 0; i < F; i++) n = v[i] > n ? v[i] : n;
+    return n;
+}
+
+/* PutUpdate of vec (n_params + n_buffers floats) for task t, in the task's encoding (FIXED32
+ * rewrites vec in place), and its outbox record. */
+static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *kind, float *vec,
+                             uint64_t n_params, uint64_t n_buffers, double examples, char sent[96],
+                             grpc_status_code *code, fl_err *err) {
+    Fedlung__V1__UpdateHeader h = FEDLUNG__V1__UPDATE_HEADER__INIT;
+    h.study_id = (char *)L->cfg->study;
+    h.round = t->round;
+    h.model_version = t->model_version;
+    h.encoding = FEDLUNG__V1__ENCODING__ENCODING_FLOAT32;
+    h.n_params = n_params;
+    h.n_buffers = n_buffers;
+    h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_EXACT;
+    h.example_count = examples;
+    size_t n = (size_t)(n_params + n_buffers);
+    if (t->update && t->update->encoding == FEDLUNG__V1__ENCODING__ENCODING_FIXED32) {
+        h.encoding = t->update->encoding;
+        h.fixed_scale = t->update->fixed_scale;
+        for (size_t i = 0; i < n; i++) { /* round(x * scale) mod 2^32, two's complement */
+            uint32_t u = (uint32_t)(int64_t)llround((double)vec[i] * h.fixed_scale);
+            memcpy(&vec[i], &u, sizeof u);
+        }
+    }
+    if (L->o->delay_upload_s > 0) {
+        fl_client_log("round %" PRIu64 ": waiting %.1f s before the upload (--delay-upload)",
+                      t->round, L->o->delay_upload_s);
+        fl_client_sleep(L->o->delay_upload_s);
+    }
+    size_t bytes = n * sizeof(float);
+    uint8_t sha[FL_SHA256_LEN];
+    char audit[FL_SHA256_HEX], hex[FL_SHA256_HEX], hb[32];
+    /* a minute, plus 1 MB/s; a busy or briefly unreachable server gets the same bytes again */
+    fl_client_backoff b;
+    fl_client_backoff_init(&b, &L->o->retry);
+    fl_status st;
+    for (int attempt = 1;; attempt++) {
+        st = fl_transfer_put_update(L->tr, &h, bytes, vec, sha, 60.0 + (double)bytes / 1e6, audit,
+                                    code, err);
+        if (st == FL_OK || *code != GRPC_STATUS_UNAVAILABLE || attempt == UPLOAD_ATTEMPTS) break;
+        double s = fl_client_backoff_next(&b);
+        fl_client_log("upload attempt %d: %s; retrying in %.1f s", attempt, err->msg, s);
+        fl_client_sleep(s);
+    }
+    if (st != FL_OK) return st;
+    fl_hex_encode(sha, FL_SHA256_LEN, hex);
+    snprintf(sent, 96, "sent %s sha256 %.8s..", human_bytes((double)bytes, hb), hex);
+    return record(L, kind, t, bytes, sha, examples, err);
+}
+
+/* Applies the task's standardizations that differ from what the site has. */
+static fl_status apply_standardization(loop *L, const Fedlung__V1__Task *t, fl_err *err) {
+    for (size_t i = 0; i < t->n_standardization; i++) {
+        const Fedlung__V1__FeatureStats *fs = t->standardization[i];
+        int m = fs->modality;
+        if (m < FL_MODALITY_IMAGE || m > FL_MODALITY_CLINICAL) continue;
+        fl_sha256_ctx h = {0};
+        uint8_t sha[FL_SHA256_LEN];
+        fl_status st = fl_sha256_init(&h);
+        if (st == FL_OK) st = fl_sha256_update(&h, fs->index, fs->n_index * sizeof *fs->index);
+        if (st == FL_OK) st = fl_sha256_update(&h, fs->mean, fs->n_mean * sizeof *fs->mean);
+        if (st == FL_OK) st = fl_sha256_update(&h, fs->std, fs->n_std * sizeof *fs->std);
+        if (st == FL_OK) st = fl_sha256_final(&h, sha);
+        fl_sha256_destroy(&h);
+        if (st != FL_OK) return fl_fail(err, st, "SHA-256 failed");
+        if ((L->std_set & FL_MODALITY_BIT(m)) && !memcmp(L->std_sha[m - 1], sha, sizeof sha))
+            continue;
+        /* validation made n_index == n_mean == n_std; the image keeps all of its features */
+        fl_stats_result r = {.F = m == FL_MODALITY_IMAGE ? (int)fs->n_index
+                                                         : (int)L->summary.features[m - 1],
+                             .n = (int)fs->n_index,
+                             .index = fs->index,
+                             .mean = fs->mean,
+                             .std = fs->std};
+        if ((st = fl_site_set_standardization(L->site, (fl_modality)m, &r, err)) != FL_OK)
+            return st;
+        L->std_set |= FL_MODALITY_BIT(m);
+        memcpy(L->std_sha[m - 1], sha, sizeof sha);
+    }
+    return FL_OK;
+}
+
+/* The task's global model, checked, from the cache or the server. */
+static fl_status get_model(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
+                           const fl_transfer_model **m, grpc_status_code *code, fl_err *err) {
+    if (t->model_sha256.len != FL_SHA256_LEN)
+        return fl_fail(err, FL_EINVAL, "the %s task of round %" PRIu64 " names no model",
+                       fl_phase_name(ph), t->round);
+    fl_status st =
+        fl_transfer_get_model(L->tr, L->cfg->study, t->round, t->model_version,
+                              t->model_sha256.data, fl_site_model_len(L->site, ph), m, code, err);
+    if (st == FL_OK) L->model_phase = ph;
+    return st;
+}
+
+static fl_status task_statistics(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code,
+                                 fl_err *err) {
+    size_t n = fl_site_statistics_len(L->site);
+    float *vec = work_vector(L, n, err);
+    if (!vec) return FL_ENOMEM;
+    fl_status st = fl_site_statistics(L->site, vec, err);
+    if (st != FL_OK) return st;
+    /* the first block's counts: the training patients with the first modality */
+    double patients = 0;
+    for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL && n; m++)
+        if (L->plan.modalities & FL_MODALITY_BIT(m) && L->summary.features[m - 1]) {
+            patients = block_patients(vec, L->summary.features[m - 1]);
+            break;
+        }
+    char sent[96];
+    if ((st = send_update(L, t, "statistics", vec, n, 0, patients, sent, code, err)) != FL_OK)
+        return st;
+    fl_client_log("round %" PRIu64 " statistics: %zu sums over %.0f training patients, %s",
+                  t->round, n, patients, sent);
+    return FL_OK;
+}
+
+static fl_status task_features(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code,
+                               fl_err *err) {
+    const fl_transfer_model *m;
+    fl_status st = get_model(L, t, FL_PHASE_IMAGE, &m, code, err);
+    if (st != FL_OK) return st;
+    size_t n = (size_t)(m->n_params + m->n_buffers);
+    /* room for FL_STATS_LEN(2048 * width) */
+    float *vec =
+        work_vector(L, FL_STATS_LEN(32 * (size_t)lroundf(64 * L->plan.net.width) + 64), err);
+    if (!vec) return FL_ENOMEM;
+    if ((st = fl_site_features(L->site, m->w, n, vec, &L->E, err)) != FL_OK) return st;
+    double patients = block_patients(vec, (size_t)L->E);
+    char sent[96];
+    size_t len = FL_STATS_LEN(L->E);
+    if ((st = send_update(L, t, "statistics", vec, len, 0, patients, sent, code, err)) != FL_OK)
+        return st;
+    fl_client_log("round %" PRIu64 " features: embedded patients with model %" PRIu64
+                  " (%d features, %.0f training patients), %s",
+                  t->round, t->model_version, L->E, patients, sent);
+    return FL_OK;
+}
+
+/* The plan's training settings for ph with the task's hyper-parameters over them. */
+static fl_plan_training task_training(const loop *L, const Fedlung__V1__Task *t, fl_phase ph) {
+    fl_plan_training h = *fl_plan_training_of(&L->plan, ph);
+    const Fedlung__V1__HyperParameters *hp = t->hyper;
+    if (hp) {
+        h.lr = (float)hp->lr;
+        h.epochs = (int)hp->epochs;
+        h.local_steps = (int)hp->local_steps;
+        if (hp->batch_size) h.batch = (int)hp->batch_size;
+        h.fedprox_mu = (float)hp->fedprox_mu;
+        if (hp->optimizer) h.optimizer = (fl_local_optimizer)hp->optimizer;
+        h.momentum = (float)hp->momentum;
+        h.weight_decay = (float)hp->weight_decay;
+    }
+    if (t->update) h.fedbn = !t->update->send_buffers;
+    return h;
+}
+
+static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
+                            grpc_status_code *code, fl_err *err) {
+    fl_status st = apply_standardization(L, t, err);
+    const fl_transfer_model *m;
+    if (st != FL_OK || (st = get_model(L, t, ph, &m, code, err)) != FL_OK) return st;
+    size_t n = (size_t)(m->n_params + m->n_buffers);
+    float *delta = work_vector(L, n, err);
+    if (!delta) return FL_ENOMEM;
+    fl_plan_training h = task_training(L, t, ph);
+    double examples = 0, loss = 0;
+    if ((st = fl_site_train(L->site, ph, &h, m->w, n, delta, &examples, &loss, err)) != FL_OK)
+        return st;
+    char sent[96];
+    if ((st = send_update(L, t, "update", delta, m->n_params, h.fedbn ? 0 : m->n_buffers, examples,
+                          sent, code, err)) != FL_OK)
+        return st;
+    int k = h.local_steps ? h.local_steps : h.epochs;
+    fl_client_log("round %" PRIu64 " %s: trained %d %s%s on %.0f %s, loss %.4g, %s", t->round,
+                  fl_phase_name(ph), k, h.local_steps ? "step" : "epoch", k == 1 ? "" : "s",
+                  examples, ph == FL_PHASE_IMAGE ? "tiles" : "patients", loss, sent);
+    return FL_OK;
+}
+
+static fl_status task_eval(loop *L, const Fedlung__V1__Task *t, fl_phase ph, grpc_status_code *code,
+                           fl_err *err) {
+    fl_status st = apply_standardization(L, t, err);
+    const fl_transfer_model *m;
+    if (st != FL_OK || (st = get_model(L, t, ph, &m, code, err)) != FL_OK) return st;
+    size_t K = (size_t)L->plan.n_classes, bins = (size_t)L->plan.bins;
+    uint64_t *hist = calloc(K * 2 * bins, sizeof *hist), per_class[FL_PLAN_MAX_CLASSES] = {0};
+    if (!hist) return fl_fail(err, FL_ENOMEM, "out of memory for the evaluation histograms");
+    Fedlung__V1__EvalReport rep = FEDLUNG__V1__EVAL_REPORT__INIT;
+    rep.study_id = (char *)L->cfg->study;
+    rep.round = t->round;
+    rep.model_version = t->model_version;
+    rep.n_classes = (uint32_t)K;
+    rep.bins = (uint32_t)bins;
+    rep.n_histogram = K * 2 * bins;
+    rep.histogram = hist;
+    rep.n_patients_per_class = K;
+    rep.patients_per_class = per_class;
+    st = fl_site_evaluate(L->site, ph, m->w, (size_t)(m->n_params + m->n_buffers), (int)bins, hist,
+                          &rep.loss_sum, &rep.patients, per_class, err);
+    ProtobufCMessage *rc = NULL;
+    size_t bytes = protobuf_c_message_get_packed_size(&rep.base);
+    uint8_t *packed = st == FL_OK ? malloc(bytes ? bytes : 1) : NULL;
+    uint8_t sha[FL_SHA256_LEN];
+    if (st == FL_OK && !packed) st = fl_fail(err, FL_ENOMEM, "out of memory");
+    if (st == FL_OK) {
+        protobuf_c_message_pack(&rep.base, packed);
+        if (fl_sha256(packed, bytes, sha) != FL_OK)
+            st = fl_fail(err, FL_EBACKEND, "SHA-256 failed");
+    }
+    free(packed);
+    if (st == FL_OK) st = fl_client_call(L->c, FL_RPC_PUT_EVAL, &rep.base, 60.0, code, &rc, err);
+    if (st == FL_OK) st = record(L, "eval", t, bytes, sha, (double)rep.patients, err);
+    if (st == FL_OK) {
+        char hex[FL_SHA256_HEX], hb[32];
+        fl_hex_encode(sha, FL_SHA256_LEN, hex);
+        fl_client_log("round %" PRIu64 " %s: evaluated model %" PRIu64 " on %" PRIu64
+                      " test patients, loss %.4g, sent %s sha256 %.8s..",
+                      t->round, fl_phase_name(ph), t->model_version, rep.patients,
+                      rep.patients ? rep.loss_sum / (double)rep.patients : 0.0,
+                      human_bytes((double)bytes, hb), hex);
+    }
+    if (rc) protobuf_c_message_free_unpacked(rc, NULL);
+    free(hist);
+    return st;
+}
+
+/* DONE. The final global model (fusion, else image) goes to state_dir/model.h5 when the study
+ * is over: the model DONE names, if it names one; else the last one evaluated here if it is of
+ * that phase, unless Status says the study is not done (a study that ends evaluates its last
+ * round, and the server may be gone by the time we ask). */
+static fl_status task_done(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code,
+                           fl_err *err) {
+    fl_client_log("DONE: %s", t->reason[0] ? t->reason : "(no reason given)");
+    fl_phase ph = (L->plan.phases & (1u << FL_PHASE_FUSION)) ? FL_PHASE_FUSION : FL_PHASE_IMAGE;
+    const fl_transfer_model *m = NULL;
+    if (t->phase == (Fedlung__V1__Phase)ph && t->model_sha256.len == FL_SHA256_LEN &&
+        get_model(L, t, ph, &m, code, err) != FL_OK) {
+        fl_client_log("the final model could not be fetched (%s)", err->msg);
+        m = NULL;
+    }
+    if (!m && t->model_sha256.len == 0 && L->evaluated == ph) {
+        Fedlung__V1__StatusRequest sq = FEDLUNG__V1__STATUS_REQUEST__INIT;
+        sq.study_id = (char *)L->cfg->study;
+        ProtobufCMessage *rep = NULL;
+        int done = 1;
+        if (fl_client_call(L->c, FL_RPC_STATUS, &sq.base, L->o->retry.call_timeout_s, code, &rep,
+                           err) == FL_OK)
+            done = ((Fedlung__V1__StatusReply *)rep)->done;
+        if (rep) protobuf_c_message_free_unpacked(rep, NULL);
+        if (done) m = fl_transfer_cached(L->tr);
+    }
+    *code = GRPC_STATUS_OK;
+    if (!m) {
+        fl_client_log("no final %s model at this site: nothing to keep", fl_phase_name(ph));
+        return FL_OK;
+    }
+    char path[FL_CONF_MAX_PATH + 16];
+    snprintf(path, sizeof path, "%s/model.h5", L->cfg->state_dir);
+    fl_status st =
+        fl_site_save_model(L->site, ph, m->w, (size_t)(m->n_params + m->n_buffers), path, err);
+    if (st != FL_OK) return st;
+    fl_client_log("wrote the final %s model (version %" PRIu64 ") to %s", fl_phase_name(ph),
+                  m->version, path);
+    return FL_OK;
+}
+
+/* One TRAIN or EVAL task. */
+static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code, fl_err *err) {
+    *code = GRPC_STATUS_OK;
+    if (t->plan_hash.len && (t->plan_hash.len != FL_SHA256_LEN ||
+                             memcmp(t->plan_hash.data, L->plan.sha256, FL_SHA256_LEN) != 0))
+        return fl_fail(err, FL_EINVAL, "a task of round %" PRIu64 " belongs to another plan",
+                       t->round);
+    if (t->privacy && t->privacy->mechanism != FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_NONE)
+        return fl_fail(err, FL_EUNSUPPORTED,
+                       "round %" PRIu64 " asks for differential privacy, which this client "
+                       "does not implement yet",
+                       t->round);
+    fl_phase ph = (fl_phase)t->phase;
+    int train = t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN;
+    if (train && ph == FL_PHASE_STATISTICS) return task_statistics(L, t, code, err);
+    if (train && ph == FL_PHASE_FEATURES) return task_features(L, t, code, err);
+    if (ph != FL_PHASE_IMAGE && ph != FL_PHASE_FUSION)
+        return fl_fail(err, FL_EUNSUPPORTED, "round %" PRIu64 ": a %s task of phase %s", t->round,
+                       train ? "TRAIN" : "EVAL", fl_phase_name(ph));
+    return train ? task_train(L, t, ph, code, err) : task_eval(L, t, ph, code, err);
+}
+
+/* Whether the loop goes on after a failed task or call (after rejoining if need be). */
+static fl_status recover(loop *L, fl_status st, grpc_status_code code, fl_err *err) {
+    if (code == GRPC_STATUS_FAILED_PRECONDITION || code == GRPC_STATUS_DATA_LOSS) {
+        fl_client_log("%s; giving up this task, asking for the next", err->msg);
+        return FL_OK;
+    }
+    if (!network_code(code)) return st;
+    fl_client_log("%s; joining again", err->msg);
+    int no_plan = 0;
+    return join(L, &no_plan, &code, err);
+}
+
+static fl_status run(loop *L, int *no_plan, grpc_status_code *code, fl_err *err) {
+    fl_status st = join(L, no_plan, code, err);
+    if (st != FL_OK || *no_plan) {
+        if (*no_plan) fl_client_log("the server runs no study plan yet: nothing to do");
+        return st;
+    }
+    int refused = 0; /* NextTask refusals in a row */
+    for (;;) {
+        Fedlung__V1__TaskRequest rq = FEDLUNG__V1__TASK_REQUEST__INIT;
+        rq.study_id = (char *)L->cfg->study;
+        rq.round = L->last_round;
+        rq.wait_ms = L->o->wait_ms;
+        ProtobufCMessage *rep = NULL;
+        st = fl_client_call(L->c, FL_RPC_NEXT_TASK, &rq.base, L->o->wait_ms / 1000.0 + 20.0, code,
+                            &rep, err);
+        if (st != FL_OK) {
+            /* a round we named that the server is not in: join again, which learns its round */
+            int stale = *code == GRPC_STATUS_FAILED_PRECONDITION && ++refused <= 3;
+            if (!stale && !network_code(*code)) return st;
+            fl_client_log("%s; joining again", err->msg);
+            if (stale) fl_client_sleep(1.0);
+            if ((st = join(L, no_plan, code, err)) != FL_OK) return st;
+            continue;
+        }
+        refused = 0;
+        const Fedlung__V1__Task *t = (const Fedlung__V1__Task *)rep;
+        if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_WAIT) {
+            fl_client_sleep(t->retry_after_ms / 1000.0);
+        } else if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_DONE) {
+            st = task_done(L, t, code, err);
+            protobuf_c_message_free_unpacked(rep, NULL);
+            return st;
+        } else if ((st = checkpoint(L, (int64_t)t->round, err)) == FL_OK) {
+            L->last_round = t->round;
+            st = do_task(L, t, code, err);
+            L->evaluated = st == FL_OK && t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_EVAL
+                               ? (fl_phase)t->phase
+                               : FL_PHASE_NONE;
+            if (st != FL_OK) st = recover(L, st, *code, err);
+        }
+        protobuf_c_message_free_unpacked(rep, NULL);
+        if (st != FL_OK) return st;
+    }
+}
+
+fl_status fl_task_run(fl_client *c, const fl_client_config *cfg, const fl_task_options *o,
+                      int *no_plan, grpc_status_code *code, fl_err *err) {
+    loop L = {.c = c, .cfg = cfg, .o = o, .unsigned_round = -1};
+    *no_plan = 0;
+    *code = GRPC_STATUS_OK;
+    fl_status st = fl_transfer_new(c, &L.tr, err);
+    if (st == FL_OK) {
+        fl_transfer_corrupt_downloads(L.tr, o->corrupt_downloads);
+        st = run(&L, no_plan, code, err);
+    }
+    fl_err err2 = {{0}};
+    if (checkpoint(&L, -2, &err2) != FL_OK) {
+        fl_client_log("outbox: %s", err2.msg);
+        if (st == FL_OK) {
+            *err = err2;
+            st = FL_EIO;
+        }
+    }
+    fl_audit_close(L.outbox);
+    fl_sign_key_free(L.key);
+    fl_site_free(L.site);
+    if (L.have_plan) fl_plan_destroy(&L.plan);
+    fl_transfer_free(L.tr);
+    free(L.buf);
+    return st;
+}
