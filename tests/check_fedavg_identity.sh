@@ -106,4 +106,24 @@ for k in 1 2 3; do
     t_expect 0 "outbox verify $k" -- "$fedlung" audit verify h$k/outbox.log --key h$k/outbox.pub
     [ -s h$k/model.h5 ] || t_fail "hospital-$k wrote no model.h5"
 done
+# Federated evaluation: what the server merged from the hospitals' reports equals the same
+# model scored on the pooled test patients (fedlung eval): the mean cross-entropy exactly (to
+# float rounding), the AUC per class up to binning.
+t_expect 0 "pooled eval" -- "$fedlung" eval --cohort pooled.h5 --model h1/model.h5 --out eval --quiet
+/usr/bin/python3 - state/rounds.csv eval/metrics.json eval/predictions.csv <<'PY' ||
+import csv, json, math, sys
+row = list(csv.DictReader(open(sys.argv[1])))[-1]
+m = json.load(open(sys.argv[2]))
+bad = 0
+for k, v in m["per_class"].items():
+    fed = float(row["auc_" + k])
+    print("AUC %s: federated (histograms) %.4f, pooled exact %.4f" % (k, fed, v["auc"]))
+    bad += abs(fed - v["auc"]) > 0.01
+preds = list(csv.DictReader(open(sys.argv[3])))
+loss = sum(-math.log(max(float(p["p_" + p["label"]]), 1e-12)) for p in preds) / len(preds)
+print("loss: federated %.6f, pooled %.6f (%d patients)" % (float(row["loss"]), loss, len(preds)))
+bad += abs(float(row["loss"]) - loss) > 1e-4
+sys.exit(1 if bad else 0)
+PY
+    t_fail "federated evaluation differs from the pooled one"
 t_summary check_fedavg_identity
