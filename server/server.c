@@ -8,6 +8,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/grpc_security_constants.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,29 @@ static grpc_server_credentials *make_credentials(const fl_server_config *cfg, fl
 
 static void arm(fl_server *s);
 
+/* gRPC's own log, for the running server: a refused TLS handshake (unknown CA, no certificate,
+ * an expired one) never becomes a call, so gRPC's error line is the only trace of it; it is
+ * recorded as a "handshake_refused" event. Other lines go to stderr as gRPC would print them.
+ * gRPC calls this on its own threads (the audit log is thread-safe); one server per process. */
+static fl_slog *grpc_log_target;
+
+static void on_grpc_log(gpr_log_func_args *a) {
+    const char *m = a->message ? a->message : "";
+    const char *hs = strstr(m, "Handshake failed");
+    if (hs && grpc_log_target) {
+        char data[FL_ERR_LEN], esc[FL_ERR_LEN - 32];
+        fl_slog_json_str(hs, esc, sizeof esc);
+        snprintf(data, sizeof data, "{\"reason\":\"%s\"}", esc);
+        fl_slog_event(grpc_log_target, "handshake_refused", -1, "", data,
+                      "a TLS handshake was refused: %s", hs);
+        return;
+    }
+    const char *sev = a->severity == GPR_LOG_SEVERITY_ERROR  ? "E"
+                      : a->severity == GPR_LOG_SEVERITY_INFO ? "I"
+                                                             : "D";
+    fprintf(stderr, "fedlung server: grpc %s %s:%d: %s\n", sev, a->file, a->line, m);
+}
+
 /* The plan, the audit log and the study, before any network. */
 static fl_status open_study(fl_server *s, int quiet, fl_err *err) {
     const fl_server_config *cfg = s->cfg;
@@ -133,6 +157,8 @@ fl_status fl_server_new(const fl_server_config *cfg, int quiet, fl_server **out,
         fl_server_free(s);
         return st;
     }
+    grpc_log_target = &s->log;
+    gpr_set_log_function(on_grpc_log);
     grpc_init();
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER,
@@ -676,6 +702,7 @@ void fl_server_free(fl_server *s) {
         grpc_completion_queue_destroy(s->cq);
         grpc_shutdown();
     }
+    if (grpc_log_target == &s->log) grpc_log_target = NULL;
     fl_study_free(s->study);
     if (s->log.audit) {
         fl_err err;

@@ -471,15 +471,26 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
                                  rq->n_classes, rq->bins, s->plan->n_classes, s->plan->bins);
     size_t n = (size_t)s->hist.K * 2 * (size_t)s->hist.B;
     for (size_t i = 0; i < n; i++) s->hist.counts[i] += rq->histogram[i];
+    /* The site's own metrics, kept in the log (without secure aggregation the server sees
+     * each site's histogram anyway): a view of the report's counts. */
+    fl_score_hist site = {s->hist.K, s->hist.B, rq->histogram};
+    double site_auc = 0;
+    int n_auc = 0;
+    for (int k = 0; k < site.K; k++) {
+        double a = fl_hist_auc(&site, k);
+        if (!isnan(a)) site_auc += a, n_auc++;
+    }
+    site_auc = n_auc ? site_auc / n_auc : NAN;
     s->eval_loss += rq->loss_sum;
     s->eval_patients += rq->patients;
     s->evaluated++;
     p->state = PART_DONE;
     char data[128];
-    snprintf(data, sizeof data, "{\"patients\":%llu,\"loss_sum\":%.6f}",
-             (unsigned long long)rq->patients, rq->loss_sum);
-    fl_study_event(s, "evaluation", id, data, "evaluation of round %lld: %llu patients",
-                   (long long)s->round, (unsigned long long)rq->patients);
+    snprintf(data, sizeof data, "{\"patients\":%llu,\"loss_sum\":%.6f,\"macro_auc\":%.6f}",
+             (unsigned long long)rq->patients, rq->loss_sum, isnan(site_auc) ? -1.0 : site_auc);
+    fl_study_event(s, "evaluation", id, data,
+                   "evaluation of round %lld: %llu patients, site macro AUC %.4f",
+                   (long long)s->round, (unsigned long long)rq->patients, site_auc);
     Fedlung__V1__Receipt r = FEDLUNG__V1__RECEIPT__INIT;
     r.study_id = (char *)s->cfg->study;
     r.round = (uint64_t)s->round;

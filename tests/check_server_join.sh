@@ -78,6 +78,31 @@ sed 's/^study = lung-test/study = lung-test # the study/' server.conf >bad5.conf
 t_expect 1 "a # comment after a value" -- "$fedlung" server --config bad5.conf
 grep -q "bad5.conf:4: study: a comment after a value" err.txt || t_fail "# comment: $(cat err.txt)"
 
+# an expired client certificate with an allowed name, signed by the consortium CA (fedlung pki
+# refuses to make one, so python3-cryptography does)
+"$py" - <<'PYEOF' || t_fail "could not make an expired certificate"
+import datetime
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+ca_key = serialization.load_pem_private_key(open("pki/ca.key", "rb").read(), None)
+ca = x509.load_pem_x509_certificate(open("pki/ca.crt", "rb").read())
+key = ec.generate_private_key(ec.SECP256R1())
+now = datetime.datetime.utcnow()
+cert = (x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hospital-a")]))
+        .issuer_name(ca.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256()))
+open("pki/expired.crt", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open("pki/expired.key", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+PYEOF
+
 # ---- the server over mTLS, driven from Python ----
 "$py" -m grpc_tools.protoc -I"$proto" --python_out=. --grpc_python_out=. "$proto/fedlung.proto" ||
     t_fail "grpc_tools.protoc failed"
@@ -217,6 +242,9 @@ with client("hospital-a", "rogue") as ch:
 with channel() as ch:
     c, d = code_of(pbg.FederationStub(ch).Join, join)
     check(c == grpc.StatusCode.UNAVAILABLE, "no certificate: %s %r" % (c, d))
+with client("expired") as ch:
+    c, d = code_of(pbg.FederationStub(ch).Join, join)
+    check(c == grpc.StatusCode.UNAVAILABLE, "expired certificate: %s %r" % (c, d))
 # plaintext against the TLS port
 with grpc.insecure_channel(target) as ch:
     c, d = code_of(pbg.FederationStub(ch).Join, join)
@@ -238,6 +266,12 @@ grep -q "REFUSED hospital-x Join PERMISSION_DENIED" server.log ||
     t_fail "the audit log does not verify: $(cat err.txt)"
 "$fedlung" audit show state/audit.log >audit.txt 2>&1
 grep -q "refused .*hospital-x" audit.txt || t_fail "no refused record for hospital-x: $(cat audit.txt)"
+grep -q "handshake_refused.*certificate verify failed" state/audit.log ||
+    t_fail "no handshake_refused record for the rogue CA: $(grep handshake audit.txt)"
+grep -q "handshake_refused.*did not return a certificate" state/audit.log ||
+    t_fail "no handshake_refused record for the missing certificate: $(grep handshake audit.txt)"
+[ "$(grep -c "handshake_refused.*certificate verify failed" state/audit.log)" -ge 2 ] ||
+    t_fail "no handshake_refused record for the expired certificate"
 grep -q "REFUSED hospital-a Join INVALID_ARGUMENT" server.log ||
     t_fail "no INVALID_ARGUMENT line in the log"
 grep -q "WARNING" server.log && t_fail "a WARNING under mTLS: $(grep WARNING server.log)"
