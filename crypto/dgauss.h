@@ -17,11 +17,7 @@
 #include <stdint.h>
 
 #include "../common/status.h"
-
-/* The same random-bytes source as crypto/shamir.h (C11 allows the identical repeat): fills
- * out[0..n) with uniform bytes and returns FL_OK, or a failure status that the sampler returns.
- * A CSPRNG in production (OpenSSL's RAND_bytes); a seeded generator in tests. */
-typedef fl_status (*fl_rand_fn)(void *ctx, uint8_t *out, size_t n);
+#include "rand.h" /* fl_rand_fn, fl_rand_source */
 
 #define FL_DGAUSS_MAX_TERM (UINT64_C(1) << 60) /* bound on sigma2_num and sigma2_den */
 

@@ -59,3 +59,9 @@ fl_status fl_rand_below(uint64_t bound, uint64_t *out, fl_err *err) {
 void fl_wipe(void *p, size_t n) {
     if (p && n) OPENSSL_cleanse(p, n);
 }
+
+fl_status fl_rand_source(void *ctx, uint8_t *out, size_t n) {
+    (void)ctx;
+    fl_err err;
+    return fl_rand_bytes(out, n, &err);
+}

@@ -22,6 +22,13 @@ fl_status fl_rand_below(uint64_t bound, uint64_t *out, fl_err *err);
  * seeds and shared secrets once they are no longer needed; p may be NULL when n is 0. */
 void fl_wipe(void *p, size_t n);
 
+/* A source of uniform random bytes for the samplers and secret sharing (crypto/dgauss.h,
+ * crypto/shamir.h): fills out[0..n) and returns FL_OK, or a failure status that the caller's
+ * function then returns. ctx is the source's own. Production passes fl_rand_source (the
+ * CSPRNG; ctx ignored); tests pass a seeded generator. */
+typedef fl_status (*fl_rand_fn)(void *ctx, uint8_t *out, size_t n);
+fl_status fl_rand_source(void *ctx, uint8_t *out, size_t n);
+
 /* For crypto/ modules: writes "<what>: <OpenSSL's most recent reason>" into err (OpenSSL's queue
  * is then cleared; "unknown OpenSSL error" when it was empty) and returns s. what is a printf
  * format. */

@@ -19,15 +19,10 @@
 #include <stdint.h>
 
 #include "../common/status.h"
+#include "rand.h" /* fl_rand_fn, fl_rand_source */
 
 #define FL_SHAMIR_SECRET_LEN 32 /* bytes of a secret and of a share's y */
 #define FL_SHAMIR_MAX_SHARES 255
-
-/* A source of uniform random bytes: fills out[0..n) and returns FL_OK, or a failure status
- * (the caller's function then fails with it). ctx is the caller's. In production a CSPRNG
- * (OpenSSL's RAND_bytes), in tests a seeded generator. crypto/dgauss.h declares the same type
- * (C11 allows the identical repeat). */
-typedef fl_status (*fl_rand_fn)(void *ctx, uint8_t *out, size_t n);
 
 /* Splits secret into n shares of which any t recover it, 1 <= t <= n <= 255. Share i
  * (0-based) goes to shares[i] and belongs to x = i + 1, the client's index in the round. The

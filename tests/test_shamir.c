@@ -197,7 +197,21 @@ static void test_arguments(void) {
     CHECK(memcmp(shares, zeros, sizeof zeros) == 0);
 }
 
+/* The production source: the CSPRNG (crypto/rand.h) through the same callback. */
+static void test_csprng_source(void) {
+    uint8_t secret[32], back[32], shares[5][32];
+    uint32_t xs[3] = {5, 2, 4};
+    uint8_t pick[3][32];
+    fl_err err;
+    for (int i = 0; i < 32; i++) secret[i] = (uint8_t)(i * 7 + 1);
+    CHECK(fl_shamir_split(secret, 3, 5, fl_rand_source, NULL, shares, &err) == FL_OK);
+    for (int i = 0; i < 3; i++) memcpy(pick[i], shares[xs[i] - 1], 32);
+    CHECK(fl_shamir_combine(pick, xs, 3, back, &err) == FL_OK);
+    CHECK(memcmp(back, secret, 32) == 0);
+}
+
 int main(void) {
+    test_csprng_source();
     test_known_answers();
     test_round_trip();
     test_two_shares_are_uniform();
