@@ -17,7 +17,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/fedlung demo
+	./$(BUILD)/fedlung simulate
 
 # Unit and system tests on the Release build, then the unit tests again under ASan+UBSan.
 test: build test-asan

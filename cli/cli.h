@@ -17,6 +17,7 @@ int fl_cmd_cohort(int argc, char **argv);
 int fl_cmd_explain(int argc, char **argv);
 int fl_cmd_pki(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
+int fl_cmd_privacy(int argc, char **argv);
 int fl_cmd_server(int argc, char **argv);
 int fl_cmd_client(int argc, char **argv);
 int fl_cmd_simulate(int argc, char **argv);

@@ -17,9 +17,11 @@ static const char usage[] =
     "  explain cam|umap           class activation maps; UMAP of patient embeddings\n"
     "  pki init|issue|show|verify the consortium CA and its server and client certificates\n"
     "  audit keygen|verify|show   signing keys, verification and a table of an audit log\n"
+    "  privacy epsilon|sigma|rdp  the DP-SGD accountant: epsilon spent, sigma for a target\n"
     "  server --config FILE       the federation server of a study (mutual TLS, allow-list)\n"
     "  client --config FILE       a hospital's client: joins the study, prints the server's "
     "status\n"
+    "  simulate                   a federation on this machine: a server, N hospitals, faults\n"
     "  demo                       train a small model for a few steps and print the loss\n"
     "\n"
     "Run `fedlung <command> --help` for a command's options.\n";
@@ -57,8 +59,10 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "explain") == 0) return fl_cmd_explain(argc - 1, argv + 1);
     if (strcmp(cmd, "pki") == 0) return fl_cmd_pki(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0) return fl_cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "privacy") == 0) return fl_cmd_privacy(argc - 1, argv + 1);
     if (strcmp(cmd, "server") == 0) return fl_cmd_server(argc - 1, argv + 1);
     if (strcmp(cmd, "client") == 0) return fl_cmd_client(argc - 1, argv + 1);
+    if (strcmp(cmd, "simulate") == 0) return fl_cmd_simulate(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
     return fl_cli_usage(usage);

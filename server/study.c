@@ -210,6 +210,9 @@ static void step_begin(fl_study *s, study_step step, int64_t now) {
 static void round_begin(fl_study *s, int64_t now) {
     fl_agg_begin_round(&s->agg);
     s->participants = 0;
+    s->evaluated = 0; /* a round without an evaluation step reports none */
+    s->eval_loss = 0;
+    s->eval_patients = 0;
     s->up.active = 0;
     step_begin(s, STEP_TRAIN, now);
     char data[128];

@@ -1,0 +1,64 @@
+/* simulate.h - `fedlung simulate`: a whole federation on one machine. It makes (or reads) a
+ * cohort and splits it among N hospitals, makes a throw-away PKI, an audit key, a study plan and
+ * the configs, then runs the server and N clients as processes of this same binary over gRPC
+ * on 127.0.0.1, injects the faults asked for, prints one line per committed round and writes
+ * the study's results and plots into one folder. Not a federation engine: the server and the
+ * clients do all the work; this module launches, watches and reports. */
+#ifndef FL_SIMULATE_H
+#define FL_SIMULATE_H
+
+#include <signal.h>
+
+#include "../common/status.h"
+#include "../data/partition.h"
+#include "../data/synth.h"
+
+#define FL_SIM_MAX_HOSPITALS 64
+#define FL_SIM_DEFAULT_OUT "simulation"
+#define FL_SIM_DEFAULT_HOSPITALS 3
+#define FL_SIM_DEFAULT_ROUNDS 2          /* rounds of each training phase (image, fusion) */
+#define FL_SIM_DEFAULT_ROUND_TIMEOUT 300 /* seconds, server.conf's round_timeout_s */
+
+/* One fault: hospital (1-based) and the round (the server's counter, unique across phases)
+ * or the seconds it concerns. */
+typedef struct {
+    int hospital;
+    int value;
+} fl_sim_fault;
+
+typedef struct {
+    const char *out_dir;         /* DIR, created if missing */
+    int hospitals;               /* N, 1..FL_SIM_MAX_HOSPITALS */
+    int rounds;                  /* rounds of each training phase of the written plan */
+    fl_partition_spec partition; /* mode, alpha and seed; parts is ignored (N) */
+    const char *partition_text;  /* as the user wrote it, for provenance and messages */
+    const char *cohort;          /* a cohort file to split, or NULL for the synthetic one */
+    fl_synth_config synth;       /* the synthetic cohort, written to DIR/cohort.h5 */
+    const char *plan;            /* a study plan used as is, or NULL to write the demo's */
+    int threads;                 /* cores shared out among the processes; 0: all online */
+    int round_timeout_s;         /* server.conf round_timeout_s */
+    fl_sim_fault drops[FL_SIM_MAX_HOSPITALS]; /* --drop-client K@ROUND: value = ROUND */
+    int n_drops;
+    fl_sim_fault stragglers[FL_SIM_MAX_HOSPITALS]; /* --straggler K:SECONDS: value = SECONDS */
+    int n_stragglers;
+    int kill_server_at;                 /* --kill-server-at ROUND, 0: none */
+    volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
+} fl_sim_options;
+
+/* Fills o with the defaults: the demo (FL_SIM_DEFAULT_*, partition by site, the default
+ * synthetic cohort, the demo plan, all cores). */
+void fl_sim_options_default(fl_sim_options *o);
+
+/* Checks what the command line cannot: fault hospitals within 1..N, no hospital dropped twice,
+ * rounds >= 1. FL_EINVAL with a sentence naming the option. */
+fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err);
+
+/* Runs the whole simulation (see the file comment). Progress and the children's fate go to
+ * stderr; the round lines, the audit verdict and the summary to stdout. Returns FL_OK when the
+ * study finished, its results are in out_dir and the audit log verified; otherwise FL_EINVAL
+ * (bad cohort, plan or partition), FL_EIO (files, processes, a failed server or client, an
+ * interrupt), FL_EFORMAT (unreadable outputs, a broken audit log), ... with one sentence that
+ * names the logs to read. Every child process is gone when it returns, whatever happened. */
+fl_status fl_simulate(const fl_sim_options *o, fl_err *err);
+
+#endif

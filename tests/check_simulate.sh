@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# check_simulate.sh - `fedlung simulate` end to end: a small federation (3 hospitals, a tiny
+# synthetic cohort split IID, a short plan) runs a server and three clients over gRPC with
+# mutual TLS on 127.0.0.1 and finishes: rounds.csv has one row per round of the plan, the audit
+# log verifies against server.pub, model.h5 and the charts are there. With --kill-server-at 2
+# the server is killed during round 2 and restarted on the same port: the study still
+# completes and rounds.csv has each round exactly once. A SIGINT stops the run with exit 1.
+# No run leaves a process behind. Also the command line's exit codes.
+# Usage (ctest, from tests/): bash check_simulate.sh /path/to/fedlung
+set -uo pipefail
+fedlung=$(realpath "${1:?usage: check_simulate.sh /path/to/fedlung}")
+source "$(dirname "$0")/lib.sh"
+t_workdir
+cd "$work" || exit 1
+t_fail_prefix="FAIL check_simulate: "
+t_expect_timeout=180
+sim_pid=
+t_on_exit '[ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null'
+
+# leftovers DIR: the processes whose working folder is under DIR (the server and clients run
+# in DIR/server and DIR/hospitals/hospital-K).
+leftovers() {
+    local p cwd
+    for p in /proc/[0-9]*; do
+        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+        case "$cwd" in "$work/$1"/*) echo "${p#/proc/} $(tr '\0' ' ' <"$p/cmdline")" ;; esac
+    done
+}
+
+# check_run DIR ROUNDS: the results of a finished run with ROUNDS rounds.
+check_run() {
+    local dir=$1 rounds=$2 f
+    for f in rounds.csv audit.log server.pub model.h5 auc.png loss.png study.plan; do
+        [ -s "$dir/$f" ] || t_fail "$dir: no $f"
+    done
+    head -1 "$dir/rounds.csv" | grep -q "^round,phase,participants,loss,macro_auc,auc_LUAD,auc_LUSC,auc_NORMAL$" ||
+        t_fail "$dir: rounds.csv header: $(head -1 "$dir/rounds.csv")"
+    local got want
+    got=$(tail -n +2 "$dir/rounds.csv" | cut -d, -f1 | tr '\n' ' ')
+    want=$(seq -s ' ' 1 "$rounds")
+    [ "$got" = "$want " ] || t_fail "$dir: rounds.csv rounds are '$got', not '$want '"
+    got=$(tail -n +2 "$dir/rounds.csv" | cut -d, -f2 | tr '\n' ' ')
+    [ "$got" = "$phases " ] || t_fail "$dir: rounds.csv phases are '$got', not '$phases '"
+    [ "$(grep -c '^round ' out.txt)" -eq "$rounds" ] ||
+        t_fail "$dir: not one line per round on stdout: $(cat out.txt)"
+    grep -q "^audit log verified with server.pub: intact" out.txt ||
+        t_fail "$dir: no audit verdict: $(cat out.txt)"
+    grep -Eq "^final fusion macro AUC [01]\.[0-9]{3} \(round $rounds\)$" out.txt ||
+        t_fail "$dir: no final fusion AUC: $(cat out.txt)"
+    "$fedlung" audit verify "$dir/audit.log" --key "$dir/server.pub" >verify.txt 2>&1 ||
+        t_fail "$dir: audit verify: $(cat verify.txt)"
+    [ -z "$(leftovers "$dir")" ] || t_fail "$dir: processes left behind: $(leftovers "$dir")"
+}
+
+# ---- the command line ----
+t_expect 0 "--help" -- "$fedlung" simulate --help
+grep -q "^usage: fedlung simulate" out.txt || t_fail "--help: $(head -3 out.txt)"
+t_expect 2 "unknown option" -- "$fedlung" simulate --bogus
+t_expect 2 "bad --hospitals" -- "$fedlung" simulate --hospitals 0
+t_expect 2 "bad --partition" -- "$fedlung" simulate --partition sideways
+t_expect 2 "--drop-client of no hospital" -- "$fedlung" simulate --hospitals 3 --drop-client 4@2
+t_expect 2 "bad --straggler" -- "$fedlung" simulate --straggler 1
+t_expect 2 "--cohort with synthetic options" -- "$fedlung" simulate --cohort c.h5 --patients 9
+t_expect 2 "--plan with --rounds" -- "$fedlung" simulate --plan p.plan --rounds 3
+t_expect 2 "every hospital dropped" -- "$fedlung" simulate --hospitals 2 --drop-client 1@2 \
+    --drop-client 2@2
+t_expect 1 "no such cohort" -- "$fedlung" simulate --out nocohort --cohort nope.h5
+grep -q "nope.h5" err.txt || t_fail "no such cohort: $(cat err.txt)"
+
+# ---- a small federation ----
+# 90 patients with 2 tiles of 32 px each, 64 genes and probes; the plan: statistics, one image
+# round of a narrow ResNet-18, features, two fusion rounds.
+cat >small.plan <<'PLAN'
+[study]
+id = simulate-test
+classes = LUAD,LUSC,NORMAL
+phases = statistics,image,features,fusion
+[image]
+arch = resnet18
+stem = small
+tile = 32
+width = 0.25
+rounds = 1
+local_steps = 2
+batch = 16
+[fusion]
+rounds = 2
+epochs = 5
+rna_features = 32
+meth_features = 32
+PLAN
+phases="statistics image features fusion fusion"
+small=(--hospitals 3 --patients 90 --tile 32 --tiles-per-patient 2 --genes 64 --probes 64
+    --partition iid --plan small.plan --threads 2)
+start=$(date +%s)
+t_expect 0 "small federation" -- "$fedlung" simulate --out run "${small[@]}"
+echo "check_simulate: the small federation took $(($(date +%s) - start)) s"
+check_run run 5
+[ "$(find run/hospitals -name cohort.h5 | wc -l)" -eq 3 ] || t_fail "not 3 hospital cohorts"
+for k in 1 2 3; do
+    grep -q "^approve = $(sha256sum small.plan | cut -d' ' -f1)$" \
+        "run/hospitals/hospital-$k/client.conf" || t_fail "hospital-$k does not approve the plan"
+done
+"$fedlung" pki verify --ca run/pki --server run/pki/server.crt >/dev/null 2>&1 ||
+    t_fail "the server certificate does not verify"
+
+# ---- the server killed during round 2 and restarted ----
+# hospital-1 waits 3 s before each upload, so that round 2 lasts long enough to be interrupted
+t_expect 0 "--kill-server-at 2" -- "$fedlung" simulate --out kill "${small[@]}" --kill-server-at 2 \
+    --straggler 1:3
+check_run kill 5
+grep -q "fault: the server killed during round 2" err.txt || t_fail "no kill: $(cat err.txt)"
+grep -q "restarting the server" err.txt || t_fail "no restart: $(cat err.txt)"
+grep -q "^--- fedlung simulate: server killed" kill/server/server.log ||
+    t_fail "no restart marker in the server's log"
+
+# ---- Ctrl-C: the children are stopped, exit 1 ----
+"$fedlung" simulate --out int "${small[@]}" --straggler 2:5 >int.out 2>int.err &
+sim_pid=$!
+for _ in $(seq 100); do
+    [ -s int/hospitals/hospital-3/client.log ] && break
+    sleep 0.2
+done
+sleep 1
+kill -INT "$sim_pid"
+rc=0
+wait "$sim_pid" || rc=$?
+sim_pid=
+[ "$rc" -eq 1 ] || t_fail "SIGINT: exit $rc, not 1: $(tail -3 int.err)"
+grep -q "interrupted" int.err || t_fail "SIGINT: $(tail -3 int.err)"
+[ -z "$(leftovers int)" ] || t_fail "SIGINT: processes left behind: $(leftovers int)"
+
+t_summary check_simulate
