@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/conf.h"
+#include "crypto/hash.h"
 #include "crypto/pki.h"
 #include "crypto/sign.h"
 #include "proto/rpc.h"
@@ -497,6 +498,18 @@ static void on_first_message(fl_server *s, call_ctx *c) {
         return pump_uploads(s);
     }
 
+    /* PutEval: the SHA-256 of the report's bytes, for the audit record and the receipt (the
+     * hospital's outbox records the same hash) */
+    uint8_t msg_sha[32] = {0};
+    uint64_t msg_len = 0;
+    if (m == FL_RPC_PUT_EVAL) {
+        fl_rpc_flat f = {0};
+        if (fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, NULL, &f, &err) == FL_OK) {
+            msg_len = f.len;
+            fl_sha256(f.data, f.len, msg_sha);
+        }
+        fl_rpc_flat_release(&f);
+    }
     ProtobufCMessage *rq = NULL;
     fl_status fs = fl_rpc_unpack(fl_rpc_methods[m].request, c->recv, FL_SERVER_MAX_RECV, &rq, &err);
     grpc_byte_buffer_destroy(c->recv);
@@ -523,7 +536,8 @@ static void on_first_message(fl_server *s, call_ctx *c) {
         fl_study_status(s->study, &c->send, &st);
         break;
     case FL_RPC_PUT_EVAL:
-        fl_study_put_eval(s->study, c->id, (Fedlung__V1__EvalReport *)rq, &c->send, &st);
+        fl_study_put_eval(s->study, c->id, (Fedlung__V1__EvalReport *)rq, msg_len, msg_sha,
+                          &c->send, &st);
         break;
     case FL_RPC_NEXT_TASK: {
         c->task_rq = (Fedlung__V1__TaskRequest *)rq;

@@ -563,8 +563,13 @@ fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_pl
         char data[128];
         snprintf(data, sizeof data, "{\"committed\":%lld,\"next_phase\":\"%s\"}",
                  (long long)s->round - 1, fl_phase_name(ph));
-        fl_study_event(s, "resume", "", data, "resuming after round %lld (next: %s round %d)",
-                       (long long)s->round - 1, fl_phase_name(ph), s->phase_round);
+        if (ph == FL_PHASE_NONE)
+            fl_study_event(s, "resume", "", data,
+                           "every phase was committed before the restart (%lld rounds)",
+                           (long long)s->round - 1);
+        else
+            fl_study_event(s, "resume", "", data, "resuming after round %lld (next: %s round %d)",
+                           (long long)s->round - 1, fl_phase_name(ph), s->phase_round);
     }
     fl_server_state_destroy(&st);
     *out = s;

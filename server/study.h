@@ -88,8 +88,11 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
                                      grpc_byte_buffer **reply, fl_rpc_status *st);
 /* Drops the staged upload of id (if it is the one staged), recording why. */
 void fl_study_update_abort(fl_study *s, const char *id, const char *why);
+/* PutEval: len and sha256 are those of the report's bytes as received (recorded, and echoed in
+ * the receipt). */
 grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V1__EvalReport *rq,
-                                   grpc_byte_buffer **reply, fl_rpc_status *st);
+                                   uint64_t len, const uint8_t sha256[32], grpc_byte_buffer **reply,
+                                   fl_rpc_status *st);
 grpc_status_code fl_study_status(fl_study *s, grpc_byte_buffer **reply, fl_rpc_status *st);
 
 #endif

@@ -166,6 +166,7 @@ static grpc_status_code work_task(fl_study *s, grpc_byte_buffer **reply, fl_rpc_
     Fedlung__V1__Task t = FEDLUNG__V1__TASK__INIT;
     Fedlung__V1__HyperParameters h = FEDLUNG__V1__HYPER_PARAMETERS__INIT;
     Fedlung__V1__UpdateSpec u = FEDLUNG__V1__UPDATE_SPEC__INIT;
+    Fedlung__V1__PrivacyParams pp = FEDLUNG__V1__PRIVACY_PARAMS__INIT;
     Fedlung__V1__FeatureStats fs[4], *fsp[4];
     t.study_id = (char *)s->cfg->study;
     t.round = (uint64_t)s->round;
@@ -190,6 +191,17 @@ static grpc_status_code work_task(fl_study *s, grpc_byte_buffer **reply, fl_rpc_
         h.momentum = pt->momentum;
         h.weight_decay = pt->weight_decay;
         t.hyper = &h;
+    }
+    /* the plan's DP, for the trained phases' training: the site checks it against the plan it
+     * approved, so the server can neither weaken nor drop it */
+    const fl_plan_privacy *pv = &s->plan->privacy;
+    if (pt && s->step == STEP_TRAIN && pv->mechanism != FL_DP_NONE) {
+        pp.mechanism = (Fedlung__V1__DpMechanism)pv->mechanism;
+        pp.clip_norm = pv->clip_norm;
+        pp.noise_multiplier = pv->noise_multiplier;
+        pp.sample_rate = pv->sample_rate;
+        pp.delta = pv->delta;
+        t.privacy = &pp;
     }
     u.encoding = FEDLUNG__V1__ENCODING__ENCODING_FLOAT32;
     u.send_buffers = !(pt && pt->fedbn);
@@ -220,6 +232,21 @@ int fl_study_next_task(fl_study *s, const char *id, const Fedlung__V1__TaskReque
         return 1;
     }
     p->last_seen_ms = fl_now_ms();
+    /* the site refuses the training task it holds (its privacy budget): it leaves the round */
+    if (rq->refused_round && rq->refused_round == (uint64_t)s->round && s->step == STEP_TRAIN &&
+        p->state == PART_WORKING && s->state == FL_STUDY_RUNNING) {
+        if (s->up.active && strcmp(s->up.id, id) == 0)
+            fl_study_update_abort(s, id, "the site refused the round");
+        p->state = PART_DROPPED;
+        const char *why =
+            rq->refused_reason && rq->refused_reason[0] ? rq->refused_reason : "(no reason given)";
+        char data[FL_RPC_MAX_TEXT + 64], esc[FL_RPC_MAX_TEXT];
+        fl_slog_json_str(why, esc, sizeof esc);
+        snprintf(data, sizeof data, "{\"refused_round\":%llu,\"reason\":\"%s\"}",
+                 (unsigned long long)rq->refused_round, esc);
+        fl_study_event(s, "refused", id, data, "refused round %lld: %s", (long long)s->round, why);
+        fl_study_advance(s, fl_now_ms());
+    }
     if (s->state != FL_STUDY_RUNNING) p->told_done = 1;
     if (s->state == FL_STUDY_DONE) {
         answer(s, FEDLUNG__V1__TASK_KIND__TASK_KIND_DONE, "the study is complete", reply, st);
@@ -251,7 +278,6 @@ int fl_study_next_task(fl_study *s, const char *id, const Fedlung__V1__TaskReque
                       : p->state == PART_DONE    ? "waiting for the other hospitals"
                                                  : "joined during a round; wait for the next";
     answer(s, FEDLUNG__V1__TASK_KIND__TASK_KIND_WAIT, why, reply, st);
-    (void)rq;
     return 1;
 }
 
@@ -452,7 +478,8 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
 /* ---- PutEval ---- */
 
 grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V1__EvalReport *rq,
-                                   grpc_byte_buffer **reply, fl_rpc_status *st) {
+                                   uint64_t len, const uint8_t sha256[32], grpc_byte_buffer **reply,
+                                   fl_rpc_status *st) {
     participant *p = fl_study_find(s, id);
     if (!p || !p->joined) return precondition(st, "client '%s' has not joined", id);
     if (fl_rpc_check_scope(st, s->cfg->study, (uint64_t)s->round, rq->study_id, rq->round) !=
@@ -485,15 +512,22 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
     s->eval_patients += rq->patients;
     s->evaluated++;
     p->state = PART_DONE;
-    char data[128];
-    snprintf(data, sizeof data, "{\"patients\":%llu,\"loss_sum\":%.6f,\"macro_auc\":%.6f}",
-             (unsigned long long)rq->patients, rq->loss_sum, isnan(site_auc) ? -1.0 : site_auc);
+    char data[320];
+    char hex[65];
+    fl_hex_encode(sha256, 32, hex);
+    snprintf(data, sizeof data,
+             "{\"bytes\":%llu,\"sha256\":\"%s\",\"patients\":%llu,\"loss_sum\":%.6f,"
+             "\"macro_auc\":%.6f}",
+             (unsigned long long)len, hex, (unsigned long long)rq->patients, rq->loss_sum,
+             isnan(site_auc) ? -1.0 : site_auc);
     fl_study_event(s, "evaluation", id, data,
                    "evaluation of round %lld: %llu patients, site macro AUC %.4f",
                    (long long)s->round, (unsigned long long)rq->patients, site_auc);
     Fedlung__V1__Receipt r = FEDLUNG__V1__RECEIPT__INIT;
     r.study_id = (char *)s->cfg->study;
     r.round = (uint64_t)s->round;
+    r.length = len;
+    r.sha256 = (ProtobufCBinaryData){32, (uint8_t *)sha256};
     grpc_status_code code = pack(&r.base, reply, st);
     fl_study_advance(s, fl_now_ms());
     return code;

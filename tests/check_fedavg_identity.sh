@@ -105,6 +105,10 @@ t_expect 0 "audit verify" -- "$fedlung" audit verify state/audit.log --key keys/
 for k in 1 2 3; do
     t_expect 0 "outbox verify $k" -- "$fedlung" audit verify h$k/outbox.log --key h$k/outbox.pub
     [ -s h$k/model.h5 ] || t_fail "hospital-$k wrote no model.h5"
+    # every update and evaluation that left the hospital is in the server's log, same SHA-256
+    for h in $(grep -o '"sha256":"[0-9a-f]\{64\}"' h$k/outbox.log | cut -d'"' -f4); do
+        grep -q "$h" state/audit.log || t_fail "hospital-$k sent $h, the server did not record it"
+    done
 done
 # Federated evaluation: what the server merged from the hospitals' reports equals the same
 # model scored on the pooled test patients (fedlung eval): the mean cross-entropy exactly (to
