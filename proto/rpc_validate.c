@@ -234,6 +234,15 @@ static fl_status task(const Fedlung__V1__Task *m, fl_err *err) {
     return FL_OK;
 }
 
+static fl_status task_request(const Fedlung__V1__TaskRequest *m, fl_err *err) {
+    const char *n = "TaskRequest";
+    TRY(check_id(n, "study_id", m->study_id, err));
+    TRY(check_text(n, "refused_reason", m->refused_reason, FL_RPC_MAX_TEXT, err));
+    if (m->refused_round == 0 && m->refused_reason && m->refused_reason[0])
+        return fl_fail(err, FL_EFORMAT, "%s.refused_reason is set but refused_round is 0", n);
+    return FL_OK;
+}
+
 static fl_status model_header(const Fedlung__V1__ModelHeader *m, fl_err *err) {
     const char *n = "ModelHeader";
     TRY(check_id(n, "study_id", m->study_id, err));
@@ -322,8 +331,7 @@ fl_status fl_rpc_validate(const ProtobufCMessage *m, fl_err *err) {
     if (d == &fedlung__v1__join_reply__descriptor)
         return join_reply((const Fedlung__V1__JoinReply *)m, err);
     if (d == &fedlung__v1__task_request__descriptor)
-        return check_id("TaskRequest", "study_id", ((const Fedlung__V1__TaskRequest *)m)->study_id,
-                        err);
+        return task_request((const Fedlung__V1__TaskRequest *)m, err);
     if (d == &fedlung__v1__task__descriptor) return task((const Fedlung__V1__Task *)m, err);
     if (d == &fedlung__v1__model_request__descriptor)
         return check_id("ModelRequest", "study_id",
