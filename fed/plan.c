@@ -1,6 +1,7 @@
-/* plan.c - reads and checks the study plan (fed/plan.h): the schema of its [study], [image] and
- * [fusion] keys over common/conf.h, the consistency of phases and modalities, the hash of its
- * bytes, and the two global model graphs it describes. It runs nothing and opens no model. */
+/* plan.c - reads and checks the study plan (fed/plan.h): the schema of its [study], [image],
+ * [fusion] and [privacy] keys over common/conf.h, the consistency of phases and modalities, the
+ * hash of its bytes, and the two global model graphs it describes. It runs nothing and opens no
+ * model. */
 #include "plan.h"
 
 #include <errno.h>
@@ -62,12 +63,19 @@ enum {
     F_HIDDEN,
     F_DROPOUT,
     F_TRAINING,
-    N_KEYS = F_TRAINING + N_TRAINING
+    P_MECHANISM = F_TRAINING + N_TRAINING,
+    P_CLIP_NORM,
+    P_NOISE,
+    P_SAMPLE_RATE,
+    P_DELTA,
+    N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
 static const char *const image_names[] = {"arch", "stem", "tile", "width", "model"};
 static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
                                            "enc_dim",    "hidden",       "dropout"};
+static const char *const privacy_names[] = {"mechanism", "clip_norm", "noise_multiplier",
+                                            "sample_rate", "delta"};
 
 static const char *const phase_names[] = {"none", "statistics", "image", "features", "fusion"};
 static const char *const modality_names[] = {"image", "rna", "methylation", "clinical"};
@@ -99,14 +107,23 @@ static int set_int(char *msg, const char *name, const char *value, long lo, long
 
 /* A finite number with lo < v (lo <= v when lo_closed) and v < hi (v <= hi when hi is INFINITY:
  * no upper bound), into *out; range says which in the complaint ("> 0", "in [0, 1)"). */
-static int set_float(char *msg, const char *name, const char *value, double lo, int lo_closed,
-                     double hi, const char *range, float *out) {
+static int set_double(char *msg, const char *name, const char *value, double lo, int lo_closed,
+                      double hi, const char *range, double *out) {
     char *end;
     errno = 0;
     double v = strtod(value, &end);
     if (errno || end == value || *end || !isfinite(v) || (lo_closed ? v < lo : v <= lo) ||
         !(v < hi))
         return fl_conf_complain(msg, "%s '%s' is not a number %s", name, value, range);
+    *out = v;
+    return 1;
+}
+
+/* The same into a float. */
+static int set_float(char *msg, const char *name, const char *value, double lo, int lo_closed,
+                     double hi, const char *range, float *out) {
+    double v = 0;
+    if (!set_double(msg, name, value, lo, lo_closed, hi, range, &v)) return 0;
     *out = (float)v;
     return 1;
 }
@@ -287,6 +304,25 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return set_int(msg, name, value, 1, 65536, &p->hidden);
     case F_DROPOUT:
         return set_float(msg, name, value, 0, 1, 1, "in [0, 1)", &p->dropout);
+    case P_MECHANISM: {
+        static const char *const mechanisms[] = {"none", "dp-sgd", "dp-fedavg"};
+        v = choice(msg, name, value, mechanisms, 3, "none, dp-sgd, dp-fedavg");
+        p->privacy.mechanism = (fl_dp_mechanism)v;
+        if (v == FL_DP_FEDAVG)
+            return fl_conf_complain(msg,
+                                    "mechanism 'dp-fedavg' is not implemented yet (use dp-sgd)");
+        return v >= 0;
+    }
+    case P_CLIP_NORM:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.clip_norm);
+    case P_NOISE:
+        return set_double(msg, name, value, 0, 1, INFINITY, ">= 0", &p->privacy.noise_multiplier);
+    case P_SAMPLE_RATE:
+        /* 1 is allowed: every patient at every step */
+        return set_double(msg, name, value, 0, 0, nextafter(1.0, 2.0), "in (0, 1]",
+                          &p->privacy.sample_rate);
+    case P_DELTA:
+        return set_double(msg, name, value, 0, 0, 1, "in (0, 1)", &p->privacy.delta);
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -303,6 +339,8 @@ static void build_keys(fl_conf_key keys[N_KEYS]) {
         keys[I_TRAINING + i] = (fl_conf_key){"image", training_names[i]};
         keys[F_TRAINING + i] = (fl_conf_key){"fusion", training_names[i]};
     }
+    for (int i = 0; i < N_KEYS - P_MECHANISM; i++)
+        keys[P_MECHANISM + i] = (fl_conf_key){"privacy", privacy_names[i]};
 }
 
 static void training_defaults(fl_plan_training *t, int rounds, int local_steps, int epochs,
@@ -337,6 +375,7 @@ static void plan_defaults(fl_plan *p) {
     p->enc_dim = p->hidden = 32;
     p->dropout = 0.2f;
     training_defaults(&p->fusion, 10, 0, 2, FL_LOCAL_ADAMW, 3e-3f, 1e-2f);
+    p->privacy.delta = 1e-5;
 }
 
 /* ---- consistency ---- */
@@ -355,10 +394,49 @@ static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint6
                    name, fl_phase_name(ph), t->local_steps, t->epochs);
 }
 
+/* [privacy]: without a mechanism no other key; DP-SGD needs C, sigma and q, sends no example
+ * counts (so no weighting by them) and trains the ResNet with GroupNorm (BatchNorm mixes the
+ * patients of a batch: a patient's gradient would depend on the others'). */
+static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
+    static const int needed[] = {P_CLIP_NORM, P_NOISE, P_SAMPLE_RATE, P_DELTA};
+    if (p->privacy.mechanism == FL_DP_NONE) {
+        for (int i = 0; i < 4; i++)
+            if ((seen >> needed[i]) & 1)
+                return fl_fail(err, FL_EFORMAT,
+                               "%s: [privacy] %s is set but there is no mechanism (add "
+                               "mechanism = dp-sgd, or remove it)",
+                               name, privacy_names[needed[i] - P_MECHANISM]);
+        return FL_OK;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!((seen >> needed[i]) & 1))
+            return fl_fail(err, FL_EFORMAT, "%s: [privacy] mechanism = dp-sgd needs %s", name,
+                           privacy_names[needed[i] - P_MECHANISM]);
+    const fl_phase trained[2] = {FL_PHASE_IMAGE, FL_PHASE_FUSION};
+    for (int i = 0; i < 2; i++) {
+        fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
+        int base = i == 0 ? I_TRAINING : F_TRAINING;
+        if ((p->phases & PHASE_BIT(trained[i])) && ((seen >> (base + T_WEIGHTED)) & 1) &&
+            t->weighted)
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [%s] weighted = true needs the sites' example counts, which "
+                           "DP-SGD does not send (they would tell each cohort's size)",
+                           name, fl_phase_name(trained[i]));
+        t->weighted = 0;
+    }
+    /* 32 groups, or the largest divisor of the first stage's width below that (every later
+     * width is a multiple of it) */
+    int width = (int)lroundf(64.0f * p->net.width), g = 32;
+    while (g > 1 && width % g != 0) g--;
+    p->net.groupnorm = g;
+    return FL_OK;
+}
+
 static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     fl_status st;
     if ((st = check_training(name, p, FL_PHASE_IMAGE, seen, I_TRAINING, err)) != FL_OK ||
-        (st = check_training(name, p, FL_PHASE_FUSION, seen, F_TRAINING, err)) != FL_OK)
+        (st = check_training(name, p, FL_PHASE_FUSION, seen, F_TRAINING, err)) != FL_OK ||
+        (st = check_privacy(name, p, seen, err)) != FL_OK)
         return st;
     unsigned ph = p->phases;
     if ((ph & PHASE_BIT(FL_PHASE_IMAGE)) && p->image_model[0])

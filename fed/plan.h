@@ -1,8 +1,8 @@
 /* plan.h - the study plan: the one document a consortium's privacy officers approve (by its
  * SHA-256) and that server and hospitals both read, so that they build the same models and run
- * the same phases. An INI file (libinih, via common/conf.h) with [study], [image] and [fusion]
- * sections, checked strictly: an unknown key or a bad value is an error naming file and line.
- * It says what is trained and how; it is not the server's deployment config (address,
+ * the same phases. An INI file (libinih, via common/conf.h) with [study], [image], [fusion] and
+ * [privacy] sections, checked strictly: an unknown key or a bad value is an error naming file and
+ * line. It says what is trained and how; it is not the server's deployment config (address,
  * certificates, allow-list, deadlines: server/config.h) nor a hospital's (client/config.h). */
 #ifndef FL_PLAN_H
 #define FL_PLAN_H
@@ -34,6 +34,18 @@ typedef enum {
     FL_MODALITY_CLINICAL = 4,
 } fl_modality;
 #define FL_MODALITY_BIT(m) (1u << ((m)-1))
+
+/* How a site protects its patients (DESIGN.md §5). Values equal proto's DpMechanism. */
+typedef enum { FL_DP_NONE = 0, FL_DP_SGD = 1, FL_DP_FEDAVG = 2 } fl_dp_mechanism;
+
+/* The [privacy] section: what every site's local training does under differential privacy. */
+typedef struct {
+    fl_dp_mechanism mechanism; /* FL_DP_NONE (default) or FL_DP_SGD; FL_DP_FEDAVG is refused */
+    double clip_norm;          /* C > 0: each patient's gradient is clipped to this L2 norm */
+    double noise_multiplier;   /* sigma >= 0: Gaussian noise of std sigma * C on the sum */
+    double sample_rate;        /* q in (0, 1]: Poisson rate of patients per step */
+    double delta;              /* the delta of (epsilon, delta), in (0, 1); default 1e-5 */
+} fl_plan_privacy;
 
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;
 typedef enum { FL_LOCAL_SGD = 1, FL_LOCAL_ADAM = 2, FL_LOCAL_ADAMW = 3 } fl_local_optimizer;
@@ -75,6 +87,9 @@ typedef struct {
     int enc_dim, hidden;                         /* default 32, 32 */
     float dropout;                               /* default 0.2 */
     fl_plan_training fusion;
+    /* [privacy] (with DP-SGD: net.groupnorm is set, BatchNorm being per-batch, and weighted
+     * is false in both phases, the example counts not being sent) */
+    fl_plan_privacy privacy;
     /* not in the file */
     uint8_t sha256[32]; /* of the file's exact bytes */
     char *text;         /* the file's bytes, NUL-terminated (heap; JoinReply.plan carries them) */
