@@ -34,6 +34,13 @@ static const char usage[] =
     "--max-attempts N gives up after N attempts in a row (default: never). A refusal (not on the\n"
     "allow-list, another study, no identity, a plan not approved) is final. Each attempt and each\n"
     "task is logged on stderr.\n"
+    "Under a plan with DP-SGD ([privacy] in the plan) the site trains with per-patient clipping\n"
+    "and Gaussian noise from the CSPRNG, and keeps what it spent in state_dir/privacy.state.\n"
+    "Before each training round it computes the epsilon it would have spent after it; a round\n"
+    "that would exceed [privacy] epsilon_max is refused (\"refused: round R would spend ...\"\n"
+    "here, in the outbox and in the server's log), and the server goes on without this site. A\n"
+    "plan with DP needs epsilon_max, and one whose delta is larger than [privacy] delta is\n"
+    "refused.\n"
     "  --threads N             engine threads (default: [client] threads, 0 = all cores)\n"
     "  --delay-upload SECONDS  testing aid: wait before every upload (a straggler)\n"
     "  --corrupt-downloads N   testing aid: damage the first N model downloads in transit\n"
@@ -42,7 +49,8 @@ static const char usage[] =
     "  [client]  server = fl.example.org:50051   study = ID   name = CN   state_dir = DIR\n"
     "            approve = <64 hex: SHA-256 of an approved plan> (repeatable)   threads = 0\n"
     "  [tls]     ca = ca.crt   cert = hospital-a.crt   key = hospital-a.key   insecure = false\n"
-    "  [data]    cohort = cohort.h5\n";
+    "  [data]    cohort = cohort.h5\n"
+    "  [privacy] epsilon_max = 3   delta = 1e-5 (the officer's delta; default 1e-5)\n";
 
 static const char *phase_name(int phase) {
     const ProtobufCEnumValue *v =

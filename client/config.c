@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,9 @@ enum {
     K_INSECURE,
     K_COHORT,
     K_APPROVE,
-    K_THREADS
+    K_THREADS,
+    K_EPSILON_MAX,
+    K_DELTA
 };
 static const fl_conf_key keys[] = {
     [K_SERVER] = {"client", "server"},
@@ -32,6 +35,8 @@ static const fl_conf_key keys[] = {
     [K_COHORT] = {"data", "cohort"},
     [K_APPROVE] = {"client", "approve"},
     [K_THREADS] = {"client", "threads"},
+    [K_EPSILON_MAX] = {"privacy", "epsilon_max"},
+    [K_DELTA] = {"privacy", "delta"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -72,6 +77,18 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         cfg->threads = (int)v;
         return 1;
     }
+    case K_EPSILON_MAX:
+    case K_DELTA: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        int eps = k == K_EPSILON_MAX;
+        if (errno || end == value || *end || !isfinite(v) || !(v > 0) || (!eps && !(v < 1)))
+            return fl_conf_complain(msg, "%s '%s' is not a number %s", name, value,
+                                    eps ? "> 0" : "in (0, 1)");
+        *(eps ? &cfg->epsilon_max : &cfg->delta) = v;
+        return 1;
+    }
     default:
         return fl_conf_set_str(msg, name, cfg->cohort, sizeof cfg->cohort, value);
     }
@@ -80,6 +97,7 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err) {
     memset(cfg, 0, sizeof *cfg);
     if (strlen(path) >= sizeof cfg->path) return fl_fail(err, FL_EINVAL, "config path too long");
+    cfg->delta = 1e-5;
     fl_conf_schema schema = {keys, N_KEYS, 1u << K_APPROVE, set_key, cfg};
     unsigned seen;
     static const int required[] = {K_SERVER, K_STUDY, K_STATE_DIR, K_CA, K_CERT, K_KEY};

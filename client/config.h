@@ -24,15 +24,22 @@ typedef struct {
     /* [data] */
     char cohort[FL_CONF_MAX_PATH]; /* the site's cohort file (HDF5), or "" (Join only) */
     char path[FL_CONF_MAX_PATH];   /* the file this was read from, for messages */
+    /* [privacy] (the hospital's privacy officer decides these, not the plan): epsilon_max is
+     * the cap on the epsilon of all this site's DP rounds (0 = not set); delta the officer's
+     * delta (default 1e-5), which a plan's must not exceed */
+    double epsilon_max;
+    double delta;
 } fl_client_config;
 
 /* Reads the file at path into *cfg. Keys: [client] server, study, state_dir (required), name
  * (required when insecure), approve (64 hex digits: the SHA-256 of a study plan; repeatable, at
  * most FL_CLIENT_MAX_APPROVE), threads (>= 0, default 0); [tls] ca, cert, key (required unless
  * insecure), insecure (true/false, default false); [data] cohort (optional: without it the
- * client only joins; the task loop needs it). Relative tls and data paths are taken relative to
- * the config file's folder. Returns FL_OK; FL_EIO when the file cannot be read;
- * FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study is missing".
+ * client only joins; the task loop needs it); [privacy] epsilon_max (> 0; the task loop needs it
+ * for a plan with differential privacy), delta (in (0, 1), default 1e-5). Relative tls and data
+ * paths are taken relative to the config file's folder. Returns FL_OK; FL_EIO when the file
+ * cannot be read; FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study is
+ * missing".
  * Holds no heap memory: there is nothing to destroy. */
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err);
 

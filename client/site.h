@@ -71,6 +71,97 @@ size_t fl_site_model_len(fl_site *s, fl_phase ph);
 fl_status fl_site_train(fl_site *s, fl_phase ph, const fl_plan_training *h, const float *global,
                         size_t n, float *delta, double *examples, double *loss, fl_err *err);
 
+/* ---- differential privacy (site_dp.c) ----
+ * Under the plan's [privacy] mechanism = dp-sgd, fl_site_train runs DP-SGD instead: each step
+ * draws patients by Poisson sampling (rate q) from the training patients (the image phase: those
+ * with tiles), computes each drawn patient's gradient on its own (fusion: its row; image: the
+ * sum over up to h->batch of its tiles, drawn at random when it has more, the model's batch
+ * padded with rows the loss ignores), clips it to L2 norm C over all parameters, adds Gaussian
+ * noise of std sigma C to every coordinate of the sum, divides by q n (the expected batch,
+ * Opacus' convention) and takes the optimizer step (with FedProx's and Adam's L2 terms as
+ * without DP). Steps per round: h->local_steps, or ceil(h->epochs / q). *examples is then the
+ * number of patients sampled from (the client does not send it). The noise and the sampling
+ * come from the site's fl_dp_source; without one, DP training is refused. */
+
+/* A Gaussian noise source: out[0..n) = independent N(0, std^2) draws. A source that fails
+ * writes NaN, which the site refuses. */
+typedef void (*fl_noise_fn)(void *user, float *out, size_t n, double std);
+/* Poisson sampling: mask[i] = 1 with probability q, else 0, independently for each i < n. A
+ * source that fails writes 0xff, which the site refuses. */
+typedef void (*fl_sample_fn)(void *user, uint8_t *mask, size_t n, double q);
+/* The randomness of DP-SGD. For real use the CSPRNG (fl_dp_csprng_source); tests pass seeded
+ * functions. */
+typedef struct {
+    fl_noise_fn noise;
+    fl_sample_fn sample;
+    void *user; /* handed to both */
+} fl_dp_source;
+
+/* Sets the site's DP-SGD randomness (copied; src->user must outlive the site's training). */
+void fl_site_set_dp_source(fl_site *s, const fl_dp_source *src);
+
+/* One DP-SGD round at a site: what its accountant composes and its outbox records. */
+typedef struct {
+    double q;       /* Poisson sampling rate of patients per step */
+    double sigma;   /* noise multiplier: noise std sigma * clip on the sum of clipped gradients */
+    double clip;    /* C, the L2 bound of each patient's gradient */
+    int64_t steps;  /* optimizer steps of the round */
+    int batch;      /* model rows per patient: 1 (fusion), or the image's tiles per patient */
+    int n_patients; /* the patients sampled from */
+    /* after training (fl_site_dp_last) */
+    double sampled; /* patients drawn, summed over the steps */
+    double seconds; /* wall time of the round's steps */
+} fl_site_dp_round;
+
+/* The DP-SGD round that fl_site_train would run for phase ph with settings h under the plan's
+ * [privacy] (its q, sigma and C; the steps and batch as above; batch = min(h->batch, the most
+ * tiles a training patient has) for the image). Returns FL_OK; FL_EINVAL when the plan has no
+ * DP-SGD, ph does not train, or there is no patient to sample from. */
+fl_status fl_site_dp_plan(fl_site *s, fl_phase ph, const fl_plan_training *h, fl_site_dp_round *out,
+                          fl_err *err);
+/* The last DP-SGD round fl_site_train ran at s, with sampled and seconds (all 0 before any). */
+const fl_site_dp_round *fl_site_dp_last(const fl_site *s);
+
+/* The CSPRNG as a DP source (crypto/rand.h): Box-Muller over 2 x 53 random bits per pair of
+ * Gaussians, and a 53-bit uniform per sampling draw. st is FL_OK until a draw fails (err then
+ * says why, and the draws hold the values the site refuses). Init before use; destroy wipes the
+ * unused random bytes. */
+typedef struct {
+    fl_status st;
+    fl_err err;
+    uint64_t buf[2048]; /* random words not used yet: buf[at..n) */
+    size_t at, n;
+} fl_dp_csprng;
+void fl_dp_csprng_init(fl_dp_csprng *c);
+/* The source that draws from c (which must outlive its use). */
+fl_dp_source fl_dp_csprng_source(fl_dp_csprng *c);
+void fl_dp_csprng_destroy(fl_dp_csprng *c);
+
+/* ---- the privacy ledger: what a site's DP-SGD rounds spent, kept across restarts ----
+ * A text file (state_dir/privacy.state) with one line per round whose update was released
+ * ("round=R phase=P q=Q sigma=S clip=C steps=T"), rewritten atomically by each spend, and an
+ * RDP accountant (crypto/dp_accountant.h, default orders, Balle et al.'s conversion) that
+ * composes all of them. */
+typedef struct fl_dp_ledger fl_dp_ledger;
+
+/* Opens the ledger at path (a missing file is a ledger with nothing spent). Returns FL_OK;
+ * FL_EIO when it exists but cannot be read; FL_EFORMAT "<path>:<line>: ..." for a line that is
+ * not a round (an edited or damaged ledger is never silently reset); FL_ENOMEM. */
+fl_status fl_dp_ledger_open(const char *path, fl_dp_ledger **out, fl_err *err);
+void fl_dp_ledger_free(fl_dp_ledger *l);
+/* Rounds recorded so far. */
+int fl_dp_ledger_rounds(const fl_dp_ledger *l);
+/* The epsilon spent for delta (0 when nothing was), after one more round next if it is
+ * non-NULL (l unchanged). Returns FL_OK (+inf when a round had sigma = 0), or the accountant's
+ * FL_EINVAL. */
+fl_status fl_dp_ledger_epsilon(const fl_dp_ledger *l, const fl_site_dp_round *next, double delta,
+                               double *eps, fl_err *err);
+/* Records round r of phase ph: the file first (atomically), then the accountant. To be called
+ * before the round's update leaves. Returns FL_OK, FL_EIO (the file could not be replaced: l is
+ * unchanged), FL_EINVAL or FL_ENOMEM. */
+fl_status fl_dp_ledger_spend(fl_dp_ledger *l, int64_t round, fl_phase ph, const fl_site_dp_round *r,
+                             fl_err *err);
+
 /* Federated evaluation: scores the site's test patients with the global model of phase ph
  * (patient score = mean tile probability for the image phase) and fills hist (n_classes * 2 *
  * bins counts, the layout of eval/metrics.h's fl_score_hist), *loss_sum (summed cross-entropy

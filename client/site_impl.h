@@ -32,6 +32,10 @@ struct fl_site {
     /* The fusion model's inputs for every patient, built from the above when first needed. */
     fl_fusion_inputs in;
     int in_ready;
+    /* DP-SGD (site_dp.c): its randomness and its last round */
+    fl_dp_source dp_src;
+    int has_dp_src;
+    fl_site_dp_round dp_last;
 };
 
 /* The fusion model's description (kind, classes, the plan's modalities with in_dim, enc_dim,
@@ -48,5 +52,30 @@ fl_status fl_site_model(fl_site *s, fl_phase ph, const float *w, size_t n, int B
 /* Builds s->in when it is not current (needs every standardization; the image embeddings when
  * the plan's fusion uses the image). */
 fl_status fl_site_fusion_inputs(fl_site *s, fl_err *err);
+
+/* ---- DP-SGD inside fl_site_train (site_dp.c) ---- */
+
+/* One DP-SGD round's state over model m (batch r->batch) of phase ph. */
+typedef struct fl_site_dp fl_site_dp;
+
+/* 1 when the plan trains with DP-SGD. */
+int fl_site_dp_on(const fl_site *s);
+/* Starts a round r (from fl_site_dp_plan) on m. FL_EINVAL without a DP source; FL_ENOMEM. On
+ * failure *out is NULL. */
+fl_status fl_site_dp_new(fl_site_dp **out, fl_site *s, fl_phase ph, fl_model *m,
+                         const fl_site_dp_round *r, fl_err *err);
+/* One step's gradient into m's gradient slab: sample, clip and sum, noise, / (q n). *loss is
+ * the mean loss of the patients drawn (0 when none was). FL_EINVAL when the source failed or a
+ * gradient is not finite. */
+fl_status fl_site_dp_step(fl_site_dp *d, fl_rng *r, float *loss, fl_err *err);
+/* The gradient of patient i of the round's population (0 <= i < r->n_patients, in the site's
+ * order of training patients) into m's gradient slab, summed over its tiles of this step (the
+ * image; rows of the model batch beyond them are padding); *loss its mean loss. */
+fl_status fl_site_dp_patient_grad(fl_site_dp *d, int i, fl_rng *r, float *loss, fl_err *err);
+/* Ends the round: records it as s's last (sampled, seconds) and returns the mean loss of the
+ * patients drawn. Frees d. */
+double fl_site_dp_finish(fl_site_dp *d);
+/* Frees d without recording; NULL is a no-op. */
+void fl_site_dp_free(fl_site_dp *d);
 
 #endif

@@ -141,8 +141,16 @@ fl_status fl_site_train(fl_site *s, fl_phase ph, const fl_plan_training *h, cons
     int B = h->batch < n_ex ? h->batch : (int)n_ex;
     int64_t per_epoch = image ? n_ex / B : (n_ex + B - 1) / B;
     int64_t steps = h->local_steps > 0 ? h->local_steps : (int64_t)h->epochs * per_epoch;
-    if (steps < 1) return fl_fail(err, FL_EINVAL, "no local steps (local_steps and epochs are 0)");
     fl_status st;
+    fl_site_dp_round dr; /* DP-SGD: its own steps, batch and population (site_dp.c) */
+    fl_site_dp *dp = NULL;
+    if (fl_site_dp_on(s)) {
+        if ((st = fl_site_dp_plan(s, ph, h, &dr, err)) != FL_OK) return st;
+        B = dr.batch;
+        steps = dr.steps;
+        n_ex = dr.n_patients;
+    }
+    if (steps < 1) return fl_fail(err, FL_EINVAL, "no local steps (local_steps and epochs are 0)");
     if (!image && (st = fl_site_fusion_inputs(s, err)) != FL_OK) return st;
     /* Each round draws its own shuffles, augmentations and dropout masks, the same on a rerun. */
     uint64_t seed = s->seed + ++s->rounds;
@@ -156,14 +164,16 @@ fl_status fl_site_train(fl_site *s, fl_phase ph, const fl_plan_training *h, cons
     local_optimizer(h, &oc);
     if ((st = examples_init(&ex, s, image, B, err)) != FL_OK ||
         (st = fl_optim_init(&opt, m, &oc, err)) != FL_OK ||
-        (st = grad_terms_init(&terms, m, h, global, err)) != FL_OK)
+        (st = grad_terms_init(&terms, m, h, global, err)) != FL_OK ||
+        (fl_site_dp_on(s) && (st = fl_site_dp_new(&dp, s, ph, m, &dr, err)) != FL_OK))
         goto done;
     fl_rng rng;
     fl_rng_seed(&rng, seed ^ 0x5173);
     double loss_sum = 0;
     for (int64_t k = 0; k < steps; k++) {
         float loss;
-        if ((st = next_grad(&ex, s, m, &rng, &loss, err)) != FL_OK) goto done;
+        st = dp ? fl_site_dp_step(dp, &rng, &loss, err) : next_grad(&ex, s, m, &rng, &loss, err);
+        if (st != FL_OK) goto done;
         if (!isfinite(loss)) {
             st = fl_fail(err, FL_EINVAL, "%s: local training diverged (loss %g at step %lld)",
                          s->path, (double)loss, (long long)k + 1);
@@ -180,8 +190,10 @@ fl_status fl_site_train(fl_site *s, fl_phase ph, const fl_plan_training *h, cons
     for (size_t i = 0; i < n; i++) delta[i] -= global[i];
     if (h->fedbn) memset(delta + np, 0, nb * sizeof(float));
     *examples_out = (double)n_ex;
-    *loss_out = loss_sum / (double)steps;
+    *loss_out = dp ? fl_site_dp_finish(dp) : loss_sum / (double)steps;
+    dp = NULL;
 done:
+    fl_site_dp_free(dp);
     grad_terms_destroy(&terms, m);
     fl_optim_destroy(&opt);
     examples_destroy(&ex);

@@ -1,7 +1,8 @@
 /* task.c - the hospital client's task loop (client/task.h): the plan check, the site, the
- * NextTask long poll, one function per kind of task, and the outbox log. The network calls are
- * client.c's and transfer.c's, the local work site.c's; this file only sequences them and
- * decides what a failure means (go on, join again, or stop). */
+ * NextTask long poll, one function per kind of task, the privacy budget (a DP round that would
+ * exceed epsilon_max is refused) and the outbox log. The network calls are client.c's and
+ * transfer.c's, the local work site.c's; this file only sequences them and decides what a
+ * failure means (go on, join again, or stop). */
 #include "task.h"
 
 #include <inttypes.h>
@@ -47,7 +48,18 @@ typedef struct {
     uint8_t std_sha[4][FL_SHA256_LEN]; /* ... and the hash of what was applied */
     float *buf;                        /* a work vector of cap floats (deltas, statistics) */
     size_t cap;
+    /* a plan with differential privacy */
+    fl_dp_ledger *ledger;   /* what this site spent (state_dir/privacy.state) */
+    fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling */
+    uint64_t refused_round; /* a refused TRAIN round, for the next NextTask (0: none) */
+    char refused_reason[256];
 } loop;
+
+/* A DP-SGD round's numbers, for the update header and the outbox. */
+typedef struct {
+    fl_site_dp_round r;
+    double eps_round, eps_total, delta;
+} dp_spend;
 
 /* What a failed call means for the loop. */
 static int network_code(grpc_status_code code) {
@@ -118,6 +130,44 @@ static fl_status outbox_key(loop *L, fl_err *err) {
     return FL_OK;
 }
 
+/* A plan with DP: this hospital's budget must be set and its delta at least the plan's; the
+ * ledger of what was spent before, and the CSPRNG for the site. */
+static fl_status privacy_start(loop *L, fl_err *err) {
+    const fl_plan_privacy *pv = &L->plan.privacy;
+    if (pv->mechanism == FL_DP_NONE) {
+        if (L->cfg->epsilon_max > 0)
+            fl_client_log("privacy: the plan trains without differential privacy (epsilon_max "
+                          "is not used)");
+        return FL_OK;
+    }
+    if (!(L->cfg->epsilon_max > 0))
+        return fl_fail(err, FL_EINVAL,
+                       "refused plan %.16s..: it trains with DP-SGD and %s sets no [privacy] "
+                       "epsilon_max",
+                       L->plan_hex, L->cfg->path);
+    if (pv->delta > L->cfg->delta)
+        return fl_fail(err, FL_EINVAL,
+                       "refused plan %.16s..: its delta %g is larger than this hospital's %g "
+                       "([privacy] delta)",
+                       L->plan_hex, pv->delta, L->cfg->delta);
+    char path[FL_CONF_MAX_PATH + 16];
+    snprintf(path, sizeof path, "%s/privacy.state", L->cfg->state_dir);
+    double eps;
+    fl_status st = fl_dp_ledger_open(path, &L->ledger, err);
+    if (st == FL_OK) st = fl_dp_ledger_epsilon(L->ledger, NULL, pv->delta, &eps, err);
+    if (st != FL_OK) return st;
+    if (!(L->csprng = malloc(sizeof *L->csprng)))
+        return fl_fail(err, FL_ENOMEM, "out of memory for the CSPRNG source");
+    fl_dp_csprng_init(L->csprng);
+    fl_dp_source src = fl_dp_csprng_source(L->csprng);
+    fl_site_set_dp_source(L->site, &src);
+    fl_client_log("privacy: DP-SGD (C %g, sigma %g, q %g); spent so far: epsilon %.4g over %d "
+                  "rounds, epsilon_max %g at delta %g",
+                  pv->clip_norm, pv->noise_multiplier, pv->sample_rate, eps,
+                  fl_dp_ledger_rounds(L->ledger), L->cfg->epsilon_max, pv->delta);
+    return FL_OK;
+}
+
 /* After the first Join with a plan: parse it, open the site and the outbox. */
 static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *err) {
     fl_status st = check_plan(L, jr, err);
@@ -133,6 +183,7 @@ static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *
     if ((st = fl_site_open(&L->site, L->cfg->cohort, &L->plan, threads, seed, err)) != FL_OK)
         return st;
     fl_site_summarize(L->site, &L->summary);
+    if ((st = privacy_start(L, err)) != FL_OK) return st;
     if ((st = outbox_key(L, err)) != FL_OK) return st;
     char path[FL_CONF_MAX_PATH + 16];
     snprintf(path, sizeof path, "%s/outbox.log", L->cfg->state_dir);
@@ -183,15 +234,39 @@ static fl_status checkpoint(loop *L, int64_t next_round, fl_err *err) {
     return st;
 }
 
-/* One outbox record for a message that left. */
+/* x as a JSON number, or null when it is not finite (sigma = 0 spends an infinite epsilon). */
+static const char *json_num(double x, char out[32]) {
+    if (isfinite(x))
+        snprintf(out, 32, "%.17g", x);
+    else
+        snprintf(out, 32, "null");
+    return out;
+}
+
+/* The DP numbers of an outbox record: ",\"clip_norm\":..." (or "" without DP). */
+static void dp_json(const dp_spend *dp, char *out, size_t cap) {
+    char a[32], b[32];
+    out[0] = 0;
+    if (dp)
+        snprintf(out, cap,
+                 ",\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,\"sample_rate\":%.17g,"
+                 "\"steps\":%" PRId64 ",\"delta\":%.17g,\"epsilon_round\":%s,"
+                 "\"epsilon_total\":%s",
+                 dp->r.clip, dp->r.sigma, dp->r.q, dp->r.steps, dp->delta,
+                 json_num(dp->eps_round, a), json_num(dp->eps_total, b));
+}
+
+/* One outbox record for a message that left (examples < 0: no count was sent). */
 static fl_status record(loop *L, const char *kind, const Fedlung__V1__Task *t, size_t bytes,
-                        const uint8_t sha[FL_SHA256_LEN], double examples, fl_err *err) {
-    char hex[FL_SHA256_HEX], data[512];
+                        const uint8_t sha[FL_SHA256_LEN], double examples, const dp_spend *dp,
+                        fl_err *err) {
+    char hex[FL_SHA256_HEX], data[1024], count[48] = "", dps[512];
     fl_hex_encode(sha, FL_SHA256_LEN, hex);
+    if (examples >= 0) snprintf(count, sizeof count, ",\"examples\":%.17g", examples);
+    dp_json(dp, dps, sizeof dps);
     snprintf(data, sizeof data,
-             "{\"phase\":\"%s\",\"model_version\":%" PRIu64
-             ",\"bytes\":%zu,\"sha256\":\"%s\",\"examples\":%.17g}",
-             fl_phase_name((fl_phase)t->phase), t->model_version, bytes, hex, examples);
+             "{\"phase\":\"%s\",\"model_version\":%" PRIu64 ",\"bytes\":%zu,\"sha256\":\"%s\"%s%s}",
+             fl_phase_name((fl_phase)t->phase), t->model_version, bytes, hex, count, dps);
     fl_status st = fl_audit_append(L->outbox, kind, (int64_t)t->round, L->client_id, data, err);
     if (st == FL_OK) L->unsigned_round = (int64_t)t->round;
     return st;
@@ -210,8 +285,9 @@ static double block_patients(const float *v, size_t F) {
 /* PutUpdate of vec (n_params + n_buffers floats) for task t, in the task's encoding (FIXED32
  * rewrites vec in place), and its outbox record. */
 static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *kind, float *vec,
-                             uint64_t n_params, uint64_t n_buffers, double examples, char sent[96],
-                             grpc_status_code *code, fl_err *err) {
+                             uint64_t n_params, uint64_t n_buffers, double examples,
+                             const dp_spend *dp, char sent[96], grpc_status_code *code,
+                             fl_err *err) {
     Fedlung__V1__UpdateHeader h = FEDLUNG__V1__UPDATE_HEADER__INIT;
     h.study_id = (char *)L->cfg->study;
     h.round = t->round;
@@ -221,6 +297,13 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     h.n_buffers = n_buffers;
     h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_EXACT;
     h.example_count = examples;
+    if (dp) { /* no count under DP (it would tell the cohort's size); the DP declared */
+        h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED;
+        h.example_count = 0;
+        h.mechanism = FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_SGD;
+        h.clip_norm = dp->r.clip;
+        h.noise_multiplier = dp->r.sigma;
+    }
     size_t n = (size_t)(n_params + n_buffers);
     if (t->update && t->update->encoding == FEDLUNG__V1__ENCODING__ENCODING_FIXED32) {
         h.encoding = t->update->encoding;
@@ -253,7 +336,7 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     if (st != FL_OK) return st;
     fl_hex_encode(sha, FL_SHA256_LEN, hex);
     snprintf(sent, 96, "sent %s sha256 %.8s..", human_bytes((double)bytes, hb), hex);
-    return record(L, kind, t, bytes, sha, examples, err);
+    return record(L, kind, t, bytes, sha, dp ? -1 : examples, dp, err);
 }
 
 /* Applies the task's standardizations that differ from what the site has. */
@@ -316,7 +399,7 @@ static fl_status task_statistics(loop *L, const Fedlung__V1__Task *t, grpc_statu
             break;
         }
     char sent[96];
-    if ((st = send_update(L, t, "statistics", vec, n, 0, patients, sent, code, err)) != FL_OK)
+    if ((st = send_update(L, t, "statistics", vec, n, 0, patients, NULL, sent, code, err)) != FL_OK)
         return st;
     fl_client_log("round %" PRIu64 " statistics: %zu sums over %.0f training patients, %s",
                   t->round, n, patients, sent);
@@ -337,7 +420,8 @@ static fl_status task_features(loop *L, const Fedlung__V1__Task *t, grpc_status_
     double patients = block_patients(vec, (size_t)L->E);
     char sent[96];
     size_t len = FL_STATS_LEN(L->E);
-    if ((st = send_update(L, t, "statistics", vec, len, 0, patients, sent, code, err)) != FL_OK)
+    if ((st = send_update(L, t, "statistics", vec, len, 0, patients, NULL, sent, code, err)) !=
+        FL_OK)
         return st;
     fl_client_log("round %" PRIu64 " features: embedded patients with model %" PRIu64
                   " (%d features, %.0f training patients), %s",
@@ -363,22 +447,71 @@ static fl_plan_training task_training(const loop *L, const Fedlung__V1__Task *t,
     return h;
 }
 
+/* Refuses round t: logged, recorded in the outbox, and told to the server with the next
+ * NextTask. */
+static fl_status refuse(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
+                        fl_err *err) {
+    snprintf(L->refused_reason, sizeof L->refused_reason,
+             "refused: round %" PRIu64 " would spend ε %.2f, total %.2f > epsilon_max %.2f",
+             t->round, dp->eps_round, dp->eps_total, L->cfg->epsilon_max);
+    L->refused_round = t->round;
+    fl_client_log("round %" PRIu64 " %s: %s (delta %g, %" PRId64 " steps at q %g, sigma %g)",
+                  t->round, fl_phase_name(ph), L->refused_reason, dp->delta, dp->r.steps, dp->r.q,
+                  dp->r.sigma);
+    char data[1024], dps[512];
+    dp_json(dp, dps, sizeof dps);
+    /* the reason is our own sentence: no character to escape */
+    snprintf(data, sizeof data, "{\"phase\":\"%s\",\"reason\":\"%s\",\"epsilon_max\":%.17g%s}",
+             fl_phase_name(ph), L->refused_reason, L->cfg->epsilon_max, dps);
+    fl_status st =
+        fl_audit_append(L->outbox, "refused", (int64_t)t->round, L->client_id, data, err);
+    if (st == FL_OK) L->unsigned_round = (int64_t)t->round;
+    return st;
+}
+
 static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
                             grpc_status_code *code, fl_err *err) {
-    fl_status st = apply_standardization(L, t, err);
+    fl_plan_training h = task_training(L, t, ph);
+    dp_spend dps, *dp = NULL;
+    fl_status st;
+    if (L->ledger) { /* what the round would spend, before anything else */
+        dp = &dps;
+        double before;
+        dp->delta = L->plan.privacy.delta;
+        if ((st = fl_site_dp_plan(L->site, ph, &h, &dp->r, err)) != FL_OK ||
+            (st = fl_dp_ledger_epsilon(L->ledger, NULL, dp->delta, &before, err)) != FL_OK ||
+            (st = fl_dp_ledger_epsilon(L->ledger, &dp->r, dp->delta, &dp->eps_total, err)) != FL_OK)
+            return st;
+        dp->eps_round = dp->eps_total - before;
+        if (!(dp->eps_total <= L->cfg->epsilon_max)) return refuse(L, t, ph, dp, err);
+    }
     const fl_transfer_model *m;
-    if (st != FL_OK || (st = get_model(L, t, ph, &m, code, err)) != FL_OK) return st;
+    if ((st = apply_standardization(L, t, err)) != FL_OK ||
+        (st = get_model(L, t, ph, &m, code, err)) != FL_OK)
+        return st;
     size_t n = (size_t)(m->n_params + m->n_buffers);
     float *delta = work_vector(L, n, err);
     if (!delta) return FL_ENOMEM;
-    fl_plan_training h = task_training(L, t, ph);
     double examples = 0, loss = 0;
     if ((st = fl_site_train(L->site, ph, &h, m->w, n, delta, &examples, &loss, err)) != FL_OK)
         return st;
+    /* spent once the update exists, before it can leave: a crash from here on over-counts */
+    if (dp && (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
+        return st;
     char sent[96];
     if ((st = send_update(L, t, "update", delta, m->n_params, h.fedbn ? 0 : m->n_buffers, examples,
-                          sent, code, err)) != FL_OK)
+                          dp, sent, code, err)) != FL_OK)
         return st;
+    if (dp) {
+        const fl_site_dp_round *r = fl_site_dp_last(L->site);
+        fl_client_log("round %" PRIu64 " %s: DP-SGD %" PRId64 " steps on %d patients (q %g, %.1f "
+                      "drawn per step, C %g, sigma %g, %.2f s), loss %.4g, ε this round %.3f, "
+                      "total %.3f of %g (delta %g), %s",
+                      t->round, fl_phase_name(ph), r->steps, r->n_patients, r->q,
+                      r->sampled / (double)r->steps, r->clip, r->sigma, r->seconds, loss,
+                      dp->eps_round, dp->eps_total, L->cfg->epsilon_max, dp->delta, sent);
+        return FL_OK;
+    }
     int k = h.local_steps ? h.local_steps : h.epochs;
     fl_client_log("round %" PRIu64 " %s: trained %d %s%s on %.0f %s, loss %.4g, %s", t->round,
                   fl_phase_name(ph), k, h.local_steps ? "step" : "epoch", k == 1 ? "" : "s",
@@ -418,7 +551,7 @@ static fl_status task_eval(loop *L, const Fedlung__V1__Task *t, fl_phase ph, grp
     }
     free(packed);
     if (st == FL_OK) st = fl_client_call(L->c, FL_RPC_PUT_EVAL, &rep.base, 60.0, code, &rc, err);
-    if (st == FL_OK) st = record(L, "eval", t, bytes, sha, (double)rep.patients, err);
+    if (st == FL_OK) st = record(L, "eval", t, bytes, sha, (double)rep.patients, NULL, err);
     if (st == FL_OK) {
         char hex[FL_SHA256_HEX], hb[32];
         fl_hex_encode(sha, FL_SHA256_LEN, hex);
@@ -473,6 +606,28 @@ static fl_status task_done(loop *L, const Fedlung__V1__Task *t, grpc_status_code
     return FL_OK;
 }
 
+/* A TRAIN task's privacy must be the approved plan's: DP-SGD with its very parameters in the
+ * trained phases of a DP plan, none otherwise. The server can neither weaken nor drop it. */
+static fl_status check_privacy(loop *L, const Fedlung__V1__Task *t, fl_phase ph, fl_err *err) {
+    const fl_plan_privacy *pv = &L->plan.privacy;
+    const Fedlung__V1__PrivacyParams *tp = t->privacy;
+    int want = fl_plan_training_of(&L->plan, ph) ? (int)pv->mechanism : FL_DP_NONE;
+    int got = tp ? (int)tp->mechanism : FL_DP_NONE;
+    if (got == want &&
+        (want == FL_DP_NONE ||
+         (tp->clip_norm == pv->clip_norm && tp->noise_multiplier == pv->noise_multiplier &&
+          tp->sample_rate == pv->sample_rate && tp->delta == pv->delta)))
+        return FL_OK;
+    return fl_fail(err, FL_EINVAL,
+                   "round %" PRIu64 ": the task's privacy (mechanism %d, C %g, sigma %g, q %g, "
+                   "delta %g) is not the approved plan's (mechanism %d, C %g, sigma %g, q %g, "
+                   "delta %g)",
+                   t->round, got, tp ? tp->clip_norm : 0, tp ? tp->noise_multiplier : 0,
+                   tp ? tp->sample_rate : 0, tp ? tp->delta : 0, want, want ? pv->clip_norm : 0,
+                   want ? pv->noise_multiplier : 0, want ? pv->sample_rate : 0,
+                   want ? pv->delta : 0);
+}
+
 /* One TRAIN or EVAL task. */
 static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code, fl_err *err) {
     *code = GRPC_STATUS_OK;
@@ -480,13 +635,10 @@ static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *
                              memcmp(t->plan_hash.data, L->plan.sha256, FL_SHA256_LEN) != 0))
         return fl_fail(err, FL_EINVAL, "a task of round %" PRIu64 " belongs to another plan",
                        t->round);
-    if (t->privacy && t->privacy->mechanism != FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_NONE)
-        return fl_fail(err, FL_EUNSUPPORTED,
-                       "round %" PRIu64 " asks for differential privacy, which this client "
-                       "does not implement yet",
-                       t->round);
     fl_phase ph = (fl_phase)t->phase;
     int train = t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN;
+    fl_status st;
+    if (train && (st = check_privacy(L, t, ph, err)) != FL_OK) return st;
     if (train && ph == FL_PHASE_STATISTICS) return task_statistics(L, t, code, err);
     if (train && ph == FL_PHASE_FEATURES) return task_features(L, t, code, err);
     if (ph != FL_PHASE_IMAGE && ph != FL_PHASE_FUSION)
@@ -519,6 +671,8 @@ static fl_status run(loop *L, int *no_plan, grpc_status_code *code, fl_err *err)
         rq.study_id = (char *)L->cfg->study;
         rq.round = L->last_round;
         rq.wait_ms = L->o->wait_ms;
+        rq.refused_round = L->refused_round;
+        rq.refused_reason = L->refused_round ? L->refused_reason : "";
         ProtobufCMessage *rep = NULL;
         st = fl_client_call(L->c, FL_RPC_NEXT_TASK, &rq.base, L->o->wait_ms / 1000.0 + 20.0, code,
                             &rep, err);
@@ -532,6 +686,7 @@ static fl_status run(loop *L, int *no_plan, grpc_status_code *code, fl_err *err)
             continue;
         }
         refused = 0;
+        L->refused_round = 0; /* the server has it */
         const Fedlung__V1__Task *t = (const Fedlung__V1__Task *)rep;
         if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_WAIT) {
             fl_client_sleep(t->retry_after_ms / 1000.0);
@@ -571,6 +726,9 @@ fl_status fl_task_run(fl_client *c, const fl_client_config *cfg, const fl_task_o
         }
     }
     fl_audit_close(L.outbox);
+    fl_dp_ledger_free(L.ledger);
+    if (L.csprng) fl_dp_csprng_destroy(L.csprng);
+    free(L.csprng);
     fl_sign_key_free(L.key);
     fl_site_free(L.site);
     if (L.have_plan) fl_plan_destroy(&L.plan);
