@@ -386,6 +386,7 @@ static fl_status save_image(fl_site *s, fl_model *m, const char *path, fl_err *e
     meta.tile = p->net.tile;
     meta.classes = p->n_classes;
     meta.width = p->net.width;
+    meta.groupnorm = p->net.groupnorm;
     fl_pipeline_info info;
     memset(&info, 0, sizeof info);
     snprintf(info.kind, sizeof info.kind, "image");

@@ -134,6 +134,10 @@ static fl_status meta_from_file(hid_t f, const char *path, fl_model_meta *meta, 
         return fl_fail(err, FL_EFORMAT, "%s: the \"phase\" attribute is not a short string", path);
     if (attr_read_num(f, "round", H5T_NATIVE_INT, &meta->round) >= FL_H5_ATTR_BADTYPE)
         return fl_fail(err, FL_EFORMAT, "%s: the \"round\" attribute is not an integer", path);
+    if (attr_read_num(f, "groupnorm", H5T_NATIVE_INT, &meta->groupnorm) >= FL_H5_ATTR_BADTYPE ||
+        meta->groupnorm < 0)
+        return fl_fail(err, FL_EFORMAT, "%s: the \"groupnorm\" attribute is not a group count",
+                       path);
     H5Eclear2(H5E_DEFAULT);
     return FL_OK;
 }
@@ -230,6 +234,9 @@ fl_status fl_checkpoint_save(fl_model *m, const fl_model_meta *meta, const char 
     else if (meta->round >= 0 &&
              fl_h5_attr_write(f, "round", H5T_STD_I32LE, H5T_NATIVE_INT, &meta->round) < 0)
         what = "round";
+    else if (meta->groupnorm > 0 &&
+             fl_h5_attr_write(f, "groupnorm", H5T_STD_I32LE, H5T_NATIVE_INT, &meta->groupnorm) < 0)
+        what = "groupnorm";
     if (what) {
         s = fl_fail(err, FL_EIO, "%s: cannot write attribute \"%s\" (%s)", path, what,
                     fl_h5_msg(msg));

@@ -5,7 +5,8 @@
  *
  * Root attributes: "format" = "fedlung-model" (string), "version" = 1 (int32), "arch"
  * (string), "tile" (int32), "stem" (string), "classes" (int32), "width" (float32), "sha256"
- * (64 lowercase hex digits, string), and optionally "phase" (string), "round" (int32). */
+ * (64 lowercase hex digits, string), and optionally "phase" (string), "round" (int32),
+ * "groupnorm" (int32, GroupNorm groups of a ResNet trained with differential privacy). */
 #ifndef FL_CHECKPOINT_H
 #define FL_CHECKPOINT_H
 
@@ -24,6 +25,8 @@ typedef struct {
     float width;             /* channel multiplier (1 = torchvision) */
     char phase[FL_META_STR]; /* optional training phase ("" = not written) */
     int round;               /* optional federated round (-1 = not written) */
+    int groupnorm;           /* optional: GroupNorm groups of a ResNet (0 = BatchNorm, not
+                                written; DP training uses GroupNorm) */
     char sha256[65];         /* filled by fl_checkpoint_read_meta; ignored by save */
 } fl_model_meta;
 

@@ -46,6 +46,7 @@ fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backe
     rc.tile = meta->tile;
     rc.classes = meta->classes;
     rc.width = meta->width;
+    rc.groupnorm = meta->groupnorm;
     fl_graph *g;
     if ((s = fl_resnet_build(&g, &rc, err)) != FL_OK) return s;
     return fl_model_on_cpu(g, batch, threads, 1, path, be, m, err);

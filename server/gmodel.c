@@ -102,6 +102,7 @@ fl_status fl_gmodel_save(const fl_plan *p, fl_phase ph, const int in_dim[4], con
         meta.tile = p->net.tile;
         snprintf(meta.stem, sizeof meta.stem, "%s", fl_stem_name(p->net.stem));
         meta.width = p->net.width;
+        meta.groupnorm = p->net.groupnorm;
     }
     meta.classes = p->n_classes;
     snprintf(meta.phase, sizeof meta.phase, "%s", fl_phase_name(ph));

@@ -14,6 +14,8 @@
 #include "nn/model.h"
 #include "nn/npy.h"
 #include "nn/resnet.h"
+#include "pipeline/internal.h"
+#include "nn/resnet.h"
 #include "nn/safetensors.h"
 
 static fl_backend *be;
@@ -676,7 +678,33 @@ static void test_checkpoint(void) {
     meta_for(&plain, "resnet18");
     CHECK_OK(fl_checkpoint_save(a, &plain, p, &err), &err);
     CHECK_OK(fl_checkpoint_read_meta(p, &got, &err), &err);
-    CHECK(got.phase[0] == '\0' && got.round == -1);
+    CHECK(got.phase[0] == '\0' && got.round == -1 && got.groupnorm == 0);
+    /* A GroupNorm ResNet (DP training): the group count travels with it, so the graph can be
+     * rebuilt (a BatchNorm graph would miss its running statistics). */
+    {
+        fl_resnet_config rc;
+        fl_resnet_config_default(&rc);
+        rc.depth = 18;
+        rc.tile = 32;
+        rc.width = 0.125f;
+        rc.groupnorm = 8;
+        fl_graph *gg = NULL;
+        fl_model *gn = NULL, *back = NULL;
+        fl_backend *be2 = NULL;
+        CHECK_OK(fl_resnet_build(&gg, &rc, &err), &err);
+        if (gg) CHECK_OK(fl_model_new(&gn, gg, be, 1, 5, &err), &err);
+        fl_model_meta gm;
+        meta_for(&gm, "resnet18");
+        gm.groupnorm = 8;
+        if (gn) CHECK_OK(fl_checkpoint_save(gn, &gm, p, &err), &err);
+        CHECK_OK(fl_checkpoint_read_meta(p, &got, &err), &err);
+        CHECK_EQ_INT(got.groupnorm, 8);
+        fl_model_meta lm;
+        CHECK_OK(fl_load_image_model(p, 1, 1, &be2, &back, &lm, &err), &err);
+        fl_model_free(back);
+        if (be2) be2->destroy(be2);
+        fl_model_free(gn);
+    }
     /* A model without images: empty stem, tile 0. */
     fl_model_meta noimg;
     meta_for(&noimg, "fusion");
