@@ -368,6 +368,9 @@ grpc_status_code fl_study_update_begin(fl_study *s, const char *id,
     s->up.received = 0;
     memcpy(s->up.sha256, h->sha256.data, 32);
     s->up.examples = h->example_count;
+    s->up.clip_norm = h->clip_norm;
+    s->up.noise_multiplier = h->noise_multiplier;
+    s->up.mechanism = (int)h->mechanism;
     return fl_rpc_status_set(st, GRPC_STATUS_OK, "ok");
 }
 
@@ -453,9 +456,14 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
     p->state = PART_DONE;
     p->last_round = (uint64_t)s->round;
     s->participants++;
-    char data[256];
-    snprintf(data, sizeof data, "{\"bytes\":%llu,\"sha256\":\"%s\",\"examples\":%.0f}",
-             (unsigned long long)s->up.length, hex, s->up.examples);
+    char data[400];
+    static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
+    snprintf(data, sizeof data,
+             "{\"bytes\":%llu,\"sha256\":\"%s\",\"examples\":%.0f,\"mechanism\":\"%s\","
+             "\"clip_norm\":%.9g,\"noise_multiplier\":%.9g}",
+             (unsigned long long)s->up.length, hex, s->up.examples,
+             s->up.mechanism >= 0 && s->up.mechanism <= 2 ? mech[s->up.mechanism] : "?",
+             s->up.clip_norm, s->up.noise_multiplier);
     fl_study_event(s, "update_accepted", id, data,
                    "update of round %lld accepted: %llu bytes, sha256 %.16s…", (long long)s->round,
                    (unsigned long long)s->up.length, hex);

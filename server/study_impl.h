@@ -69,6 +69,8 @@ struct fl_study {
         uint64_t length, received;
         uint8_t sha256[32];
         double examples;
+        double clip_norm, noise_multiplier; /* declared by the site (DP) */
+        int mechanism;
         fl_sha256_ctx h;
         int has_h;
     } up;
