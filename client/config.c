@@ -113,9 +113,9 @@ fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err 
         goto fail;
     }
     if (!fl_conf_resolve_tls(path, &cfg->tls) ||
-        !fl_conf_resolve(path, cfg->cohort, sizeof cfg->cohort)) {
-        fl_fail(err, st, "%s: a [tls] or [data] path is too long once made relative to the file",
-                path);
+        !fl_conf_resolve(path, cfg->cohort, sizeof cfg->cohort) ||
+        !fl_conf_resolve(path, cfg->state_dir, sizeof cfg->state_dir)) {
+        fl_fail(err, st, "%s: a path is too long once made relative to the file", path);
         goto fail;
     }
     memcpy(cfg->path, path, strlen(path) + 1);

@@ -36,11 +36,10 @@ typedef struct {
  * most FL_CLIENT_MAX_APPROVE), threads (>= 0, default 0); [tls] ca, cert, key (required unless
  * insecure), insecure (true/false, default false); [data] cohort (optional: without it the
  * client only joins; the task loop needs it); [privacy] epsilon_max (> 0; the task loop needs it
- * for a plan with differential privacy), delta (in (0, 1), default 1e-5). Relative tls and data
- * paths are taken relative to the config file's folder. Returns FL_OK; FL_EIO when the file
- * cannot be read; FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study is
- * missing".
- * Holds no heap memory: there is nothing to destroy. */
+ * for a plan with differential privacy), delta (in (0, 1), default 1e-5). Relative tls, data and
+ * state_dir paths are taken relative to the config file's folder. Returns FL_OK; FL_EIO when the
+ * file cannot be read; FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study
+ * is missing". Holds no heap memory: there is nothing to destroy. */
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err);
 
 #endif
