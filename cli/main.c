@@ -16,7 +16,7 @@ static const char usage[] =
     "  eval                       score a split with a model: metrics, predictions, ROC/PR\n"
     "  explain cam|umap           class activation maps; UMAP of patient embeddings\n"
     "  pki init|issue|show|verify the consortium CA and its server and client certificates\n"
-    "  audit keygen|verify|show   signing keys, verification and a table of an audit log\n"
+    "  audit keygen|verify|show|report  signing keys, verification, a table, an HTML report\n"
     "  privacy epsilon|sigma|rdp  the DP-SGD accountant: epsilon spent, sigma for a target\n"
     "  server --config FILE       the federation server of a study (mutual TLS, allow-list)\n"
     "  client --config FILE       a hospital's client: joins the study, prints the server's "

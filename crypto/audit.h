@@ -12,6 +12,7 @@
 
 #include "../common/status.h"
 #include "hash.h"
+#include "merkle.h"
 #include "sign.h"
 
 #define FL_AUDIT_FORMAT "fedlung-audit/1" /* data.format of every log's first record */
@@ -114,6 +115,31 @@ typedef struct {
 fl_status fl_audit_verify(const char *path, const fl_sign_key *pub, fl_audit_report *report,
                           fl_err *err);
 
+/* Where a record stands under the signed checkpoint that covers it (see fl_audit_walk): enough
+ * for fl_merkle_inclusion_verify(leaf, index, size, path, path_len, root) to show, to someone
+ * who trusts the checkpoint, that the record is in the log. */
+typedef struct {
+    int64_t checkpoint; /* line of the verified checkpoint over the record; 0: none yet (the
+                           record comes after the last checkpoint: not signed, no proof) */
+    uint64_t index;     /* the record is leaf `index` (0-based) ... */
+    uint64_t size;      /* ... of the `size` records that checkpoint covers */
+    uint8_t leaf[FL_SHA256_LEN]; /* SHA-256(0x00 || the record's line without its newline) */
+    uint8_t root[FL_SHA256_LEN]; /* the checkpoint's merkle_root */
+    size_t path_len;             /* the RFC 6962 inclusion proof: path[0..path_len) */
+    uint8_t path[FL_MERKLE_MAX_PATH][FL_SHA256_LEN];
+} fl_audit_proof;
+
+/* Verifies the log at path against pub exactly as fl_audit_verify does (same report), and calls
+ * fn, when not NULL, for every record that verified, checkpoints excepted, in order: a record
+ * a checkpoint covers once that checkpoint has verified, with its inclusion proof under the
+ * checkpoint's merkle_root; at the end, the good records after the last good checkpoint (not
+ * signed), with proof->checkpoint 0. Records from the first bad line on are never passed. fn
+ * returns 0, or -1 when out of memory (the walk then stops with FL_ENOMEM). Returns as
+ * fl_audit_verify. */
+fl_status fl_audit_walk(const char *path, const fl_sign_key *pub,
+                        int (*fn)(const fl_audit_record *r, const fl_audit_proof *proof, void *ctx),
+                        void *ctx, fl_audit_report *report, fl_err *err);
+
 /* Calls fn for every line of the log at path, in order, without verifying anything: with the
  * parsed record and problem NULL, or, for a line that does not parse, with a record holding
  * only .line and problem saying why. fn returns 0 to go on, anything else to stop. Returns
@@ -127,5 +153,10 @@ fl_status fl_audit_foreach(const char *path,
  * or more digits cut to their first 12 and "...", nested values as their JSON text, control
  * characters as '?', and "..." at the end when out is full. */
 void fl_audit_data_summary(const char *data_json, char *out, size_t cap);
+
+/* The value of member name of a record's data (a JSON object), malloc'd (the caller frees it):
+ * a string decoded, any other value as its JSON text exactly as written ("4.8706417429295286",
+ * "null", "{...}"). NULL when data has no such member, is not an object, or memory ran out. */
+char *fl_audit_data_get(const char *data_json, const char *name);
 
 #endif

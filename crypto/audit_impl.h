@@ -26,12 +26,16 @@ void fl__audit_serialize(fl__json_buf *b, const fl_audit_record *r, int with_sig
 void fl__audit_signed_message(fl__json_buf *b, const fl_audit_record *r);
 /* Whether kind is 1 to FL_AUDIT_KIND_MAX characters of [a-z0-9_]. */
 int fl__audit_kind_valid(const char *kind);
+/* array (of *cap elements of elem bytes, n in use) with room for one more: array itself, or
+ * a larger copy (*cap doubled, from 32) with array freed; NULL when out of memory (array is
+ * then left as it was). */
+void *fl__audit_grow(void *array, size_t n, size_t *cap, size_t elem);
 
 /* ---- the chain ---- */
 
-/* The state after the last good line, and the first problem. Zero-initialise, set pub, call
- * fl__audit_chain_init, then feed lines; release with fl__audit_chain_destroy. */
-typedef struct {
+/* The state after the last good line, and the first problem. Call fl__audit_chain_init, set
+ * on_good if wanted, then feed lines; release with fl__audit_chain_destroy. */
+typedef struct fl__audit_chain {
     const fl_sign_key *pub;      /* checks checkpoint signatures (borrowed) */
     char key_id[FL_SHA256_HEX];  /* pub's key id */
     int64_t seq;                 /* the last good record's seq; 0 before line 1 */
@@ -46,6 +50,12 @@ typedef struct {
     int64_t bad_line; /* 0 while all is well */
     int torn;         /* bad_line is a torn final line */
     char problem[320];
+    /* Called (when set) for every good line before the chain moves past it: for a record after
+     * its leaf hash was pushed (it is leaves[n_leaves - 1]), for a checkpoint while leaves still
+     * holds those of the records it covers. Returns 0, or -1 (out of memory: the line counts as
+     * not added and fl__audit_chain_add returns -1). */
+    int (*on_good)(void *ctx, const fl_audit_record *r, const struct fl__audit_chain *c);
+    void *on_good_ctx;
 } fl__audit_chain;
 
 void fl__audit_chain_init(fl__audit_chain *c, const fl_sign_key *pub);

@@ -271,14 +271,18 @@ done:
     return ok;
 }
 
+void *fl__audit_grow(void *array, size_t n, size_t *cap, size_t elem) {
+    if (n < *cap) return array;
+    size_t more = *cap ? 2 * *cap : 32;
+    void *grown = realloc(array, more * elem);
+    if (grown) *cap = more;
+    return grown;
+}
+
 static int push_leaf(fl__audit_chain *c, const char *line, size_t len) {
-    if (c->n_leaves == c->cap_leaves) {
-        size_t cap = c->cap_leaves ? 2 * c->cap_leaves : 64;
-        void *grown = realloc(c->leaves, cap * sizeof *c->leaves);
-        if (!grown) return -1;
-        c->leaves = grown;
-        c->cap_leaves = cap;
-    }
+    void *grown = fl__audit_grow(c->leaves, c->n_leaves, &c->cap_leaves, sizeof *c->leaves);
+    if (!grown) return -1;
+    c->leaves = grown;
     return fl_merkle_leaf_hash(line, len, c->leaves[c->n_leaves++]) == FL_OK ? 1 : -1;
 }
 
@@ -339,10 +343,15 @@ int fl__audit_chain_add(fl__audit_chain *c, const char *line, size_t len, int *u
         ok = check_checkpoint(c, &r);
         if (ok != 1) goto done;
         ok = 0;
+        if (c->on_good && c->on_good(c->on_good_ctx, &r, c) < 0) {
+            ok = -1;
+            goto done;
+        }
         c->n_leaves = 0;
         c->last_cp = at;
         c->checkpoints++;
-    } else if (push_leaf(c, line, len) < 0) {
+    } else if (push_leaf(c, line, len) < 0 ||
+               (c->on_good && c->on_good(c->on_good_ctx, &r, c) < 0)) {
         ok = -1;
         goto done;
     }

@@ -109,6 +109,16 @@ fcp = {"seq": 16, "time": "2025-03-09T10:00:00Z", "kind": "checkpoint", "round":
        "data": '{"from":14,"to":15,"count":2,"merkle_root":"%s","key_id":"%s"}' % ("ab" * 32, key_id),
        "prev": hashlib.sha256(line(forged).encode()).hexdigest(), "sig": "cd" * 64}
 save("forged_cp.audit", lines + [line(forged), line(fcp)])
+# A log whose strings try to inject HTML into `fedlung audit report`.
+lines, leaves, last_cp = [], [], 0
+evil = "<script>alert(1)</script>"
+add("log_created", -1, "audit", '{"format":"fedlung-audit/1","key_id":"%s"}' % key_id)
+add("server_start", -1, "server", '{"listen":"127.0.0.1:1","plan_sha256":"%s"}' % h)
+add("join", 1, evil, '{"patients":3}')
+add("refused", 1, evil, '{"refused_round":1,"reason":"<img src=x onerror=alert(2)> & \\"q\\""}')
+add("round_committed", 1, "server", '{"phase":"fusion\'><b>","participants":1,"macro_auc":-1}')
+add("checkpoint", 1, "audit", None)
+save("inject.audit", lines)
 PY
 
 # ---- verify ----
@@ -167,6 +177,35 @@ has out.txt "fedlung audit verify" "--help"
 if command -v jq >/dev/null; then
   jq -e -s 'length == 14 and .[7].kind == "checkpoint" and (.[7].sig | length) == 128' log.audit \
     >/dev/null || t_fail "jq does not read the log as 14 JSON records"
+fi
+
+# ---- report ----
+t_expect 2 "report without --key" -- "$fedlung" audit report log.audit --out r.html
+t_expect 2 "report with --inclusion" -- "$fedlung" audit report log.audit --key keys/server.pub \
+  --out r.html --inclusion log.audit --outbox-key keys/server.pub
+t_expect 0 "report" -- "$fedlung" audit report log.audit --key keys/server.pub --out r.html
+has out.txt "r.html: 0 rounds, 2 hospitals; every log intact" "report's summary"
+has r.html "intact: 14 records, 2 signed checkpoints" "the report's verification status"
+has r.html "1 record after the last checkpoint, not signed yet: not shown" "the unsigned tail"
+has r.html "stale round" "the rejected update's reason"
+has r.html "No record carries a privacy spend" "a log without DP"
+t_expect 1 "report on an edited log" -- "$fedlung" audit report edit.audit --key keys/server.pub \
+  --out e.html
+has e.html 'data-status="broken" class="bad">BROKEN at line 6' "the report on an edited log"
+t_expect 1 "report to a missing folder" -- "$fedlung" audit report log.audit \
+  --key keys/server.pub --out nope/r.html
+t_expect 0 "report on hostile strings" -- "$fedlung" audit report inject.audit \
+  --key keys/server.pub --out inject.html
+grep -qiE "<script|<img|<b>|onerror=|src=" inject.html &&
+  t_fail "the report lets markup through: $(grep -oiE ".{20}(<script|<img|<b>|onerror=|src=).{20}" inject.html | head -3)"
+has inject.html "&#60;script&#62;alert(1)&#60;&#47;script&#62;" "the escaped client id"
+has inject.html "&#60;img src&#61;x onerror&#61;alert(2)&#62; &#38; &#34;q&#34;" "the escaped reason"
+if [ -x /usr/bin/chromium ]; then # check_audit_report.sh requires it; here it is a bonus
+  timeout 60 /usr/bin/chromium --headless --no-sandbox --disable-gpu --user-data-dir="$work/chrome" \
+    --dump-dom "file://$work/inject.html" >dom.html 2>/dev/null || t_fail "chromium --dump-dom"
+  grep -q "<script" dom.html && t_fail "chromium found a script element in the report"
+  has dom.html "&lt;script&gt;alert(1)&lt;/script&gt;" "the client id rendered as text"
+  has dom.html "&lt;img src=x onerror=alert(2)&gt; &amp; \"q\"" "the reason rendered as text"
 fi
 
 t_summary check_audit_cli
