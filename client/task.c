@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "client/site.h"
+#include "client/task_secagg.h"
 #include "client/transfer.h"
 #include "crypto/audit.h"
 #include "crypto/hash.h"
@@ -53,6 +54,7 @@ typedef struct {
     fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling */
     uint64_t refused_round; /* a refused TRAIN round, for the next NextTask (0: none) */
     char refused_reason[256];
+    fl_sa_site sa; /* the current secure-aggregation round (client/task_secagg.h) */
 } loop;
 
 /* A DP-SGD round's numbers, for the update header and the outbox. */
@@ -305,7 +307,17 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
         h.noise_multiplier = dp->r.sigma;
     }
     size_t n = (size_t)(n_params + n_buffers);
-    if (t->update && t->update->encoding == FEDLUNG__V1__ENCODING__ENCODING_FIXED32) {
+    fl_status st;
+    if (t->secagg && t->update && t->update->encoding == FEDLUNG__V1__ENCODING__ENCODING_FIXED32) {
+        /* masked: no example count (uniform weights; it would tell the cohort's size) */
+        h.encoding = t->update->encoding;
+        h.fixed_scale = L->sa.scale;
+        h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED;
+        h.example_count = 0;
+        h.clip_norm = L->plan.privacy.clip_norm;
+        examples = -1;
+        if ((st = fl_sa_site_mask(&L->sa, vec, n, err)) != FL_OK) return st;
+    } else if (t->update && t->update->encoding == FEDLUNG__V1__ENCODING__ENCODING_FIXED32) {
         h.encoding = t->update->encoding;
         h.fixed_scale = t->update->fixed_scale;
         for (size_t i = 0; i < n; i++) { /* round(x * scale) mod 2^32, two's complement */
@@ -324,7 +336,6 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     /* a minute, plus 1 MB/s; a busy or briefly unreachable server gets the same bytes again */
     fl_client_backoff b;
     fl_client_backoff_init(&b, &L->o->retry);
-    fl_status st;
     for (int attempt = 1;; attempt++) {
         st = fl_transfer_put_update(L->tr, &h, bytes, vec, sha, 60.0 + (double)bytes / 1e6, audit,
                                     code, err);
@@ -336,7 +347,7 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     if (st != FL_OK) return st;
     fl_hex_encode(sha, FL_SHA256_LEN, hex);
     snprintf(sent, 96, "sent %s sha256 %.8s..", human_bytes((double)bytes, hb), hex);
-    return record(L, kind, t, bytes, sha, dp ? -1 : examples, dp, err);
+    return record(L, kind, t, bytes, sha, dp || examples < 0 ? -1 : examples, dp, err);
 }
 
 /* Applies the task's standardizations that differ from what the site has. */
@@ -486,6 +497,15 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
         if (!(dp->eps_total <= L->cfg->epsilon_max)) return refuse(L, t, ph, dp, err);
     }
     const fl_transfer_model *m;
+    if (L->plan.privacy.secagg && !t->secagg) /* never a plain update under an approved secagg */
+        return fl_fail(err, FL_EINVAL,
+                       "round %" PRIu64 ": a TRAIN task without secure aggregation, which the "
+                       "approved plan requires",
+                       t->round);
+    if (t->secagg && (st = fl_sa_site_receive(&L->sa, t, err)) != FL_OK) {
+        *code = GRPC_STATUS_FAILED_PRECONDITION; /* out of this round, not of the study */
+        return st;
+    }
     if ((st = apply_standardization(L, t, err)) != FL_OK ||
         (st = get_model(L, t, ph, &m, code, err)) != FL_OK)
         return st;
@@ -495,12 +515,20 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     double examples = 0, loss = 0;
     if ((st = fl_site_train(L->site, ph, &h, m->w, n, delta, &examples, &loss, err)) != FL_OK)
         return st;
+    /* without DP-SGD a plan's clip_norm bounds the update itself (secure aggregation's
+     * fixed-point range needs it): clip the delta that is sent */
+    size_t n_sent = (size_t)m->n_params + (h.fedbn ? 0 : (size_t)m->n_buffers);
+    if (!dp && L->plan.privacy.clip_norm > 0) {
+        double norm = fl_sa_clip(delta, n_sent, L->plan.privacy.clip_norm);
+        fl_client_log("round %" PRIu64 " %s: update norm %.4g, clipped to %g", t->round,
+                      fl_phase_name(ph), norm, L->plan.privacy.clip_norm);
+    }
     /* spent once the update exists, before it can leave: a crash from here on over-counts */
     if (dp && (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
         return st;
     char sent[96];
-    if ((st = send_update(L, t, "update", delta, m->n_params, h.fedbn ? 0 : m->n_buffers, examples,
-                          dp, sent, code, err)) != FL_OK)
+    if ((st = send_update(L, t, t->secagg ? "masked_update" : "update", delta, m->n_params,
+                          h.fedbn ? 0 : m->n_buffers, examples, dp, sent, code, err)) != FL_OK)
         return st;
     if (dp) {
         const fl_site_dp_round *r = fl_site_dp_last(L->site);
@@ -628,6 +656,57 @@ static fl_status check_privacy(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
                    want ? pv->delta : 0);
 }
 
+/* A secure-aggregation step (client/task_secagg.h): the message made from the task, sent and
+ * recorded in the outbox. A task whose parameters are not the approved plan's stops the client
+ * (as a TRAIN task's privacy would); a failure of the protocol takes the site out of this round
+ * only. */
+static fl_status task_secagg(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code,
+                             fl_err *err) {
+    Fedlung__V1__SecAggAdvert adv;
+    Fedlung__V1__SecAggShares sh;
+    Fedlung__V1__SecAggUnmaskReply un;
+    const ProtobufCMessage *msg;
+    fl_rpc_method method;
+    const char *kind;
+    fl_status st;
+    if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_ADVERTISE) {
+        st = fl_sa_site_advertise(&L->sa, &L->plan.privacy, L->cfg->study, L->client_id, L->key, t,
+                                  &adv, err);
+        msg = &adv.base, method = FL_RPC_ADVERTISE_KEYS, kind = "secagg_advert";
+        if (st != FL_OK) return st;
+    } else {
+        if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_SHARE) {
+            st = fl_sa_site_share(&L->sa, L->cfg->study, t, &sh, err);
+            msg = &sh.base, method = FL_RPC_SHARE_KEYS, kind = "secagg_shares";
+        } else {
+            st = fl_sa_site_unmask(&L->sa, L->cfg->study, t, &un, err);
+            msg = &un.base, method = FL_RPC_UNMASK, kind = "secagg_unmask";
+        }
+        if (st != FL_OK) {
+            fl_sa_site_reset(&L->sa);
+            *code = GRPC_STATUS_FAILED_PRECONDITION;
+            return st;
+        }
+    }
+    size_t bytes = protobuf_c_message_get_packed_size(msg);
+    uint8_t *packed = malloc(bytes ? bytes : 1), sha[FL_SHA256_LEN];
+    if (!packed) return fl_fail(err, FL_ENOMEM, "out of memory");
+    protobuf_c_message_pack(msg, packed);
+    st = fl_sha256(packed, bytes, sha);
+    free(packed);
+    if (st != FL_OK) return fl_fail(err, st, "SHA-256 failed");
+    ProtobufCMessage *rc = NULL;
+    st = fl_client_call(L->c, method, msg, L->o->retry.call_timeout_s, code, &rc, err);
+    if (rc) protobuf_c_message_free_unpacked(rc, NULL);
+    if (method == FL_RPC_UNMASK) fl_sa_site_reset(&L->sa); /* this site's part is over */
+    if (st != FL_OK) return st;
+    char hex[FL_SHA256_HEX];
+    fl_hex_encode(sha, FL_SHA256_LEN, hex);
+    fl_client_log("round %" PRIu64 " %s: secure aggregation: sent %s (%zu bytes, sha256 %.8s..)",
+                  t->round, fl_phase_name((fl_phase)t->phase), kind, bytes, hex);
+    return record(L, kind, t, bytes, sha, -1, NULL, err);
+}
+
 /* One TRAIN or EVAL task. */
 static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code, fl_err *err) {
     *code = GRPC_STATUS_OK;
@@ -635,6 +714,10 @@ static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *
                              memcmp(t->plan_hash.data, L->plan.sha256, FL_SHA256_LEN) != 0))
         return fl_fail(err, FL_EINVAL, "a task of round %" PRIu64 " belongs to another plan",
                        t->round);
+    if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_ADVERTISE ||
+        t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_SHARE ||
+        t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_UNMASK)
+        return task_secagg(L, t, code, err);
     fl_phase ph = (fl_phase)t->phase;
     int train = t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN;
     fl_status st;
@@ -725,6 +808,7 @@ fl_status fl_task_run(fl_client *c, const fl_client_config *cfg, const fl_task_o
             st = FL_EIO;
         }
     }
+    fl_sa_site_reset(&L.sa);
     fl_audit_close(L.outbox);
     fl_dp_ledger_free(L.ledger);
     if (L.csprng) fl_dp_csprng_destroy(L.csprng);

@@ -68,14 +68,19 @@ enum {
     P_NOISE,
     P_SAMPLE_RATE,
     P_DELTA,
+    P_SECAGG,
+    P_SECAGG_THRESHOLD,
+    P_SECAGG_CIPHER,
     N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
 static const char *const image_names[] = {"arch", "stem", "tile", "width", "model"};
 static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
                                            "enc_dim",    "hidden",       "dropout"};
-static const char *const privacy_names[] = {"mechanism", "clip_norm", "noise_multiplier",
-                                            "sample_rate", "delta"};
+static const char *const privacy_names[] = {"mechanism",        "clip_norm",    "noise_multiplier",
+                                            "sample_rate",      "delta",        "secagg",
+                                            "secagg_threshold", "secagg_cipher"};
+_Static_assert(N_KEYS <= 64, "the plan's keys are tracked in a uint64_t");
 
 static const char *const phase_names[] = {"none", "statistics", "image", "features", "fusion"};
 static const char *const modality_names[] = {"image", "rna", "methylation", "clinical"};
@@ -323,6 +328,18 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
                           &p->privacy.sample_rate);
     case P_DELTA:
         return set_double(msg, name, value, 0, 0, 1, "in (0, 1)", &p->privacy.delta);
+    case P_SECAGG:
+        return fl_conf_set_bool(msg, name, &p->privacy.secagg, value);
+    case P_SECAGG_THRESHOLD:
+        if (set_int(msg, name, value, 0, 255, &v) <= 0) return 0;
+        p->privacy.secagg_threshold = (uint32_t)v;
+        return 1;
+    case P_SECAGG_CIPHER: {
+        static const char *const ciphers[] = {"aes-ctr", "chacha20"};
+        v = choice(msg, name, value, ciphers, 2, "aes-ctr, chacha20");
+        p->privacy.secagg_cipher = v;
+        return v >= 0;
+    }
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -394,13 +411,20 @@ static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint6
                    name, fl_phase_name(ph), t->local_steps, t->epochs);
 }
 
-/* [privacy]: without a mechanism no other key; DP-SGD needs C, sigma and q, sends no example
+/* [privacy]: without a mechanism only clip_norm (the sites clip their update deltas); DP-SGD
+ * needs C, sigma and q, sends no example
  * counts (so no weighting by them) and trains the ResNet with GroupNorm (BatchNorm mixes the
  * patients of a batch: a patient's gradient would depend on the others'). */
+static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err);
+
 static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     static const int needed[] = {P_CLIP_NORM, P_NOISE, P_SAMPLE_RATE, P_DELTA};
+    fl_status st = check_secagg(name, p, seen, err);
+    if (st != FL_OK) return st;
     if (p->privacy.mechanism == FL_DP_NONE) {
-        for (int i = 0; i < 4; i++)
+        /* without DP, clip_norm bounds each site's update delta (client-side clipping; secure
+         * aggregation's fixed-point range needs it) */
+        for (int i = 1; i < 4; i++)
             if ((seen >> needed[i]) & 1)
                 return fl_fail(err, FL_EFORMAT,
                                "%s: [privacy] %s is set but there is no mechanism (add "
@@ -429,6 +453,56 @@ static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_e
     int width = (int)lroundf(64.0f * p->net.width), g = 32;
     while (g > 1 && width % g != 0) g--;
     p->net.groupnorm = g;
+    return FL_OK;
+}
+
+/* [privacy] secagg: the masked sum is of clipped fixed-point updates with uniform weights, so
+ * clip_norm is required, weighted must be false and FedBN off in the trained phases (the
+ * BatchNorm statistics are part of the summed vector). Not with DP-SGD yet: its update has no
+ * L2 bound to size the fixed-point scale from. */
+static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
+    fl_plan_privacy *pv = &p->privacy;
+    if (!pv->secagg) {
+        for (int k = P_SECAGG_THRESHOLD; k <= P_SECAGG_CIPHER; k++)
+            if ((seen >> k) & 1)
+                return fl_fail(err, FL_EFORMAT,
+                               "%s: [privacy] %s is set but secagg is not (add secagg = true, or "
+                               "remove it)",
+                               name, privacy_names[k - P_MECHANISM]);
+        return FL_OK;
+    }
+    if (pv->mechanism != FL_DP_NONE)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] secagg = true with mechanism = dp-sgd is not supported yet "
+                       "(a DP-SGD update has no L2 bound for the fixed-point encoding)",
+                       name);
+    if (!((seen >> P_CLIP_NORM) & 1))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] secagg = true needs clip_norm (each site clips its update "
+                       "to it; it sizes the fixed-point encoding)",
+                       name);
+    if (pv->secagg_threshold == 1)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] secagg_threshold = 1 would let the server unmask one "
+                       "site's update (use 0 for the default, or at least 2)",
+                       name);
+    const fl_phase trained[2] = {FL_PHASE_IMAGE, FL_PHASE_FUSION};
+    for (int i = 0; i < 2; i++) {
+        fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
+        int base = i == 0 ? I_TRAINING : F_TRAINING;
+        if (!(p->phases & PHASE_BIT(trained[i]))) continue;
+        if (((seen >> (base + T_WEIGHTED)) & 1) && t->weighted)
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [%s] weighted = true is not possible with secagg = true (the "
+                           "server sees only the sum, with uniform weights)",
+                           name, fl_phase_name(trained[i]));
+        if (t->fedbn)
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [%s] fedbn = true is not possible with secagg = true (every "
+                           "site's update must have the same length)",
+                           name, fl_phase_name(trained[i]));
+        t->weighted = 0;
+    }
     return FL_OK;
 }
 

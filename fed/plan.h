@@ -41,10 +41,19 @@ typedef enum { FL_DP_NONE = 0, FL_DP_SGD = 1, FL_DP_FEDAVG = 2 } fl_dp_mechanism
 /* The [privacy] section: what every site's local training does under differential privacy. */
 typedef struct {
     fl_dp_mechanism mechanism; /* FL_DP_NONE (default) or FL_DP_SGD; FL_DP_FEDAVG is refused */
-    double clip_norm;          /* C > 0: each patient's gradient is clipped to this L2 norm */
+    double clip_norm;          /* C > 0: each patient's gradient is clipped to this L2 norm;
+                                  without a mechanism, each site's update delta (0: none) */
     double noise_multiplier;   /* sigma >= 0: Gaussian noise of std sigma * C on the sum */
     double sample_rate;        /* q in (0, 1]: Poisson rate of patients per step */
     double delta;              /* the delta of (epsilon, delta), in (0, 1); default 1e-5 */
+    /* Secure aggregation (docs/privacy.md, "Secure aggregation"): updates travel as
+     * ENCODING_FIXED32 masked so that the server learns only their sum. Needs clip_norm (each
+     * site clips its update delta to L2 norm C: the fixed-point range), uniform weights and
+     * FedBN off; not combined with DP-SGD yet. */
+    int secagg;                /* 1: secure aggregation of the trained phases' updates */
+    uint32_t secagg_threshold; /* t; 0 = max(2, ceil(2n/3)) over the round's n participants */
+    int secagg_cipher;         /* mask expansion: 0 aes-ctr (default), 1 chacha20 (values of
+                                  crypto/stream.h's fl_stream_cipher) */
 } fl_plan_privacy;
 
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;

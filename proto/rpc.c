@@ -29,6 +29,15 @@ const fl_rpc_method_info fl_rpc_methods[FL_RPC_N_METHODS] = {
     [FL_RPC_STATUS] = {FL_RPC_PATH("Status"), "Status", FL_RPC_UNARY,
                        &fedlung__v1__status_request__descriptor,
                        &fedlung__v1__status_reply__descriptor},
+    [FL_RPC_ADVERTISE_KEYS] = {FL_RPC_PATH("AdvertiseKeys"), "AdvertiseKeys", FL_RPC_UNARY,
+                               &fedlung__v1__sec_agg_advert__descriptor,
+                               &fedlung__v1__receipt__descriptor},
+    [FL_RPC_SHARE_KEYS] = {FL_RPC_PATH("ShareKeys"), "ShareKeys", FL_RPC_UNARY,
+                           &fedlung__v1__sec_agg_shares__descriptor,
+                           &fedlung__v1__receipt__descriptor},
+    [FL_RPC_UNMASK] = {FL_RPC_PATH("Unmask"), "Unmask", FL_RPC_UNARY,
+                       &fedlung__v1__sec_agg_unmask_reply__descriptor,
+                       &fedlung__v1__receipt__descriptor},
 };
 
 fl_status fl_rpc_check_methods(fl_err *err) {

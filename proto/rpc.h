@@ -36,6 +36,12 @@
 #define FL_RPC_MAX_LIST 4096                  /* hashes, participants and other lists */
 #define FL_RPC_MAX_PLAN (1u << 20)            /* bytes of a study plan in JoinReply */
 #define FL_RPC_MAX_MODEL ((uint64_t)16 << 30) /* bytes of a model or an update */
+/* Secure aggregation (crypto/secagg.h's sizes, repeated here so that proto/ builds alone;
+ * server/study_secagg.c checks that they agree). */
+#define FL_RPC_SECAGG_MAX_CLIENTS 255 /* sites of a round, and entries of its lists */
+#define FL_RPC_SECAGG_KEY_LEN 32      /* X25519 keys, Ed25519 public keys, shares */
+#define FL_RPC_SECAGG_SIG_MAX 512     /* bytes of an advert's signature */
+#define FL_RPC_SECAGG_SHARE_CT_LEN 88 /* a sealed share: 8 + 2 * 32 bytes, then the 16-byte tag */
 /* Request metadata naming the client when the server runs --insecure (local experiments
  * only); with TLS the identity is the certificate's CN and this key is ignored. */
 #define FL_RPC_MD_CLIENT_ID "fedlung-client-id"
@@ -49,6 +55,9 @@ typedef enum {
     FL_RPC_PUT_UPDATE,
     FL_RPC_PUT_EVAL,
     FL_RPC_STATUS,
+    FL_RPC_ADVERTISE_KEYS, /* secure aggregation, step 0 */
+    FL_RPC_SHARE_KEYS,     /* step 1 */
+    FL_RPC_UNMASK,         /* step 3 */
     FL_RPC_N_METHODS
 } fl_rpc_method;
 

@@ -178,6 +178,8 @@ static fl_status join_reply(const Fedlung__V1__JoinReply *m, fl_err *err) {
     return check_text(n, "server_version", m->server_version, FL_RPC_MAX_TEXT, err);
 }
 
+static fl_status task_secagg(const Fedlung__V1__Task *m, fl_err *err);
+
 static fl_status task(const Fedlung__V1__Task *m, fl_err *err) {
     const char *n = "Task";
     TRY(check_id(n, "study_id", m->study_id, err));
@@ -231,7 +233,7 @@ static fl_status task(const Fedlung__V1__Task *m, fl_err *err) {
                                (double)f->std[j]);
         }
     }
-    return FL_OK;
+    return task_secagg(m, err);
 }
 
 static fl_status task_request(const Fedlung__V1__TaskRequest *m, fl_err *err) {
@@ -322,6 +324,123 @@ static fl_status status_reply(const Fedlung__V1__StatusReply *m, fl_err *err) {
     return FL_OK;
 }
 
+/* ---- secure aggregation (crypto/secagg.h's structs) ---- */
+
+static fl_status check_index(const char *msg, const char *field, uint32_t v, fl_err *err) {
+    if (v >= 1 && v <= FL_RPC_SECAGG_MAX_CLIENTS) return FL_OK;
+    return fl_fail(err, FL_EFORMAT, "%s.%s is %u, not a site number from 1 to %d", msg, field, v,
+                   FL_RPC_SECAGG_MAX_CLIENTS);
+}
+
+static fl_status check_bytes(const char *msg, const char *field, ProtobufCBinaryData b, size_t want,
+                             fl_err *err) {
+    if (b.len == want) return FL_OK;
+    return fl_fail(err, FL_EFORMAT, "%s.%s has %zu bytes, not %zu", msg, field, b.len, want);
+}
+
+/* A list of site numbers, each 1..255, strictly ascending (so no site twice). */
+static fl_status check_indices(const char *msg, const char *field, const uint32_t *v, size_t n,
+                               fl_err *err) {
+    TRY(check_count(msg, field, n, FL_RPC_SECAGG_MAX_CLIENTS, err));
+    for (size_t i = 0; i < n; i++) {
+        TRY(check_index(msg, field, v[i], err));
+        if (i && v[i] <= v[i - 1])
+            return fl_fail(err, FL_EFORMAT, "%s.%s is not strictly ascending at %zu (%u after %u)",
+                           msg, field, i, v[i], v[i - 1]);
+    }
+    return FL_OK;
+}
+
+/* The client sends its advert without client_id (the server takes it from the TLS identity);
+ * in a Task's list every advert names its site. */
+static fl_status secagg_advert(const char *n, const Fedlung__V1__SecAggAdvert *m, int named,
+                               fl_err *err) {
+    TRY(check_id(n, "study_id", m->study_id, err));
+    TRY(check_index(n, "index", m->index, err));
+    if (named && (!m->client_id || !m->client_id[0]))
+        return fl_fail(err, FL_EFORMAT, "%s.client_id is empty", n);
+    TRY(check_text(n, "client_id", m->client_id, FL_RPC_MAX_ID, err));
+    TRY(check_bytes(n, "c_pk", m->c_pk, FL_RPC_SECAGG_KEY_LEN, err));
+    TRY(check_bytes(n, "s_pk", m->s_pk, FL_RPC_SECAGG_KEY_LEN, err));
+    if (m->signature.len == 0 || m->signature.len > FL_RPC_SECAGG_SIG_MAX)
+        return fl_fail(err, FL_EFORMAT, "%s.signature has %zu bytes, not 1 to %d", n,
+                       m->signature.len, FL_RPC_SECAGG_SIG_MAX);
+    return check_bytes(n, "sign_public_key", m->sign_public_key, FL_RPC_SECAGG_KEY_LEN, err);
+}
+
+static fl_status secagg_share(const char *n, const Fedlung__V1__SecAggShare *m, fl_err *err) {
+    if (!m) return fl_fail(err, FL_EFORMAT, "%s is missing", n);
+    TRY(check_index(n, "from", m->from, err));
+    TRY(check_index(n, "to", m->to, err));
+    if (m->from == m->to) return fl_fail(err, FL_EFORMAT, "%s is from site %u to itself", n, m->to);
+    return check_bytes(n, "ciphertext", m->ciphertext, FL_RPC_SECAGG_SHARE_CT_LEN, err);
+}
+
+static fl_status secagg_shares(const Fedlung__V1__SecAggShares *m, fl_err *err) {
+    const char *n = "SecAggShares";
+    TRY(check_id(n, "study_id", m->study_id, err));
+    TRY(check_count(n, "shares", m->n_shares, FL_RPC_SECAGG_MAX_CLIENTS - 1, err));
+    for (size_t i = 0; i < m->n_shares; i++)
+        TRY(secagg_share("SecAggShares.shares", m->shares[i], err));
+    return FL_OK;
+}
+
+static fl_status secagg_unmask_reply(const Fedlung__V1__SecAggUnmaskReply *m, fl_err *err) {
+    const char *n = "SecAggUnmaskReply";
+    TRY(check_id(n, "study_id", m->study_id, err));
+    TRY(check_index(n, "index", m->index, err));
+    if (m->n_b_peer != m->n_b_share || m->n_sk_peer != m->n_sk_share)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s has %zu b_peer and %zu b_share, %zu sk_peer and %zu sk_share", n,
+                       m->n_b_peer, m->n_b_share, m->n_sk_peer, m->n_sk_share);
+    TRY(check_indices(n, "b_peer", m->b_peer, m->n_b_peer, err));
+    TRY(check_indices(n, "sk_peer", m->sk_peer, m->n_sk_peer, err));
+    for (size_t i = 0; i < m->n_b_share; i++)
+        TRY(check_bytes(n, "b_share", m->b_share[i], FL_RPC_SECAGG_KEY_LEN, err));
+    for (size_t i = 0; i < m->n_sk_share; i++)
+        TRY(check_bytes(n, "sk_share", m->sk_share[i], FL_RPC_SECAGG_KEY_LEN, err));
+    return FL_OK;
+}
+
+/* Task fields 20-24. */
+static fl_status task_secagg(const Fedlung__V1__Task *m, fl_err *err) {
+    const Fedlung__V1__SecAggParams *p = m->secagg;
+    const char *n = "Task.secagg";
+    if (p) {
+        if (p->n < 2 || p->n > FL_RPC_SECAGG_MAX_CLIENTS)
+            return fl_fail(err, FL_EFORMAT, "%s.n is %u, not 2 to %d", n, p->n,
+                           FL_RPC_SECAGG_MAX_CLIENTS);
+        if (p->index < 1 || p->index > p->n)
+            return fl_fail(err, FL_EFORMAT, "%s.index is %u, not 1 to n = %u", n, p->index, p->n);
+        if (p->threshold * 2 <= p->n || p->threshold > p->n)
+            return fl_fail(err, FL_EFORMAT, "%s.threshold is %u: n/2 < t <= n does not hold (n %u)",
+                           n, p->threshold, p->n);
+        if (p->dim < 1 || p->dim > FL_RPC_MAX_MODEL / 4)
+            return fl_fail(err, FL_EFORMAT, "%s.dim is %llu, not 1 to %llu", n,
+                           (unsigned long long)p->dim, (unsigned long long)(FL_RPC_MAX_MODEL / 4));
+        TRY(check_enum(n, "cipher", p->cipher, &fedlung__v1__sec_agg_cipher__descriptor, 0, err));
+        TRY(check_range(n, "fixed_scale", p->fixed_scale, 0x1p-60, 0x1p60, err));
+    }
+    TRY(check_count("Task", "secagg_adverts", m->n_secagg_adverts, FL_RPC_SECAGG_MAX_CLIENTS, err));
+    for (size_t i = 0; i < m->n_secagg_adverts; i++) {
+        if (!m->secagg_adverts[i]) return fl_fail(err, FL_EFORMAT, "Task.secagg_adverts is empty");
+        TRY(secagg_advert("Task.secagg_adverts", m->secagg_adverts[i], 1, err));
+        if (i && m->secagg_adverts[i]->index <= m->secagg_adverts[i - 1]->index)
+            return fl_fail(err, FL_EFORMAT, "Task.secagg_adverts is not in index order at %zu", i);
+    }
+    TRY(check_count("Task", "secagg_shares", m->n_secagg_shares, FL_RPC_SECAGG_MAX_CLIENTS - 1,
+                    err));
+    for (size_t i = 0; i < m->n_secagg_shares; i++)
+        TRY(secagg_share("Task.secagg_shares", m->secagg_shares[i], err));
+    TRY(check_indices("Task", "secagg_u2", m->secagg_u2, m->n_secagg_u2, err));
+    const Fedlung__V1__SecAggUnmaskRequest *u = m->secagg_unmask;
+    if (u) {
+        TRY(check_indices("Task.secagg_unmask", "survivors", u->survivors, u->n_survivors, err));
+        TRY(check_indices("Task.secagg_unmask", "dropped", u->dropped, u->n_dropped, err));
+    }
+    return FL_OK;
+}
+
 fl_status fl_rpc_validate(const ProtobufCMessage *m, fl_err *err) {
     if (!m) return fl_fail(err, FL_EINVAL, "no message to validate");
     TRY(check_unknown(m, err));
@@ -360,5 +479,11 @@ fl_status fl_rpc_validate(const ProtobufCMessage *m, fl_err *err) {
                         ((const Fedlung__V1__StatusRequest *)m)->study_id, err);
     if (d == &fedlung__v1__status_reply__descriptor)
         return status_reply((const Fedlung__V1__StatusReply *)m, err);
+    if (d == &fedlung__v1__sec_agg_advert__descriptor)
+        return secagg_advert("SecAggAdvert", (const Fedlung__V1__SecAggAdvert *)m, 0, err);
+    if (d == &fedlung__v1__sec_agg_shares__descriptor)
+        return secagg_shares((const Fedlung__V1__SecAggShares *)m, err);
+    if (d == &fedlung__v1__sec_agg_unmask_reply__descriptor)
+        return secagg_unmask_reply((const Fedlung__V1__SecAggUnmaskReply *)m, err);
     return FL_OK;
 }

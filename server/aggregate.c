@@ -104,6 +104,18 @@ void fl_agg_stage_abort(fl_aggregator *a) {
     a->staged = 0;
 }
 
+fl_status fl_agg_add_sum(fl_aggregator *a, const float *sum, int count, fl_err *err) {
+    if (a->busy) return fl_fail(err, FL_EINVAL, "aggregator: an update is being staged");
+    if (count < 1) return fl_fail(err, FL_EINVAL, "aggregator: a sum of %d updates", count);
+    for (size_t i = 0; i < a->n; i++)
+        if (!isfinite(sum[i]))
+            return fl_fail(err, FL_EINVAL, "aggregator: summed value %zu is not finite", i);
+    for (size_t i = 0; i < a->n; i++) a->sum[i] += sum[i];
+    a->weight_total += count;
+    a->accepted += count;
+    return FL_OK;
+}
+
 fl_status fl_agg_finish(fl_aggregator *a, float *global, fl_err *err) {
     if (a->accepted == 0) return fl_fail(err, FL_EINVAL, "aggregator: no update was accepted");
     const fl_agg_config *c = &a->c;

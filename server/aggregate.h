@@ -58,6 +58,14 @@ fl_status fl_agg_stage_chunk(fl_aggregator *a, size_t offset, const float *delta
 fl_status fl_agg_stage_commit(fl_aggregator *a, fl_err *err);
 void fl_agg_stage_abort(fl_aggregator *a);
 
+/* Secure aggregation: the round's updates arrive already summed (the decoded masked sum,
+ * crypto/fixedpoint.h) over `count` sites of uniform weight 1. Adds sum[0..n) to the running sum
+ * and count to weight_total and accepted, as count stage_commit calls of weight 1 whose deltas
+ * add up to sum would (fl_agg_finish then averages over count). The server never holds one
+ * site's update on this path. FL_EINVAL while an update is staged, for count < 1 or a value
+ * that is not finite (nothing added). */
+fl_status fl_agg_add_sum(fl_aggregator *a, const float *sum, int count, fl_err *err);
+
 /* Applies the round: avg = sum / weight_total; parameters move by the strategy, buffers by
  * avg (unless fedbn). global (n floats) is updated in place. FL_EINVAL with no update. */
 fl_status fl_agg_finish(fl_aggregator *a, float *global, fl_err *err);

@@ -498,11 +498,12 @@ static void on_first_message(fl_server *s, call_ctx *c) {
         return pump_uploads(s);
     }
 
-    /* PutEval: the SHA-256 of the report's bytes, for the audit record and the receipt (the
-     * hospital's outbox records the same hash) */
+    /* PutEval and the secure-aggregation messages: the SHA-256 of the request's bytes, for the
+     * audit record and the receipt (the hospital's outbox records the same hash) */
     uint8_t msg_sha[32] = {0};
     uint64_t msg_len = 0;
-    if (m == FL_RPC_PUT_EVAL) {
+    if (m == FL_RPC_PUT_EVAL || m == FL_RPC_ADVERTISE_KEYS || m == FL_RPC_SHARE_KEYS ||
+        m == FL_RPC_UNMASK) {
         fl_rpc_flat f = {0};
         if (fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, NULL, &f, &err) == FL_OK) {
             msg_len = f.len;
@@ -561,6 +562,18 @@ static void on_first_message(fl_server *s, call_ctx *c) {
         }
         break;
     }
+    case FL_RPC_ADVERTISE_KEYS:
+        fl_study_advertise_keys(s->study, c->id, (Fedlung__V1__SecAggAdvert *)rq, msg_len, msg_sha,
+                                &c->send, &st);
+        break;
+    case FL_RPC_SHARE_KEYS:
+        fl_study_share_keys(s->study, c->id, (Fedlung__V1__SecAggShares *)rq, msg_len, msg_sha,
+                            &c->send, &st);
+        break;
+    case FL_RPC_UNMASK:
+        fl_study_unmask(s->study, c->id, (Fedlung__V1__SecAggUnmaskReply *)rq, msg_len, msg_sha,
+                        &c->send, &st);
+        break;
     default:
         fl_rpc_status_set(&st, GRPC_STATUS_UNIMPLEMENTED, "%s is not served", name);
     }

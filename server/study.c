@@ -199,7 +199,7 @@ static fl_status phase_start(fl_study *s, fl_phase ph, float *resume, fl_err *er
 
 /* ---- steps ---- */
 
-static void step_begin(fl_study *s, study_step step, int64_t now) {
+void fl_study_step_begin(fl_study *s, study_step step, int64_t now) {
     s->step = step;
     s->deadline_ms = now + (int64_t)s->cfg->round_timeout_s * 1000;
     for (size_t i = 0; i < s->n_parts; i++)
@@ -214,13 +214,17 @@ static void round_begin(fl_study *s, int64_t now) {
     s->eval_loss = 0;
     s->eval_patients = 0;
     s->up.active = 0;
-    step_begin(s, STEP_TRAIN, now);
+    fl_study_sa_reset(s);
     char data[128];
     snprintf(data, sizeof data, "{\"phase\":\"%s\",\"phase_round\":%d,\"attempt\":%d}",
              fl_phase_name(s->phase), s->phase_round, s->attempt + 1);
     fl_study_event(s, "round_started", "", data, "round %lld: %s %d%s, %zu hospitals",
                    (long long)s->round, fl_phase_name(s->phase), s->phase_round,
                    s->attempt ? " (retry)" : "", joined_count(s));
+    if (fl_study_sa_wanted(s))
+        fl_study_sa_round_begin(s, now);
+    else
+        fl_study_step_begin(s, STEP_TRAIN, now);
 }
 
 static int rounds_of(const fl_study *s, fl_phase ph) {
@@ -380,7 +384,7 @@ static fl_status finish_statistics(fl_study *s, fl_err *err) {
 }
 
 /* The training step is over with enough updates: aggregate, then evaluate or commit. */
-static void finish_train(fl_study *s, int64_t now) {
+void fl_study_finish_train(fl_study *s, int64_t now) {
     fl_err err = {{0}};
     if (s->phase == FL_PHASE_STATISTICS || s->phase == FL_PHASE_FEATURES) {
         if (finish_statistics(s, &err) != FL_OK) return fail(s, &err);
@@ -415,11 +419,11 @@ static void finish_train(fl_study *s, int64_t now) {
     s->eval_loss = 0;
     s->eval_patients = 0;
     s->evaluated = 0;
-    step_begin(s, STEP_EVAL, now);
+    fl_study_step_begin(s, STEP_EVAL, now);
 }
 
 /* Marks the step's unfinished participants dropped, telling the log why. */
-static void drop_stragglers(fl_study *s, const char *why) {
+void fl_study_drop_stragglers(fl_study *s, const char *why) {
     for (size_t i = 0; i < s->n_parts; i++) {
         participant *p = &s->parts[i];
         if (p->state != PART_ELIGIBLE && p->state != PART_WORKING) continue;
@@ -445,6 +449,7 @@ void fl_study_advance(fl_study *s, int64_t now) {
                  joined_count(s), s->cfg->min_clients, s->cfg->join_timeout_s);
         return;
     }
+    if (s->sa.on && s->step != STEP_EVAL && s->step != STEP_END) return fl_study_sa_advance(s, now);
     if (s->step != STEP_TRAIN && s->step != STEP_EVAL) return;
     int done = 0, active = 0;
     for (size_t i = 0; i < s->n_parts; i++) {
@@ -454,25 +459,29 @@ void fl_study_advance(fl_study *s, int64_t now) {
     int late = now >= s->deadline_ms;
     if (s->step == STEP_EVAL) {
         if (active && !late) return;
-        if (active) drop_stragglers(s, "no evaluation before the deadline");
+        if (active) fl_study_drop_stragglers(s, "no evaluation before the deadline");
         return commit(s, now);
     }
     if (active && !late) return;
     if (done >= s->cfg->min_clients) {
-        if (active) drop_stragglers(s, "no update before the deadline");
-        return finish_train(s, now);
+        if (active) fl_study_drop_stragglers(s, "no update before the deadline");
+        return fl_study_finish_train(s, now);
     }
     if (!late) return; /* everyone answered but too few: joins may still come */
-    drop_stragglers(s, "no update before the deadline");
+    fl_study_drop_stragglers(s, "no update before the deadline");
+    fl_study_retry_or_stop(s, now, done, s->cfg->min_clients, "updates");
+}
+
+void fl_study_retry_or_stop(fl_study *s, int64_t now, int got, int needed, const char *what) {
     if (s->attempt >= s->cfg->retries)
-        return stop(s, "round %lld had %d of the %d updates needed after %d attempts",
-                    (long long)s->round, done, s->cfg->min_clients, s->attempt + 1);
+        return stop(s, "round %lld had %d of the %d %s needed after %d attempts",
+                    (long long)s->round, got, needed, what, s->attempt + 1);
     s->attempt++;
     char data[96];
-    snprintf(data, sizeof data, "{\"updates\":%d,\"needed\":%d,\"attempt\":%d}", done,
-             s->cfg->min_clients, s->attempt + 1);
-    fl_study_event(s, "round_retry", "", data, "round %lld: %d of %d updates; running it again",
-                   (long long)s->round, done, s->cfg->min_clients);
+    snprintf(data, sizeof data, "{\"updates\":%d,\"needed\":%d,\"attempt\":%d}", got, needed,
+             s->attempt + 1);
+    fl_study_event(s, "round_retry", "", data, "round %lld: %d of %d %s; running it again",
+                   (long long)s->round, got, needed, what);
     round_begin(s, now);
 }
 
@@ -584,6 +593,7 @@ fail:
 void fl_study_free(fl_study *s) {
     if (!s) return;
     if (s->up.has_h) fl_sha256_destroy(&s->up.h);
+    fl_study_sa_reset(s);
     if (s->agg_ready) fl_agg_destroy(&s->agg);
     fl_snapshot_unref(s->model);
     free(s->rnet);

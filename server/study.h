@@ -94,5 +94,22 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
                                    uint64_t len, const uint8_t sha256[32], grpc_byte_buffer **reply,
                                    fl_rpc_status *st);
 grpc_status_code fl_study_status(fl_study *s, grpc_byte_buffer **reply, fl_rpc_status *st);
+/* Secure aggregation (server/study_secagg.c): a site's key advert, its sealed key shares and
+ * its unmask answer, each for the step of the round that holds its task (FAILED_PRECONDITION
+ * otherwise; INVALID_ARGUMENT for what the protocol refuses: that site then counts as dropped
+ * at the step's deadline). len and sha256 are the request's bytes as received (recorded and
+ * echoed in the Receipt, as PutEval's). On OK *reply is a Receipt. */
+grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id,
+                                         const Fedlung__V1__SecAggAdvert *rq, uint64_t len,
+                                         const uint8_t sha256[32], grpc_byte_buffer **reply,
+                                         fl_rpc_status *st);
+grpc_status_code fl_study_share_keys(fl_study *s, const char *id,
+                                     const Fedlung__V1__SecAggShares *rq, uint64_t len,
+                                     const uint8_t sha256[32], grpc_byte_buffer **reply,
+                                     fl_rpc_status *st);
+grpc_status_code fl_study_unmask(fl_study *s, const char *id,
+                                 const Fedlung__V1__SecAggUnmaskReply *rq, uint64_t len,
+                                 const uint8_t sha256[32], grpc_byte_buffer **reply,
+                                 fl_rpc_status *st);
 
 #endif

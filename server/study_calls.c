@@ -162,7 +162,8 @@ static grpc_status_code answer(fl_study *s, Fedlung__V1__TaskKind kind, const ch
 }
 
 /* A TRAIN or EVAL task of the current step. */
-static grpc_status_code work_task(fl_study *s, grpc_byte_buffer **reply, fl_rpc_status *st) {
+static grpc_status_code work_task(fl_study *s, const participant *p, grpc_byte_buffer **reply,
+                                  fl_rpc_status *st) {
     Fedlung__V1__Task t = FEDLUNG__V1__TASK__INIT;
     Fedlung__V1__HyperParameters h = FEDLUNG__V1__HYPER_PARAMETERS__INIT;
     Fedlung__V1__UpdateSpec u = FEDLUNG__V1__UPDATE_SPEC__INIT;
@@ -220,6 +221,7 @@ static grpc_status_code work_task(fl_study *s, grpc_byte_buffer **reply, fl_rpc_
         }
         t.standardization = fsp;
     }
+    if (s->sa.on) return fl_study_sa_pack_task(s, p, &t, reply, st);
     return pack(&t.base, reply, st);
 }
 
@@ -256,20 +258,27 @@ int fl_study_next_task(fl_study *s, const char *id, const Fedlung__V1__TaskReque
         answer(s, FEDLUNG__V1__TASK_KIND__TASK_KIND_DONE, s->reason, reply, st);
         return 1;
     }
-    if ((s->step == STEP_TRAIN || s->step == STEP_EVAL) &&
+    if (s->step != STEP_JOIN && s->step != STEP_END &&
         (p->state == PART_ELIGIBLE || p->state == PART_WORKING)) {
         int first = p->state == PART_ELIGIBLE;
         p->state = PART_WORKING;
         if (first) {
             char data[128];
+            const char *kind = s->step == STEP_EVAL           ? "eval"
+                               : s->step == STEP_SA_ADVERTISE ? "secagg_advertise"
+                               : s->step == STEP_SA_SHARE     ? "secagg_share"
+                               : s->step == STEP_SA_UNMASK    ? "secagg_unmask"
+                                                              : "train";
             snprintf(data, sizeof data, "{\"kind\":\"%s\",\"phase\":\"%s\",\"model_version\":%llu}",
-                     s->step == STEP_EVAL ? "eval" : "train", fl_phase_name(s->phase),
+                     kind, fl_phase_name(s->phase),
                      (unsigned long long)(s->model ? s->model->version : 0));
             fl_study_event(s, "task", id, data, "%s task of round %lld (%s)",
-                           s->step == STEP_EVAL ? "evaluation" : "training", (long long)s->round,
-                           fl_phase_name(s->phase));
+                           s->step == STEP_EVAL    ? "evaluation"
+                           : s->step == STEP_TRAIN ? "training"
+                                                   : kind,
+                           (long long)s->round, fl_phase_name(s->phase));
         }
-        work_task(s, reply, st);
+        work_task(s, p, reply, st);
         return 1;
     }
     if (!expired) return 0;
@@ -309,6 +318,14 @@ grpc_status_code fl_study_get_model(fl_study *s, const char *id,
 
 /* ---- PutUpdate ---- */
 
+/* Drops the staged upload's bytes: a masked input's (wiped, never summed) or a plain one's. */
+static void stage_drop(fl_study *s) {
+    if (s->sa.masked_upload)
+        fl_study_sa_stage_clear(s);
+    else
+        fl_agg_stage_abort(&s->agg);
+}
+
 int fl_study_update_busy(const fl_study *s) {
     return s->up.active;
 }
@@ -339,6 +356,12 @@ grpc_status_code fl_study_update_begin(fl_study *s, const char *id,
         return precondition(st, "the update has %llu + %llu values, the round needs %zu + %zu",
                             (unsigned long long)h->n_params, (unsigned long long)h->n_buffers,
                             s->expect_params, s->expect_buffers);
+    if (s->up.active)
+        return fl_rpc_status_set(st, GRPC_STATUS_UNAVAILABLE, "another update is being received");
+    if (s->sa.on) { /* a masked input: staged whole, then into the protocol's sum */
+        if (fl_study_sa_update_begin(s, h, st) != GRPC_STATUS_OK) return st->code;
+        goto stage;
+    }
     if (h->encoding != FEDLUNG__V1__ENCODING__ENCODING_FLOAT32)
         return fl_rpc_status_set(st, GRPC_STATUS_UNIMPLEMENTED,
                                  "only ENCODING_FLOAT32 updates are accepted without secure "
@@ -357,8 +380,9 @@ grpc_status_code fl_study_update_begin(fl_study *s, const char *id,
     fl_err err;
     if (fl_agg_stage_begin(&s->agg, weight, &err) != FL_OK)
         return fl_rpc_status_from(st, FL_EINVAL, &err);
+stage:
     if (fl_sha256_init(&s->up.h) != FL_OK) {
-        fl_agg_stage_abort(&s->agg);
+        stage_drop(s);
         return fl_rpc_status_set(st, GRPC_STATUS_INTERNAL, "SHA-256 unavailable");
     }
     s->up.has_h = 1;
@@ -393,6 +417,16 @@ grpc_status_code fl_study_update_chunk(fl_study *s, const char *id, uint64_t off
         return st->code;
     }
     fl_err err;
+    if (s->sa.masked_upload) { /* masked words, summed only once the whole upload checked out */
+        if (fl_sha256_update(&s->up.h, data, len) != FL_OK) {
+            fl_rpc_status_set(st, GRPC_STATUS_INTERNAL, "SHA-256 failed");
+            fl_study_update_abort(s, id, st->msg);
+            return st->code;
+        }
+        fl_study_sa_stage_chunk(s, offset, data, len);
+        s->up.received += len;
+        return fl_rpc_status_set(st, GRPC_STATUS_OK, "ok");
+    }
     if (fl_sha256_update(&s->up.h, data, len) != FL_OK ||
         fl_agg_stage_chunk(&s->agg, (size_t)(offset / 4), (const float *)(const void *)data,
                            len / 4, &err) != FL_OK) {
@@ -406,7 +440,7 @@ grpc_status_code fl_study_update_chunk(fl_study *s, const char *id, uint64_t off
 
 void fl_study_update_abort(fl_study *s, const char *id, const char *why) {
     if (!staged_by(s, id)) return;
-    fl_agg_stage_abort(&s->agg);
+    stage_drop(s);
     fl_sha256_destroy(&s->up.h);
     s->up.has_h = 0;
     s->up.active = 0;
@@ -438,7 +472,7 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
         else
             fl_rpc_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
                               "the update's SHA-256 is %s, not the one in its header", hex);
-        fl_agg_stage_abort(&s->agg);
+        stage_drop(s);
         s->up.active = 0;
         char data[FL_ERR_LEN + 32], esc[FL_ERR_LEN - 64];
         fl_slog_json_str(st->msg, esc, sizeof esc);
@@ -448,11 +482,13 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
     }
     fl_err err;
     s->up.active = 0;
-    if (fl_agg_stage_commit(&s->agg, &err) != FL_OK) {
+    participant *p = fl_study_find(s, id);
+    int masked = s->sa.masked_upload;
+    if ((masked ? fl_study_sa_update_commit(s, p, &err) : fl_agg_stage_commit(&s->agg, &err)) !=
+        FL_OK) {
         fl_study_event(s, "update_rejected", id, NULL, "update rejected: %s", err.msg);
         return fl_rpc_status_from(st, FL_EINVAL, &err);
     }
-    participant *p = fl_study_find(s, id);
     p->state = PART_DONE;
     p->last_round = (uint64_t)s->round;
     s->participants++;
@@ -460,10 +496,10 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
     static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
     snprintf(data, sizeof data,
              "{\"bytes\":%llu,\"sha256\":\"%s\",\"examples\":%.0f,\"mechanism\":\"%s\","
-             "\"clip_norm\":%.9g,\"noise_multiplier\":%.9g}",
+             "\"clip_norm\":%.9g,\"noise_multiplier\":%.9g%s}",
              (unsigned long long)s->up.length, hex, s->up.examples,
              s->up.mechanism >= 0 && s->up.mechanism <= 2 ? mech[s->up.mechanism] : "?",
-             s->up.clip_norm, s->up.noise_multiplier);
+             s->up.clip_norm, s->up.noise_multiplier, masked ? ",\"masked\":true" : "");
     fl_study_event(s, "update_accepted", id, data,
                    "update of round %lld accepted: %llu bytes, sha256 %.16s…", (long long)s->round,
                    (unsigned long long)s->up.length, hex);

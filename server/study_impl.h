@@ -4,6 +4,7 @@
 #define FL_STUDY_IMPL_H
 
 #include "crypto/hash.h"
+#include "crypto/secagg.h"
 #include "eval/metrics.h"
 #include "server/aggregate.h"
 #include "server/state.h"
@@ -28,9 +29,23 @@ typedef struct {
     uint8_t features_sha256[4][32];
     int has_features[4];
     int told_done; /* it was answered DONE */
+    /* secure aggregation (study_secagg.c): its number in the round (0: not in it) and the
+     * Ed25519 public key its advert was signed with, relayed to the peers */
+    uint32_t sa_index;
+    uint8_t sa_sign_pk[FL_SECAGG_KEY_LEN];
 } participant;
 
-typedef enum { STEP_JOIN, STEP_TRAIN, STEP_EVAL, STEP_END } study_step;
+/* A secure-aggregation round runs SA_ADVERTISE, SA_SHARE, TRAIN (the masked inputs), SA_UNMASK,
+ * then EVAL as any round. */
+typedef enum {
+    STEP_JOIN,
+    STEP_TRAIN,
+    STEP_EVAL,
+    STEP_END,
+    STEP_SA_ADVERTISE,
+    STEP_SA_SHARE,
+    STEP_SA_UNMASK,
+} study_step;
 
 struct fl_study {
     const fl_server_config *cfg;
@@ -74,6 +89,19 @@ struct fl_study {
         fl_sha256_ctx h;
         int has_h;
     } up;
+    /* the round's secure aggregation (study_secagg.c) */
+    struct {
+        int on;                /* this round's updates are masked (plan secagg, trained phase) */
+        fl_secagg_server *srv; /* the protocol's server: the only place masked words are summed */
+        uint32_t n, t;         /* sites invited, threshold */
+        size_t dim;            /* words of every masked input */
+        double scale;          /* ENCODING_FIXED32's scale for n sites of clip norm C */
+        int cipher;            /* fl_stream_cipher */
+        const fl_secagg_advert *u1; /* the advert list (owned by srv) */
+        size_t n_u1;
+        fl_secagg_unmask_request req; /* survivors and dropped, once the masked step closed */
+        int masked_upload;            /* the staged upload is a masked input (up.*) */
+    } sa;
     /* the round's evaluation */
     fl_score_hist hist;
     int has_hist;
@@ -92,6 +120,37 @@ void fl_study_event(fl_study *s, const char *kind, const char *actor, const char
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Re-evaluates the current step after an accepted result (may aggregate, commit, advance). */
 void fl_study_advance(fl_study *s, int64_t now);
+/* study.c's steps, for study_secagg.c. */
+void fl_study_step_begin(fl_study *s, study_step step, int64_t now);
+void fl_study_drop_stragglers(fl_study *s, const char *why);
+/* The training step is over with the round's sum in s->agg: the server step, then EVAL or the
+ * commit. */
+void fl_study_finish_train(fl_study *s, int64_t now);
+/* A round short of sites (got of needed `what`): run it again, or stop after the retries. */
+void fl_study_retry_or_stop(fl_study *s, int64_t now, int got, int needed, const char *what);
+
+/* ---- secure aggregation (study_secagg.c) ---- */
+
+/* 1 when the current phase's training rounds run secure aggregation. */
+int fl_study_sa_wanted(const fl_study *s);
+/* Starts the round's secure aggregation: numbers the joined sites 1..n, makes the protocol's
+ * server and begins the advertise step (or retries the round when it cannot run). */
+void fl_study_sa_round_begin(fl_study *s, int64_t now);
+/* Ends a secure-aggregation step when all its sites answered or its deadline passed. */
+void fl_study_sa_advance(fl_study *s, int64_t now);
+/* Drops the round's protocol state (wiping it) and the sites' numbers. */
+void fl_study_sa_reset(fl_study *s);
+/* Adds the secure-aggregation fields of p's task to t and packs it into *reply. */
+grpc_status_code fl_study_sa_pack_task(fl_study *s, const participant *p, Fedlung__V1__Task *t,
+                                       grpc_byte_buffer **reply, fl_rpc_status *st);
+/* PutUpdate of a masked input: the header's checks, a chunk into the staging, the end (adds the
+ * verified upload to the protocol's sum in one go). */
+grpc_status_code fl_study_sa_update_begin(fl_study *s, const Fedlung__V1__UpdateHeader *h,
+                                          fl_rpc_status *st);
+void fl_study_sa_stage_chunk(fl_study *s, uint64_t offset, const uint8_t *data, size_t len);
+fl_status fl_study_sa_update_commit(fl_study *s, const participant *p, fl_err *err);
+void fl_study_sa_stage_clear(fl_study *s);
+
 /* The modalities whose standardization the fusion phase needs (a FL_MODALITY_BIT set). */
 unsigned fl_study_fusion_needs(const fl_study *s);
 

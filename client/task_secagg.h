@@ -1,0 +1,65 @@
+/* task_secagg.h - a hospital's side of one secure-aggregation round (docs/privacy.md, "Secure
+ * aggregation"): turns the server's tasks into calls of crypto/secagg.h's client object and its
+ * answers into the messages of fedlung.proto. client/task.c sends them and records them in the
+ * outbox. Not a network layer and not the protocol's logic. */
+#ifndef FL_TASK_SECAGG_H
+#define FL_TASK_SECAGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/secagg.h"
+#include "crypto/sign.h"
+#include "fed/plan.h"
+#include "proto/rpc.h"
+
+/* The round's state at this site; zero it before first use. The messages it fills point into
+ * it and stay valid until the next call or fl_sa_site_reset. */
+typedef struct {
+    fl_secagg_client *c; /* NULL outside a round */
+    uint64_t round;
+    uint32_t index, n, t;
+    size_t dim;
+    double scale;
+    const fl_sign_key *key; /* borrowed: the outbox key signs the adverts */
+    /* the peers of U1: their Ed25519 public keys and ids, as the server relayed them (binding
+     * a key to the peer's TLS identity is remaining work) */
+    uint8_t has_pk[FL_SECAGG_MAX_CLIENTS + 1];
+    uint8_t pk[FL_SECAGG_MAX_CLIENTS + 1][FL_ED25519_PUB_LEN];
+    char id[FL_SECAGG_MAX_CLIENTS + 1][FL_SECAGG_ID_MAX + 1];
+    /* message storage */
+    fl_secagg_advert advert;
+    uint8_t sign_pk[FL_ED25519_PUB_LEN];
+    fl_secagg_share_ct *cts;
+    Fedlung__V1__SecAggShare *sh, **shp;
+    fl_secagg_unmask_reply *reply;
+    ProtobufCBinaryData *bin; /* b_share then sk_share views */
+} fl_sa_site;
+
+/* Wipes and frees the round's secrets and messages; the struct can be used again. */
+void fl_sa_site_reset(fl_sa_site *s);
+
+/* ADVERTISE: checks the task's parameters against the approved plan (secagg on, cipher, the
+ * threshold at least the plan's, the fixed-point scale of its clip norm), makes the round's keys
+ * for site t->secagg->index named id (the CN the server saw) and fills *out. key signs. */
+fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const char *study,
+                               const char *id, const fl_sign_key *key, const Fedlung__V1__Task *t,
+                               Fedlung__V1__SecAggAdvert *out, fl_err *err);
+/* SHARE: checks the advert list U1 (every signature, with the keys relayed) and fills *out with
+ * this site's sealed shares for each peer. */
+fl_status fl_sa_site_share(fl_sa_site *s, const char *study, const Fedlung__V1__Task *t,
+                           Fedlung__V1__SecAggShares *out, fl_err *err);
+/* TRAIN of a secagg round, before the upload: opens the shares addressed to this site. */
+fl_status fl_sa_site_receive(fl_sa_site *s, const Fedlung__V1__Task *t, fl_err *err);
+/* Encodes vec[0..n) (clipped to the plan's C) as fixed point and masks it in place, chunk by
+ * chunk: on return vec holds n ENCODING_FIXED32 masked words. n must be the round's dim. */
+fl_status fl_sa_site_mask(fl_sa_site *s, float *vec, size_t n, fl_err *err);
+/* UNMASK: answers the task's request into *out, then the round's secrets are gone. */
+fl_status fl_sa_site_unmask(fl_sa_site *s, const char *study, const Fedlung__V1__Task *t,
+                            Fedlung__V1__SecAggUnmaskReply *out, fl_err *err);
+
+/* Clips vec[0..n) to L2 norm C in place (scaled by C / norm when longer); returns the norm
+ * before clipping. */
+double fl_sa_clip(float *vec, size_t n, double C);
+
+#endif
