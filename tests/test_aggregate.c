@@ -179,8 +179,35 @@ static void test_fedavg_identity(fl_backend *be) {
     free(delta);
 }
 
+/* Secure aggregation hands the server a decoded sum: fl_agg_add_sum of n updates must move the
+ * model exactly as n staged commits of weight 1. */
+static void test_add_sum(void) {
+    fl_err err = {{0}};
+    fl_agg_config c;
+    fl_aggregator ag, bg;
+    fl_agg_config_default(&c, 3, 1);
+    CHECK(fl_agg_init(&ag, &c, &err) == FL_OK && fl_agg_init(&bg, &c, &err) == FL_OK);
+    fl_agg_begin_round(&ag);
+    fl_agg_begin_round(&bg);
+    float d[3][4] = {{1, 2, 3, 4}, {0.5f, -1, 2, 0}, {-3, 1, 1, 8}}, sum[4] = {0};
+    for (int i = 0; i < 3; i++) {
+        CHECK(fl_agg_stage_begin(&ag, 1, &err) == FL_OK);
+        CHECK(fl_agg_stage_chunk(&ag, 0, d[i], 4, &err) == FL_OK);
+        CHECK(fl_agg_stage_commit(&ag, &err) == FL_OK);
+        for (int j = 0; j < 4; j++) sum[j] += d[i][j];
+    }
+    CHECK(fl_agg_add_sum(&bg, sum, 3, &err) == FL_OK);
+    CHECK(fl_agg_add_sum(&bg, sum, 0, &err) == FL_EINVAL);
+    float ga[4] = {0}, gb[4] = {0};
+    CHECK(fl_agg_finish(&ag, ga, &err) == FL_OK && fl_agg_finish(&bg, gb, &err) == FL_OK);
+    for (int j = 0; j < 4; j++) CHECK_CLOSE(ga[j], gb[j], 1e-6, 1e-7);
+    fl_agg_destroy(&ag);
+    fl_agg_destroy(&bg);
+}
+
 int main(void) {
     fl_err err = {{0}};
+    test_add_sum();
     fl_backend *be = fl_backend_cpu_new(2, &err);
     CHECK(be != NULL);
     test_weighting_and_staging();

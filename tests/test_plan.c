@@ -342,8 +342,58 @@ static void check_graphs(void) {
     fl_plan_destroy(&p);
 }
 
+/* [privacy]: secure aggregation's keys and what they exclude. */
+static void check_secagg(void) {
+    const char *base = "[study]\nid = x\nclasses = A,B\nphases = statistics,fusion\n"
+                       "[fusion]\nmodalities = rna\nweighted = false\n";
+    static const char *const cases[][2] = {
+        {"[privacy]\nsecagg = true\nclip_norm = 1\n", NULL},
+        {"[privacy]\nsecagg = true\n", "needs clip_norm"},
+        {"[privacy]\nclip_norm = 1\n", NULL},
+        {"[privacy]\nsecagg_threshold = 3\nclip_norm = 1\n", "secagg is not"},
+        {"[privacy]\nsecagg = true\nclip_norm = 1\nsecagg_threshold = 1\n", "secagg_threshold = 1"},
+        {"[privacy]\nsecagg = true\nclip_norm = 1\nsecagg_cipher = rot13\n", "aes-ctr, chacha20"},
+        {"[privacy]\nsecagg = true\nclip_norm = 1\nmechanism = dp-sgd\nnoise_multiplier = 1\n"
+         "sample_rate = 0.1\n",
+         "not supported yet"},
+        {"[privacy]\nnoise_multiplier = 1\n", "no mechanism"},
+    };
+    char buf[1024];
+    fl_plan pl;
+    fl_err err = {{0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(buf, sizeof buf, "%s%s", base, cases[i][0]);
+        fl_status st = fl_plan_parse(buf, strlen(buf), "p", &pl, &err);
+        if (!cases[i][1]) {
+            CHECK_OK(st, &err);
+        } else {
+            CHECK(st != FL_OK);
+            CHECK_MSG(err, cases[i][1]);
+        }
+        if (st == FL_OK) fl_plan_destroy(&pl);
+    }
+    snprintf(buf, sizeof buf,
+             "%s[privacy]\nsecagg = true\nclip_norm = 1\nsecagg_cipher = chacha20\n"
+             "secagg_threshold = 3\n",
+             base);
+    CHECK_OK(fl_plan_parse(buf, strlen(buf), "p", &pl, &err), &err);
+    CHECK(pl.privacy.secagg == 1 && pl.privacy.secagg_cipher == 1 &&
+          pl.privacy.secagg_threshold == 3);
+    fl_plan_destroy(&pl);
+    /* example weights and FedBN would reveal or keep what the sum hides */
+    const char *bad[] = {"weighted = true\n", "fedbn = true\n"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(buf, sizeof buf,
+                 "[study]\nid = x\nclasses = A,B\nphases = statistics,fusion\n[fusion]\n"
+                 "modalities = rna\n%s[privacy]\nsecagg = true\nclip_norm = 1\n",
+                 bad[i]);
+        CHECK(fl_plan_parse(buf, strlen(buf), "p", &pl, &err) != FL_OK);
+    }
+}
+
 int main(void) {
     if (!fl_test_mkdtemp("test_plan")) return 1;
+    check_secagg();
     check_example();
     check_defaults();
     check_model_path();

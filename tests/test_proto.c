@@ -131,6 +131,91 @@ static void expect_invalid(const ProtobufCMessage *m, const char *text, int line
 }
 #define INVALID(msg, text) expect_invalid(&(msg).base, text, __LINE__)
 
+/* The secure-aggregation messages: key, signature and ciphertext lengths, indices, lists. */
+static void test_secagg_validation(void) {
+    fl_err err = {{0}};
+    uint8_t k[32] = {1}, sig[64] = {2}, ct[88] = {3};
+    Fedlung__V1__SecAggAdvert a = FEDLUNG__V1__SEC_AGG_ADVERT__INIT;
+    a.study_id = "s";
+    a.round = 2;
+    a.index = 1;
+    a.client_id = "";
+    a.c_pk = (ProtobufCBinaryData){32, k};
+    a.s_pk = (ProtobufCBinaryData){32, k};
+    a.signature = (ProtobufCBinaryData){64, sig};
+    a.sign_public_key = (ProtobufCBinaryData){32, k};
+    CHECK_OK(fl_rpc_validate(&a.base, &err), &err);
+    a.c_pk.len = 31;
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    a.c_pk.len = 32;
+    a.index = 0;
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    a.index = 1;
+    a.signature.len = 0;
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    a.signature.len = 64;
+
+    Fedlung__V1__SecAggShare sh = FEDLUNG__V1__SEC_AGG_SHARE__INIT, *shp = &sh;
+    sh.from = 1;
+    sh.to = 2;
+    sh.ciphertext = (ProtobufCBinaryData){88, ct};
+    Fedlung__V1__SecAggShares ss = FEDLUNG__V1__SEC_AGG_SHARES__INIT;
+    ss.study_id = "s";
+    ss.n_shares = 1;
+    ss.shares = &shp;
+    CHECK_OK(fl_rpc_validate(&ss.base, &err), &err);
+    sh.to = 1; /* a share for oneself */
+    CHECK(fl_rpc_validate(&ss.base, &err) == FL_EFORMAT);
+    sh.to = 2;
+    sh.ciphertext.len = 87;
+    CHECK(fl_rpc_validate(&ss.base, &err) == FL_EFORMAT);
+    sh.ciphertext.len = 88;
+
+    Fedlung__V1__SecAggUnmaskReply u = FEDLUNG__V1__SEC_AGG_UNMASK_REPLY__INIT;
+    uint32_t peers[2] = {1, 3}, unsorted[2] = {3, 1};
+    ProtobufCBinaryData shares[2] = {{32, k}, {32, k}};
+    u.study_id = "s";
+    u.index = 2;
+    u.n_b_peer = 2;
+    u.b_peer = peers;
+    u.n_b_share = 2;
+    u.b_share = shares;
+    CHECK_OK(fl_rpc_validate(&u.base, &err), &err);
+    u.b_peer = unsorted;
+    CHECK(fl_rpc_validate(&u.base, &err) == FL_EFORMAT);
+    u.b_peer = peers;
+    u.n_b_share = 1;
+    CHECK(fl_rpc_validate(&u.base, &err) == FL_EFORMAT);
+    u.n_b_share = 2;
+    shares[1].len = 31;
+    CHECK(fl_rpc_validate(&u.base, &err) == FL_EFORMAT);
+
+    Fedlung__V1__Task t = FEDLUNG__V1__TASK__INIT;
+    Fedlung__V1__SecAggParams p = FEDLUNG__V1__SEC_AGG_PARAMS__INIT;
+    t.study_id = "s";
+    t.kind = FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_ADVERTISE;
+    t.reason = "";
+    p.index = 1;
+    p.n = 4;
+    p.threshold = 3;
+    p.dim = 10;
+    p.fixed_scale = 1024;
+    t.secagg = &p;
+    CHECK_OK(fl_rpc_validate(&t.base, &err), &err);
+    p.threshold = 2; /* t must exceed n / 2 */
+    CHECK(fl_rpc_validate(&t.base, &err) == FL_EFORMAT);
+    p.threshold = 3;
+    p.index = 5;
+    CHECK(fl_rpc_validate(&t.base, &err) == FL_EFORMAT);
+
+    Fedlung__V1__TaskRequest r = FEDLUNG__V1__TASK_REQUEST__INIT;
+    r.study_id = "s";
+    r.refused_reason = "refused: over budget";
+    CHECK(fl_rpc_validate(&r.base, &err) == FL_EFORMAT); /* a reason without a round */
+    r.refused_round = 3;
+    CHECK_OK(fl_rpc_validate(&r.base, &err), &err);
+}
+
 static void test_validation(void) {
     fl_err err = {{0}};
     const ProtobufCMessage *msgs[32];
@@ -371,6 +456,7 @@ int main(int argc, char **argv) {
     test_methods();
     test_round_trips();
     test_validation();
+    test_secagg_validation();
     test_malformed();
     test_status();
     grpc_shutdown();
