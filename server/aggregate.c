@@ -94,7 +94,9 @@ fl_status fl_agg_stage_commit(fl_aggregator *a, fl_err *err) {
     }
     a->weight_total += a->stage_weight;
     a->accepted++;
-    fl_agg_stage_abort(a);
+    /* No need to clear the staging vector: the next update must write every value of it. */
+    a->busy = 0;
+    a->staged = 0;
     return FL_OK;
 }
 

@@ -167,6 +167,11 @@ fl_status fl_server_new(const fl_server_config *cfg, int quiet, fl_server **out,
          {.integer = (int)FL_SERVER_MAX_RECV}},
         /* On by default: a second server on the same port would silently share its clients. */
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+        /* Bandwidth-delay probing grows each connection's buffers with the transfers in
+         * flight: server memory then grew ~10-20 MB per hospital downloading at once (measured
+         * by tests/check_server_memory.sh). A fixed 4 MiB window instead. */
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = 4 << 20}},
     };
     grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     s->cq = grpc_completion_queue_create_for_next(NULL);

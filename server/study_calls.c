@@ -31,7 +31,7 @@ static int hash_listed(ProtobufCBinaryData *list, size_t n, const uint8_t h[32])
 /* Checks the site's feature lists against the study's (the first site that joined). */
 static int features_agree(fl_study *s, const participant *p, char *why, size_t cap) {
     for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL; m++) {
-        if (!(s->plan->modalities & FL_MODALITY_BIT(m))) continue;
+        if (!(fl_study_fusion_needs(s) & FL_MODALITY_BIT(m))) continue;
         if (!p->has_features[m - 1] || p->features[m - 1] == 0) {
             snprintf(why, cap, "it has no %s features, which the plan's fusion uses",
                      fl_modality_name((fl_modality)m));
