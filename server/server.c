@@ -82,6 +82,7 @@ struct fl_server {
     char broken[128];
     int shutdown_tag;
     call_ctx *held; /* held calls: long polls and queued uploads, oldest first */
+    fl_rpc_pool *pool; /* receive buffers for chunks that arrive in several slices */
     uint64_t seen_epoch;
     int64_t done_since_ms, told_since_ms;
 };
@@ -154,6 +155,11 @@ fl_status fl_server_new(const fl_server_config *cfg, int quiet, fl_server **out,
     fl_server *s = calloc(1, sizeof *s);
     if (!s) return fl_fail(err, FL_ENOMEM, "out of memory for the server");
     s->cfg = cfg;
+    /* one upload is staged at a time: a few buffers cover it without malloc per chunk */
+    if (!(s->pool = fl_rpc_pool_new(FL_RPC_MAX_MESSAGE, 4))) {
+        free(s);
+        return fl_fail(err, FL_ENOMEM, "out of memory for the receive buffers");
+    }
     if ((st = open_study(s, quiet, err)) != FL_OK) {
         fl_server_free(s);
         return st;
@@ -439,7 +445,7 @@ static void on_update_message(fl_server *s, call_ctx *c) {
     }
     fl_rpc_flat f = {0};
     fl_rpc_chunk ch = {0};
-    fl_status fs = fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, NULL, &f, &err);
+    fl_status fs = fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, s->pool, &f, &err);
     grpc_byte_buffer_destroy(c->recv);
     c->recv = NULL;
     if (fs == FL_OK) fs = fl_rpc_update_chunk_parse(f.data, f.len, &ch, &err);
@@ -483,7 +489,7 @@ static void on_first_message(fl_server *s, call_ctx *c) {
     if (m == FL_RPC_PUT_UPDATE) {
         fl_rpc_flat f = {0};
         fl_rpc_chunk ch = {0};
-        fl_status fs = fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, NULL, &f, &err);
+        fl_status fs = fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, s->pool, &f, &err);
         grpc_byte_buffer_destroy(c->recv);
         c->recv = NULL;
         if (fs == FL_OK) fs = fl_rpc_update_chunk_parse(f.data, f.len, &ch, &err);
@@ -510,7 +516,7 @@ static void on_first_message(fl_server *s, call_ctx *c) {
     if (m == FL_RPC_PUT_EVAL || m == FL_RPC_ADVERTISE_KEYS || m == FL_RPC_SHARE_KEYS ||
         m == FL_RPC_UNMASK) {
         fl_rpc_flat f = {0};
-        if (fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, NULL, &f, &err) == FL_OK) {
+        if (fl_rpc_flatten(c->recv, FL_SERVER_MAX_RECV, s->pool, &f, &err) == FL_OK) {
             msg_len = f.len;
             fl_sha256(f.data, f.len, msg_sha);
         }
@@ -743,5 +749,6 @@ void fl_server_free(fl_server *s) {
     }
     fl_sign_key_free(s->key);
     fl_plan_destroy(&s->plan);
+    fl_rpc_pool_free(s->pool);
     free(s);
 }
