@@ -1,7 +1,9 @@
 /* simulate_cmd.c - `fedlung simulate`: a whole federation (server and N hospital clients over
  * gRPC on 127.0.0.1) on this machine. Parsing, signals and exit codes only; simulate/ does the
  * work. */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,8 @@ static const char usage[] =
     "                        [--plan FILE] [--threads N] [--round-timeout SECONDS]\n"
     "                        [--drop-client K@ROUND]... [--kill-server-at ROUND]\n"
     "                        [--straggler K:SECONDS]...\n"
+    "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
+    "                        [--epsilon-max E] [--secagg] [--clip-norm C]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -48,6 +52,18 @@ static const char usage[] =
     "  --kill-server-at ROUND kill the server (SIGKILL) during round ROUND and restart it on\n"
     "                         the same port; it resumes from its journal\n"
     "  --straggler K:SECONDS  hospital K waits SECONDS before every upload\n"
+    "privacy (docs/privacy.md), added to the plan as its [privacy] section:\n"
+    "  --dp patient           DP-SGD at every hospital (mechanism = dp-sgd, delta 1e-5): each\n"
+    "                         patient's gradient clipped to --clip-norm, Gaussian noise of\n"
+    "                         --noise-multiplier (1) times it, patients sampled at\n"
+    "                         --sample-rate (0.1); needs --epsilon-max. DIR/privacy.csv and\n"
+    "                         DIR/epsilon.png: the epsilon each hospital spent, per round\n"
+    "  --dp client            DP-FedAvg: refused, the plan's dp-fedavg is not implemented yet\n"
+    "  --epsilon-max E        every hospital's budget (client.conf [privacy] epsilon_max): a\n"
+    "                         hospital refuses a round that would take it above E\n"
+    "  --secagg               secure aggregation (secagg = true; updates clipped to\n"
+    "                         --clip-norm, uniform weights); not with --dp patient yet\n"
+    "  --clip-norm C          the L2 bound of --dp and --secagg (default 1)\n"
     "ROUND counts every round of the study (statistics, image, features, fusion) from 1.\n"
     "Exit 0 when the study finished and its audit log verified, 1 on failure (the logs to\n"
     "read are named), 2 on bad usage.\n";
@@ -79,6 +95,12 @@ enum {
     O_DROP,
     O_KILL,
     O_STRAGGLER,
+    O_DP,
+    O_NOISE,
+    O_SAMPLE_RATE,
+    O_EPSILON_MAX,
+    O_SECAGG,
+    O_CLIP,
     O_HELP
 };
 
@@ -95,6 +117,18 @@ static int parse_fault(const char *text, char sep, int lo, int hi, fl_sim_fault 
                    fl_parse_int(at + 1, lo, hi, &f->value) == 0
                ? 0
                : -1;
+}
+
+/* Parses a finite number above lo (or equal to it when lo_ok) and at most hi into *out.
+ * Returns 0 or -1. */
+static int parse_double(const char *text, double lo, int lo_ok, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || v < lo || (v == lo && !lo_ok) || v > hi)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 /* Returns 0, 1 for --help, or -1 after saying what is wrong. */
@@ -118,6 +152,12 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"drop-client", required_argument, 0, O_DROP},
                                              {"kill-server-at", required_argument, 0, O_KILL},
                                              {"straggler", required_argument, 0, O_STRAGGLER},
+                                             {"dp", required_argument, 0, O_DP},
+                                             {"noise-multiplier", required_argument, 0, O_NOISE},
+                                             {"sample-rate", required_argument, 0, O_SAMPLE_RATE},
+                                             {"epsilon-max", required_argument, 0, O_EPSILON_MAX},
+                                             {"secagg", no_argument, 0, O_SECAGG},
+                                             {"clip-norm", required_argument, 0, O_CLIP},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -136,7 +176,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                 {O_THREADS, &o->threads, 1, 4096, 0},
                 {O_TIMEOUT, &o->round_timeout_s, 1, 86400, 0},
                 {O_KILL, &o->kill_server_at, 1, 1 << 20, 0}};
-    int c, idx = 0, synthetic = 0, rounds = 0;
+    int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
@@ -181,6 +221,28 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             bad = o->n_stragglers == FL_SIM_MAX_HOSPITALS ||
                   parse_fault(optarg, ':', 0, 86400, &o->stragglers[o->n_stragglers++]);
             break;
+        case O_DP:
+            bad = strcmp(optarg, "patient") != 0 && strcmp(optarg, "client") != 0;
+            o->dp = strcmp(optarg, "client") == 0 ? FL_SIM_DP_CLIENT : FL_SIM_DP_PATIENT;
+            break;
+        case O_NOISE:
+            bad = parse_double(optarg, 0, 1, 1e6, &o->noise_multiplier);
+            dp_tuned = 1;
+            break;
+        case O_SAMPLE_RATE:
+            bad = parse_double(optarg, 0, 0, 1, &o->sample_rate);
+            dp_tuned = 1;
+            break;
+        case O_EPSILON_MAX:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->epsilon_max);
+            break;
+        case O_SECAGG:
+            o->secagg = 1;
+            break;
+        case O_CLIP:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->clip_norm);
+            clip = 1;
+            break;
         case 'h':
         case O_HELP:
             return 1;
@@ -204,6 +266,13 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                                : NULL;
     if (clash) {
         fprintf(stderr, "fedlung simulate: %s exclude each other\n", clash);
+        return -1;
+    }
+    const char *alone = dp_tuned && !o->dp ? "--noise-multiplier and --sample-rate need --dp"
+                        : clip && !o->dp && !o->secagg ? "--clip-norm needs --dp or --secagg"
+                                                       : NULL;
+    if (alone) {
+        fprintf(stderr, "fedlung simulate: %s\n", alone);
         return -1;
     }
     fl_err err;

@@ -287,7 +287,15 @@ static void poll_rounds(sim_run *r, int *printed) {
     fl_err err;
     if (fl_sim_rounds_load(path, &rounds, &err) != FL_OK) return; /* read it next time */
     r->csv_seen = st;
-    fl_sim_rounds_print(&rounds, printed, stdout);
+    /* Under DP, each hospital's epsilon: the round's update records are in the outboxes
+     * before the round commits. privacy.csv follows the committed rounds, so that a run the
+     * hospitals' budgets stop still has it. */
+    fl_sim_eps eps = {0};
+    int dp = r->L->dp && fl_sim_eps_load(r->L, &eps, &err) == FL_OK;
+    if (dp && fl_sim_eps_write(r->L, &rounds, &eps, 0, &err) != FL_OK)
+        fprintf(stderr, "fedlung simulate: warning: %s\n", err.msg);
+    fl_sim_rounds_print(&rounds, dp ? &eps : NULL, printed, stdout);
+    fl_sim_eps_destroy(&eps);
     r->committed = fl_sim_rounds_last(&rounds);
     fl_sim_rounds_destroy(&rounds);
 }

@@ -165,7 +165,7 @@ int fl_sim_rounds_last(const fl_sim_rounds *r) {
     return last;
 }
 
-void fl_sim_rounds_print(const fl_sim_rounds *r, int *printed, FILE *out) {
+void fl_sim_rounds_print(const fl_sim_rounds *r, const fl_sim_eps *eps, int *printed, FILE *out) {
     int hi = *printed;
     for (int i = 0; i < r->n_rows; i++) {
         const fl_sim_row *w = &r->rows[i];
@@ -174,6 +174,15 @@ void fl_sim_rounds_print(const fl_sim_rounds *r, int *printed, FILE *out) {
                 w->participants == 1 ? " " : "s");
         if (isfinite(w->loss)) fprintf(out, "  loss %.3f", w->loss);
         if (isfinite(w->macro_auc)) fprintf(out, "  macro AUC %.3f", w->macro_auc);
+        if (eps && fl_sim_phase_trained(w->phase)) {
+            fputs("  \u03b5", out);
+            for (int k = 0; k < eps->n; k++) {
+                int refused = w->round <= eps->rounds &&
+                              eps->refused[(size_t)(w->round - 1) * (size_t)eps->n + (size_t)k];
+                fprintf(out, " %d:%.2f%s", k + 1, fl_sim_eps_total(eps, k, w->round),
+                        refused ? "(refused)" : "");
+            }
+        }
         fputc('\n', out);
         if (w->round > hi) hi = w->round;
     }
@@ -323,9 +332,17 @@ fl_status fl_sim_finish(const fl_sim_layout *L, int *printed, double t0, fl_err 
     fl_sim_path(path, "%s/rounds.csv", L->dir);
     fl_sim_rounds r;
     if ((s = fl_sim_rounds_load(path, &r, err)) != FL_OK) return s;
-    fl_sim_rounds_print(&r, printed, stdout);
-    s = verify_audit(L, err);
+    fl_sim_eps eps = {0};
+    if (L->dp) s = fl_sim_eps_load(L, &eps, err);
+    if (s == FL_OK) fl_sim_rounds_print(&r, L->dp ? &eps : NULL, printed, stdout);
+    if (s == FL_OK) s = verify_audit(L, err);
     if (s == FL_OK) s = draw_charts(L, &r, err);
+    if (s == FL_OK && L->dp) s = fl_sim_eps_write(L, &r, &eps, 1, err);
+    if (s == FL_OK && L->dp)
+        for (int k = 0; k < L->n; k++)
+            printf("hospital-%d spent \u03b5 %.2f (delta %g)\n", k + 1,
+                   fl_sim_eps_total(&eps, k, fl_sim_rounds_last(&r)), FL_SIM_DELTA);
+    fl_sim_eps_destroy(&eps);
     if (s == FL_OK) {
         static const char *const trained[] = {"image", "fusion"};
         for (int i = 0; i < 2; i++) {
@@ -337,10 +354,10 @@ fl_status fl_sim_finish(const fl_sim_layout *L, int *printed, double t0, fl_err 
         int charts = 0;
         for (int i = 0; i < r.n_rows; i++) charts |= isfinite(r.rows[i].macro_auc);
         printf("%d rounds in %.0f min %02.0f s; results in %s: rounds.csv audit.log server.pub "
-               "model.h5%s%s\n",
+               "model.h5%s%s%s\n",
                fl_sim_rounds_last(&r), floor(wall / 60), fmod(wall, 60), L->dir,
                L->phases & (1u << FL_PHASE_IMAGE) ? " rnet.h5" : "",
-               charts ? " auc.png loss.png" : "");
+               charts ? " auc.png loss.png" : "", L->dp ? " privacy.csv epsilon.png" : "");
     }
     fl_sim_rounds_destroy(&r);
     return s;

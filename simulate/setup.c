@@ -90,8 +90,9 @@ static fl_status remove_tree(const char *path, fl_err *err) {
 /* A run starts afresh: the previous run's server and hospital state and results go. The cohort,
  * the hospitals' cohort files and anything else in DIR stay. */
 static fl_status clear_previous_run(const fl_sim_layout *L, fl_err *err) {
-    static const char *const results[] = {"rounds.csv", "audit.log", "server.pub", "model.h5",
-                                          "rnet.h5",    "auc.png",   "loss.png"};
+    static const char *const results[] = {"rounds.csv", "audit.log",   "server.pub",
+                                          "model.h5",   "rnet.h5",     "auc.png",
+                                          "loss.png",   "privacy.csv", "epsilon.png"};
     char p[FL_SIM_PATH];
     fl_sim_path(p, "%s/server/state", L->dir);
     fl_status s = remove_tree(p, err);
@@ -314,15 +315,34 @@ static void write_demo_plan(FILE *f, const conf_ctx *ctx) {
             o->rounds);
 }
 
-/* DIR/study.plan (the demo's, or a copy of o->plan), checked by fl_plan_load; its id, hash and
- * phases go to L. */
+/* A copy of the plan o->plan followed by the [privacy] section of --dp and --secagg. */
+static fl_status copy_plan(const fl_sim_options *o, const char *path, fl_err *err) {
+    char section[1024];
+    fl_sim_privacy_section(o, section, sizeof section);
+    fl_status s = fl_sim_copy_file(o->plan, path, err);
+    if (s != FL_OK || !section[0]) return s;
+    FILE *f = fopen(path, "a");
+    if (!f || fputs(section, f) == EOF) s = fl_fail(err, FL_EIO, "%s: cannot write", path);
+    if (f && fclose(f) != 0 && s == FL_OK) s = fl_fail(err, FL_EIO, "%s: cannot write", path);
+    return s;
+}
+
+/* The demo's plan with the [privacy] section of --dp and --secagg. */
+static void write_plan(FILE *f, const conf_ctx *ctx) {
+    char section[1024];
+    write_demo_plan(f, ctx);
+    fl_sim_privacy_section(ctx->o, section, sizeof section);
+    fputs(section, f);
+}
+
+/* DIR/study.plan (the demo's, or a copy of o->plan; either with the [privacy] section of --dp
+ * and --secagg), checked by fl_plan_load; its id, hash, phases and DP go to L. */
 static fl_status make_plan(const fl_sim_options *o, fl_sim_layout *L, const fl_cohort *co,
                            fl_err *err) {
     char path[FL_SIM_PATH];
     fl_sim_path(path, "%s/study.plan", L->dir);
     conf_ctx ctx = {o, L, co, 0};
-    fl_status s = o->plan ? fl_sim_copy_file(o->plan, path, err)
-                          : write_file(path, write_demo_plan, &ctx, err);
+    fl_status s = o->plan ? copy_plan(o, path, err) : write_file(path, write_plan, &ctx, err);
     if (s != FL_OK) return s;
     fl_plan plan;
     if ((s = fl_plan_load(path, &plan, err)) != FL_OK) return s;
@@ -332,6 +352,12 @@ static fl_status make_plan(const fl_sim_options *o, fl_sim_layout *L, const fl_c
     snprintf(L->study, sizeof L->study, "%s", plan.id);
     fl_plan_hash_hex(&plan, L->plan_hash);
     L->phases = plan.phases;
+    L->dp = plan.privacy.mechanism != FL_DP_NONE;
+    if (s == FL_OK && L->dp && !(o->epsilon_max > 0))
+        s = fl_fail(err, FL_EINVAL,
+                    "%s trains with differential privacy: give --epsilon-max E (each "
+                    "hospital's budget; a hospital takes no part in a DP study without one)",
+                    path);
     fl_plan_destroy(&plan);
     return s;
 }
@@ -384,6 +410,9 @@ static void write_client_conf(FILE *f, const conf_ctx *ctx) {
             "key = ../../pki/hospital-%d.key\n\n"
             "[data]\ncohort = cohort.h5\n",
             L->port, L->study, k, L->plan_hash, L->client_threads, k, k);
+    if (ctx->o->epsilon_max > 0)
+        fprintf(f, "\n[privacy]\nepsilon_max = %.15g\ndelta = %g\n", ctx->o->epsilon_max,
+                FL_SIM_DELTA);
 }
 
 /* The PKI, the audit key, the port, the threads and the configs of the server and of each

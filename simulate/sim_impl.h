@@ -23,7 +23,12 @@ typedef struct {
     int port;              /* 127.0.0.1:port, chosen once, kept across server restarts */
     int min_clients;
     int client_threads, server_threads; /* engine threads of each process */
+    int dp;                             /* the plan trains with DP-SGD: report epsilon */
 } fl_sim_layout;
+
+/* simulate.c: the plan's [privacy] section that o asks for (--dp, --secagg), starting with a
+ * blank line, into out (cap bytes; "" when o asks for none). */
+void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap);
 
 /* Formats a path into out (FL_SIM_PATH bytes); setup keeps DIR short enough that it fits. */
 void fl_sim_path(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -57,9 +62,38 @@ fl_status fl_sim_rounds_load(const char *path, fl_sim_rounds *r, fl_err *err);
 void fl_sim_rounds_destroy(fl_sim_rounds *r);
 /* The highest round in r, 0 when empty: the rounds committed so far. */
 int fl_sim_rounds_last(const fl_sim_rounds *r);
+/* The epsilon each hospital has spent under DP-SGD, from the records of its outbox log
+ * (DIR/hospitals/hospital-K/state/outbox.log): an "update" record carries the hospital's
+ * epsilon_total after that round, a "refused" record says it refused the round. */
+typedef struct {
+    int n, rounds; /* hospitals; rounds 1..rounds are covered */
+    double *eps;   /* rounds x n: [(round - 1) * n + k], NaN where hospital k released nothing */
+    char *refused; /* rounds x n: 1 where hospital k refused the round */
+} fl_sim_eps;
+
+/* privacy.c: reads every hospital's outbox log into e (fl_sim_eps_destroy frees it). A log not
+ * there yet, and a line that does not parse (one being written), count as no record. FL_OK, or
+ * FL_ENOMEM / FL_EIO with e empty. */
+fl_status fl_sim_eps_load(const fl_sim_layout *L, fl_sim_eps *e, fl_err *err);
+void fl_sim_eps_destroy(fl_sim_eps *e);
+/* Hospital k's (0-based) epsilon spent by the end of round: its last epsilon_total at or before
+ * it, 0 before its first DP round, +inf for an infinite one. */
+double fl_sim_eps_total(const fl_sim_eps *e, int k, int round);
+/* Writes DIR/privacy.csv (round,phase,hospital,epsilon_total: one row per hospital per trained
+ * round of r, epsilon_total as fl_sim_eps_total, "inf" when infinite) atomically, and, when plot
+ * is set, DIR/epsilon.png (each hospital's epsilon over those rounds). FL_EIO / FL_EBACKEND
+ * naming the file. */
+fl_status fl_sim_eps_write(const fl_sim_layout *L, const fl_sim_rounds *r, const fl_sim_eps *e,
+                           int plot, fl_err *err);
+
 /* Prints one line per row of r whose round is above *printed ("round 3  image  3 hospitals
- * loss 0.812  macro AUC 0.741") to out, and raises *printed. */
-void fl_sim_rounds_print(const fl_sim_rounds *r, int *printed, FILE *out);
+ * loss 0.812  macro AUC 0.741") to out, and raises *printed. With eps (DP), a trained round's
+ * line ends with each hospital's epsilon spent ("  ε 1:4.87 2:4.87 3:4.87(refused)"). */
+void fl_sim_rounds_print(const fl_sim_rounds *r, const fl_sim_eps *eps, int *printed, FILE *out);
+
+/* Whether a rounds.csv phase is a trained one (image, fusion), which is evaluated and spends
+ * epsilon. */
+int fl_sim_phase_trained(const char *phase);
 
 /* procs.c: runs the server and the clients until the server finishes the study (FL_OK), with
  * the faults of o; the round lines are printed as rounds commit, *printed holding the last

@@ -1,8 +1,10 @@
 /* simulate.c - `fedlung simulate` from start to end: the options' defaults and checks, then
  * setup (setup.c), the federation's processes (procs.c) and the report (report.c). */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../fed/plan.h"
 #include "sim_impl.h"
 
 void fl_sim_options_default(fl_sim_options *o) {
@@ -14,6 +16,62 @@ void fl_sim_options_default(fl_sim_options *o) {
     o->partition_text = "site";
     fl_synth_config_default(&o->synth);
     o->round_timeout_s = FL_SIM_DEFAULT_ROUND_TIMEOUT;
+    o->clip_norm = FL_SIM_DEFAULT_CLIP_NORM;
+    o->noise_multiplier = FL_SIM_DEFAULT_NOISE;
+    o->sample_rate = FL_SIM_DEFAULT_SAMPLE_RATE;
+}
+
+void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
+    static const char *const mechanism[] = {"none", "dp-sgd", "dp-fedavg"};
+    int used = 0;
+    out[0] = '\0';
+    if (o->dp == FL_SIM_DP_NONE && !o->secagg) return;
+    used =
+        snprintf(out, cap, "\n[privacy]\n# written by `fedlung simulate`%s%s\nclip_norm = %.15g\n",
+                 o->dp == FL_SIM_DP_PATIENT  ? " --dp patient"
+                 : o->dp == FL_SIM_DP_CLIENT ? " --dp client"
+                                             : "",
+                 o->secagg ? " --secagg" : "", o->clip_norm);
+    if (used > 0 && (size_t)used < cap && o->dp != FL_SIM_DP_NONE)
+        used += snprintf(out + used, cap - (size_t)used,
+                         "mechanism = %s\nnoise_multiplier = %.15g\nsample_rate = %.15g\n"
+                         "delta = %g\n",
+                         mechanism[o->dp], o->noise_multiplier, o->sample_rate, FL_SIM_DELTA);
+    if (used > 0 && (size_t)used < cap && o->secagg)
+        snprintf(out + used, cap - (size_t)used, "secagg = true\n");
+}
+
+/* FL_EINVAL unless the study plan's rules accept the [privacy] section of o: the section
+ * under a minimal plan, and the plan parser's own sentence (without its file and line) when
+ * it refuses it. */
+static fl_status check_privacy(const fl_sim_options *o, fl_err *err) {
+    static const char probe_name[] = "simulate";
+    char text[1024];
+    int n = snprintf(text, sizeof text,
+                     "[study]\nid = probe\nclasses = A,B\nphases = statistics,fusion\n"
+                     "[fusion]\nmodalities = rna\nrounds = 1\nepochs = 1\n");
+    fl_sim_privacy_section(o, text + n, sizeof text - (size_t)n);
+    if (n <= 0 || text[n] == '\0') return FL_OK;
+    fl_plan plan;
+    fl_err inner;
+    if (fl_plan_parse(text, strlen(text), probe_name, &plan, &inner) == FL_OK) {
+        fl_plan_destroy(&plan);
+        return FL_OK;
+    }
+    /* "simulate:12: what" or "simulate: what" -> "what" */
+    const char *why = inner.msg;
+    if (strncmp(why, probe_name, sizeof probe_name - 1) == 0) {
+        why += sizeof probe_name - 1;
+        if (*why == ':') why++;
+        while (isdigit((unsigned char)*why)) why++;
+        if (*why == ':') why++;
+        while (*why == ' ') why++;
+    }
+    const char *what = o->dp == FL_SIM_DP_CLIENT ? "--dp client (DP-FedAvg)"
+                       : o->dp && o->secagg      ? "--dp patient with --secagg"
+                       : o->secagg               ? "--secagg"
+                                                 : "--dp patient";
+    return fl_fail(err, FL_EINVAL, "%s: the study plan refuses it: %s", what, why);
 }
 
 /* FL_EINVAL unless every fault names a hospital in 1..n. */
@@ -46,6 +104,11 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
                                o->stragglers[i].hospital);
     if (o->n_drops >= o->hospitals)
         return fl_fail(err, FL_EINVAL, "--drop-client: at least one hospital must remain");
+    if ((s = check_privacy(o, err)) != FL_OK) return s;
+    if (o->dp == FL_SIM_DP_PATIENT && !(o->epsilon_max > 0))
+        return fl_fail(err, FL_EINVAL,
+                       "--dp patient needs --epsilon-max E (each hospital's budget; a hospital "
+                       "takes no part in a DP study without one)");
     return FL_OK;
 }
 

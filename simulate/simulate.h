@@ -18,6 +18,17 @@
 #define FL_SIM_DEFAULT_HOSPITALS 3
 #define FL_SIM_DEFAULT_ROUNDS 2          /* rounds of each training phase (image, fusion) */
 #define FL_SIM_DEFAULT_ROUND_TIMEOUT 300 /* seconds, server.conf's round_timeout_s */
+#define FL_SIM_DEFAULT_CLIP_NORM 1.0     /* [privacy] clip_norm of --dp patient and --secagg */
+#define FL_SIM_DEFAULT_NOISE 1.0         /* [privacy] noise_multiplier of --dp patient */
+#define FL_SIM_DEFAULT_SAMPLE_RATE 0.1   /* [privacy] sample_rate of --dp patient */
+#define FL_SIM_DELTA 1e-5                /* the plan's and every hospital's delta */
+
+/* --dp: the unit whose privacy is protected. */
+typedef enum {
+    FL_SIM_DP_NONE = 0,
+    FL_SIM_DP_PATIENT, /* DP-SGD at each site: [privacy] mechanism = dp-sgd */
+    FL_SIM_DP_CLIENT,  /* DP-FedAvg: mechanism = dp-fedavg, which the plan refuses for now */
+} fl_sim_dp;
 
 /* One fault: hospital (1-based) and the round (the server's counter, unique across phases)
  * or the seconds it concerns. */
@@ -42,6 +53,12 @@ typedef struct {
     fl_sim_fault stragglers[FL_SIM_MAX_HOSPITALS]; /* --straggler K:SECONDS: value = SECONDS */
     int n_stragglers;
     int kill_server_at;                 /* --kill-server-at ROUND, 0: none */
+    fl_sim_dp dp;                       /* --dp: written into the plan's [privacy] */
+    int secagg;                         /* --secagg: [privacy] secagg = true */
+    double clip_norm;                   /* --clip-norm C (dp and secagg) */
+    double noise_multiplier;            /* --noise-multiplier sigma (dp) */
+    double sample_rate;                 /* --sample-rate q (dp) */
+    double epsilon_max;                 /* --epsilon-max: every client.conf's; 0: not set */
     volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
 } fl_sim_options;
 
@@ -50,7 +67,9 @@ typedef struct {
 void fl_sim_options_default(fl_sim_options *o);
 
 /* Checks what the command line cannot: fault hospitals within 1..N, no hospital dropped twice,
- * rounds >= 1. FL_EINVAL with a sentence naming the option. */
+ * rounds >= 1, --dp patient with --epsilon-max, and a [privacy] section (--dp, --secagg) that
+ * the study plan's rules accept (--dp client and --dp patient with --secagg are refused with the
+ * plan's own sentence). FL_EINVAL with a sentence naming the option. */
 fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err);
 
 /* Runs the whole simulation (see the file comment). Progress and the children's fate go to

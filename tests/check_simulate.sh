@@ -4,7 +4,10 @@
 # mutual TLS on 127.0.0.1 and finishes: rounds.csv has one row per round of the plan, the audit
 # log verifies against server.pub, model.h5 and the charts are there. With --kill-server-at 2
 # the server is killed during round 2 and restarted on the same port: the study still
-# completes and rounds.csv has each round exactly once. A SIGINT stops the run with exit 1.
+# completes and rounds.csv has each round exactly once. With --dp patient (fusion only) the
+# hospitals' epsilon per round lands in privacy.csv and the round lines, and a small
+# --epsilon-max makes them refuse; --secagg completes with masked sums. A SIGINT stops the run
+# with exit 1.
 # No run leaves a process behind. Also the command line's exit codes.
 # Usage (ctest, from tests/): bash check_simulate.sh /path/to/fedlung
 set -uo pipefail
@@ -113,6 +116,62 @@ grep -q "fault: the server killed during round 2" err.txt || t_fail "no kill: $(
 grep -q "restarting the server" err.txt || t_fail "no restart: $(cat err.txt)"
 grep -q "^--- fedlung simulate: server killed" kill/server/server.log ||
     t_fail "no restart marker in the server's log"
+
+# ---- privacy: --dp patient with a budget, --secagg ----
+t_expect 2 "--dp client" -- "$fedlung" simulate --dp client
+grep -q "dp-fedavg' is not implemented" err.txt || t_fail "--dp client: $(head -1 err.txt)"
+t_expect 2 "--dp patient with --secagg" -- "$fedlung" simulate --dp patient --epsilon-max 9 --secagg
+grep -q "secagg = true with mechanism = dp-sgd is not supported" err.txt ||
+    t_fail "--dp patient --secagg: $(head -1 err.txt)"
+t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
+t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
+# statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1:
+# epsilon 4.87, 6.25, 7.33 after each (delta 1e-5, as check_privacy_budget.sh)
+cat >dp.plan <<'PLAN'
+[study]
+id = simulate-dp
+classes = LUAD,LUSC,NORMAL
+phases = statistics,fusion
+[fusion]
+modalities = rna,clinical
+rna_features = 16
+rounds = 3
+epochs = 1
+optimizer = sgd
+lr = 0.1
+PLAN
+dp=(--hospitals 3 --patients 90 --tile 0 --genes 64 --probes 64 --partition iid --plan dp.plan
+    --threads 2)
+t_expect 0 "--dp patient" -- "$fedlung" simulate --out dp "${dp[@]}" --dp patient \
+    --sample-rate 0.25 --epsilon-max 100
+for f in privacy.csv epsilon.png rounds.csv; do [ -s "dp/$f" ] || t_fail "--dp: no $f"; done
+grep -q "^mechanism = dp-sgd$" dp/study.plan || t_fail "--dp: the plan has no dp-sgd"
+grep -q "^epsilon_max = 100$" dp/hospitals/hospital-2/client.conf || t_fail "--dp: no epsilon_max"
+grep -Eq "^round 4 +fusion .* ε 1:7\.33 2:7\.33 3:7\.33$" out.txt || t_fail "--dp: $(cat out.txt)"
+head -1 dp/rounds.csv | grep -q "^round,phase,participants,loss,macro_auc,auc_LUAD,auc_LUSC,auc_NORMAL$" ||
+    t_fail "--dp: rounds.csv header changed: $(head -1 dp/rounds.csv)"
+# a row per hospital per fusion round, each hospital's epsilon rising
+awk -F, 'NR > 1 { n[$3]++; if ($4 + 0 <= last[$3] + 0) bad = bad " " $1 ":" $3; last[$3] = $4 }
+    END { for (h in n) if (n[h] != 3) bad = bad " " h "x" n[h]; if (length(n) != 3) bad = bad " hospitals"
+          if (bad) { print bad; exit 1 } }' dp/privacy.csv >awk.txt ||
+    t_fail "--dp: privacy.csv:$(cat awk.txt): $(cat dp/privacy.csv)"
+grep -q "^4,fusion,hospital-3,7\.328" dp/privacy.csv || t_fail "--dp: $(cat dp/privacy.csv)"
+[ -z "$(leftovers dp)" ] || t_fail "--dp: processes left behind: $(leftovers dp)"
+# epsilon_max 5 allows the first fusion round only: every hospital refuses the second, the
+# server retries it and stops the study (exit 1 here)
+t_expect 1 "--dp patient, a small budget" -- "$fedlung" simulate --out dp5 "${dp[@]}" --dp patient \
+    --sample-rate 0.25 --epsilon-max 5 --round-timeout 4
+grep -q "refused: round 3 would spend" dp5/hospitals/hospital-1/client.log ||
+    t_fail "--epsilon-max 5: hospital-1 did not refuse: $(tail -3 dp5/hospitals/hospital-1/client.log)"
+grep -q "too few hospitals" err.txt || t_fail "--epsilon-max 5: $(tail -2 err.txt)"
+[ "$(tail -n +2 dp5/privacy.csv | wc -l)" -eq 3 ] || t_fail "--epsilon-max 5: $(cat dp5/privacy.csv)"
+[ -z "$(leftovers dp5)" ] || t_fail "--epsilon-max 5: processes left behind: $(leftovers dp5)"
+t_expect 0 "--secagg" -- "$fedlung" simulate --out secagg "${dp[@]}" --secagg
+grep -q "^secagg = true$" secagg/study.plan || t_fail "--secagg: the plan has no secagg"
+[ "$(grep -c '"kind":"secagg_unmasked"' secagg/audit.log)" -eq 3 ] ||
+    t_fail "--secagg: not 3 unmasked sums in the audit log"
+[ -e secagg/privacy.csv ] && t_fail "--secagg: a privacy.csv without DP"
+[ -z "$(leftovers secagg)" ] || t_fail "--secagg: processes left behind: $(leftovers secagg)"
 
 # ---- Ctrl-C: the children are stopped, exit 1 ----
 "$fedlung" simulate --out int "${small[@]}" --straggler 2:5 >int.out 2>int.err &
