@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "client/site.h"
+#include "client/task_dp.h"
 #include "client/task_secagg.h"
 #include "client/transfer.h"
 #include "crypto/audit.h"
@@ -51,16 +52,19 @@ typedef struct {
     size_t cap;
     /* a plan with differential privacy */
     fl_dp_ledger *ledger;   /* what this site spent (state_dir/privacy.state) */
-    fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling */
+    fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling; DP-FedAvg's noise */
     uint64_t refused_round; /* a refused TRAIN round, for the next NextTask (0: none) */
     char refused_reason[256];
     fl_sa_site sa; /* the current secure-aggregation round (client/task_secagg.h) */
 } loop;
 
-/* A DP-SGD round's numbers, for the update header and the outbox. */
+/* A DP round's numbers, for the update header and the outbox. DP-FedAvg fills r.clip, r.sigma
+ * and noise_std only: its epsilon is the server's to account. */
 typedef struct {
     fl_site_dp_round r;
     double eps_round, eps_total, delta;
+    int fedavg;       /* 1: DP-FedAvg (clipped, noised update), 0: DP-SGD */
+    double noise_std; /* DP-FedAvg: the std added per coordinate, sigma C / sqrt(n - k) */
 } dp_spend;
 
 /* What a failed call means for the loop. */
@@ -140,6 +144,18 @@ static fl_status privacy_start(loop *L, fl_err *err) {
         if (L->cfg->epsilon_max > 0)
             fl_client_log("privacy: the plan trains without differential privacy (epsilon_max "
                           "is not used)");
+        return FL_OK;
+    }
+    if (pv->mechanism == FL_DP_FEDAVG) { /* client-level: the server accounts the rounds */
+        if (!(L->csprng = malloc(sizeof *L->csprng)))
+            return fl_fail(err, FL_ENOMEM, "out of memory for the CSPRNG source");
+        fl_dp_csprng_init(L->csprng);
+        fl_client_log("privacy: DP-FedAvg (update clipped to C %g, noise std %g per coordinate: "
+                      "sigma %g over %d sites, %d may drop out); epsilon is accounted by the "
+                      "server%s",
+                      pv->clip_norm, fl_plan_dp_fedavg_std(pv), pv->noise_multiplier,
+                      pv->dp_clients, pv->dp_dropouts,
+                      L->cfg->epsilon_max > 0 ? " (epsilon_max is not used)" : "");
         return FL_OK;
     }
     if (!(L->cfg->epsilon_max > 0))
@@ -249,7 +265,12 @@ static const char *json_num(double x, char out[32]) {
 static void dp_json(const dp_spend *dp, char *out, size_t cap) {
     char a[32], b[32];
     out[0] = 0;
-    if (dp)
+    if (dp && dp->fedavg)
+        snprintf(out, cap,
+                 ",\"mechanism\":\"dp-fedavg\",\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,"
+                 "\"noise_std\":%.17g",
+                 dp->r.clip, dp->r.sigma, dp->noise_std);
+    else if (dp)
         snprintf(out, cap,
                  ",\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,\"sample_rate\":%.17g,"
                  "\"steps\":%" PRId64 ",\"delta\":%.17g,\"epsilon_round\":%s,"
@@ -302,7 +323,8 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     if (dp) { /* no count under DP (it would tell the cohort's size); the DP declared */
         h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED;
         h.example_count = 0;
-        h.mechanism = FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_SGD;
+        h.mechanism = dp->fedavg ? FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_FEDAVG
+                                 : FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_SGD;
         h.clip_norm = dp->r.clip;
         h.noise_multiplier = dp->r.sigma;
     }
@@ -518,18 +540,43 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     /* without DP-SGD a plan's clip_norm bounds the update itself (secure aggregation's
      * fixed-point range needs it): clip the delta that is sent */
     size_t n_sent = (size_t)m->n_params + (h.fedbn ? 0 : (size_t)m->n_buffers);
-    if (!dp && L->plan.privacy.clip_norm > 0) {
+    const fl_plan_privacy *pv = &L->plan.privacy;
+    if (pv->mechanism == FL_DP_FEDAVG) { /* clipped and noised: nothing un-noised leaves */
+        dp = &dps;
+        memset(dp, 0, sizeof *dp);
+        dp->fedavg = 1;
+        dp->r.clip = pv->clip_norm;
+        dp->r.sigma = pv->noise_multiplier;
+        dp->delta = pv->delta;
+        dp->noise_std = fl_plan_dp_fedavg_std(pv);
+        fl_dp_source src = fl_dp_csprng_source(L->csprng);
+        double norm;
+        if ((st = fl_dp_fedavg_privatize(delta, n_sent, pv->clip_norm, dp->noise_std, &src, &norm,
+                                         err)) != FL_OK)
+            return st;
+        fl_client_log("round %" PRIu64
+                      " %s: DP-FedAvg: update norm %.4g (not sent), clipped to %g, "
+                      "noise std %g per coordinate",
+                      t->round, fl_phase_name(ph), norm, pv->clip_norm, dp->noise_std);
+    } else if (!dp && L->plan.privacy.clip_norm > 0) {
         double norm = fl_sa_clip(delta, n_sent, L->plan.privacy.clip_norm);
         fl_client_log("round %" PRIu64 " %s: update norm %.4g, clipped to %g", t->round,
                       fl_phase_name(ph), norm, L->plan.privacy.clip_norm);
     }
     /* spent once the update exists, before it can leave: a crash from here on over-counts */
-    if (dp && (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
+    if (dp && !dp->fedavg &&
+        (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
         return st;
     char sent[96];
     if ((st = send_update(L, t, t->secagg ? "masked_update" : "update", delta, m->n_params,
                           h.fedbn ? 0 : m->n_buffers, examples, dp, sent, code, err)) != FL_OK)
         return st;
+    if (dp && dp->fedavg) {
+        fl_client_log("round %" PRIu64 " %s: trained, loss %.4g, DP-FedAvg update (no example "
+                      "count), %s",
+                      t->round, fl_phase_name(ph), loss, sent);
+        return FL_OK;
+    }
     if (dp) {
         const fl_site_dp_round *r = fl_site_dp_last(L->site);
         fl_client_log("round %" PRIu64 " %s: DP-SGD %" PRId64 " steps on %d patients (q %g, %.1f "

@@ -71,15 +71,17 @@ enum {
     P_SECAGG,
     P_SECAGG_THRESHOLD,
     P_SECAGG_CIPHER,
+    P_DP_CLIENTS,
+    P_DP_DROPOUTS,
     N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
 static const char *const image_names[] = {"arch", "stem", "tile", "width", "model"};
 static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
                                            "enc_dim",    "hidden",       "dropout"};
-static const char *const privacy_names[] = {"mechanism",        "clip_norm",    "noise_multiplier",
-                                            "sample_rate",      "delta",        "secagg",
-                                            "secagg_threshold", "secagg_cipher"};
+static const char *const privacy_names[] = {
+    "mechanism", "clip_norm",        "noise_multiplier", "sample_rate", "delta",
+    "secagg",    "secagg_threshold", "secagg_cipher",    "dp_clients",  "dp_dropouts"};
 _Static_assert(N_KEYS <= 64, "the plan's keys are tracked in a uint64_t");
 
 static const char *const phase_names[] = {"none", "statistics", "image", "features", "fusion"};
@@ -313,9 +315,6 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         static const char *const mechanisms[] = {"none", "dp-sgd", "dp-fedavg"};
         v = choice(msg, name, value, mechanisms, 3, "none, dp-sgd, dp-fedavg");
         p->privacy.mechanism = (fl_dp_mechanism)v;
-        if (v == FL_DP_FEDAVG)
-            return fl_conf_complain(msg,
-                                    "mechanism 'dp-fedavg' is not implemented yet (use dp-sgd)");
         return v >= 0;
     }
     case P_CLIP_NORM:
@@ -340,6 +339,10 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         p->privacy.secagg_cipher = v;
         return v >= 0;
     }
+    case P_DP_CLIENTS:
+        return set_int(msg, name, value, 1, 1 << 20, &p->privacy.dp_clients);
+    case P_DP_DROPOUTS:
+        return set_int(msg, name, value, 0, 1 << 20, &p->privacy.dp_dropouts);
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -412,16 +415,25 @@ static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint6
 }
 
 /* [privacy]: without a mechanism only clip_norm (the sites clip their update deltas); DP-SGD
- * needs C, sigma and q, sends no example
- * counts (so no weighting by them) and trains the ResNet with GroupNorm (BatchNorm mixes the
- * patients of a batch: a patient's gradient would depend on the others'). */
+ * needs C, sigma and q; DP-FedAvg needs C, sigma and the sites expected per round (n, and k
+ * dropouts below it). Either sends no example counts (so no weighting by them) and trains the
+ * ResNet with GroupNorm (DP-SGD: BatchNorm mixes the patients of a batch, a patient's gradient
+ * would depend on the others'; DP-FedAvg: running statistics are no noise-tolerant parameters). */
 static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err);
 
 static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     static const int needed[] = {P_CLIP_NORM, P_NOISE, P_SAMPLE_RATE, P_DELTA};
+    static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
+    fl_plan_privacy *pv = &p->privacy;
     fl_status st = check_secagg(name, p, seen, err);
     if (st != FL_OK) return st;
-    if (p->privacy.mechanism == FL_DP_NONE) {
+    int fedavg = pv->mechanism == FL_DP_FEDAVG;
+    for (int k = P_DP_CLIENTS; k <= P_DP_DROPOUTS; k++)
+        if (!fedavg && ((seen >> k) & 1))
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [privacy] %s is only for mechanism = dp-fedavg (it has %s)", name,
+                           privacy_names[k - P_MECHANISM], mech[pv->mechanism]);
+    if (pv->mechanism == FL_DP_NONE) {
         /* without DP, clip_norm bounds each site's update delta (client-side clipping; secure
          * aggregation's fixed-point range needs it) */
         for (int i = 1; i < 4; i++)
@@ -432,10 +444,23 @@ static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_e
                                name, privacy_names[needed[i] - P_MECHANISM]);
         return FL_OK;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (fedavg ? 2 : 3); i++)
         if (!((seen >> needed[i]) & 1))
-            return fl_fail(err, FL_EFORMAT, "%s: [privacy] mechanism = dp-sgd needs %s", name,
-                           privacy_names[needed[i] - P_MECHANISM]);
+            return fl_fail(err, FL_EFORMAT, "%s: [privacy] mechanism = %s needs %s", name,
+                           mech[pv->mechanism], privacy_names[needed[i] - P_MECHANISM]);
+    if (fedavg && ((seen >> P_SAMPLE_RATE) & 1))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] sample_rate is DP-SGD's (patients per step); dp-fedavg "
+                       "samples no patients",
+                       name);
+    if (fedavg && !((seen >> P_DP_CLIENTS) & 1))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] mechanism = dp-fedavg needs dp_clients (the sites expected "
+                       "per round: each adds noise sigma C / sqrt(dp_clients - dp_dropouts))",
+                       name);
+    if (fedavg && pv->dp_dropouts >= pv->dp_clients)
+        return fl_fail(err, FL_EFORMAT, "%s: [privacy] dp_dropouts %d must be below dp_clients %d",
+                       name, pv->dp_dropouts, pv->dp_clients);
     const fl_phase trained[2] = {FL_PHASE_IMAGE, FL_PHASE_FUSION};
     for (int i = 0; i < 2; i++) {
         fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
@@ -444,8 +469,8 @@ static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_e
             t->weighted)
             return fl_fail(err, FL_EFORMAT,
                            "%s: [%s] weighted = true needs the sites' example counts, which "
-                           "DP-SGD does not send (they would tell each cohort's size)",
-                           name, fl_phase_name(trained[i]));
+                           "%s does not send (they would tell each cohort's size)",
+                           name, fl_phase_name(trained[i]), fedavg ? "DP-FedAvg" : "DP-SGD");
         t->weighted = 0;
     }
     /* 32 groups, or the largest divisor of the first stage's width below that (every later
@@ -603,6 +628,11 @@ fl_phase fl_plan_next_phase(const fl_plan *p, fl_phase ph) {
 
 const fl_plan_training *fl_plan_training_of(const fl_plan *p, fl_phase ph) {
     return ph == FL_PHASE_IMAGE ? &p->image : ph == FL_PHASE_FUSION ? &p->fusion : NULL;
+}
+
+double fl_plan_dp_fedavg_std(const fl_plan_privacy *pv) {
+    if (pv->mechanism != FL_DP_FEDAVG || pv->dp_clients <= pv->dp_dropouts) return 0;
+    return pv->noise_multiplier * pv->clip_norm / sqrt((double)(pv->dp_clients - pv->dp_dropouts));
 }
 
 void fl_plan_hash_hex(const fl_plan *p, char hex[65]) {

@@ -40,12 +40,18 @@ typedef enum { FL_DP_NONE = 0, FL_DP_SGD = 1, FL_DP_FEDAVG = 2 } fl_dp_mechanism
 
 /* The [privacy] section: what every site's local training does under differential privacy. */
 typedef struct {
-    fl_dp_mechanism mechanism; /* FL_DP_NONE (default) or FL_DP_SGD; FL_DP_FEDAVG is refused */
-    double clip_norm;          /* C > 0: each patient's gradient is clipped to this L2 norm;
-                                  without a mechanism, each site's update delta (0: none) */
+    fl_dp_mechanism mechanism; /* FL_DP_NONE (default), FL_DP_SGD or FL_DP_FEDAVG */
+    double clip_norm;          /* C > 0: each patient's gradient is clipped to this L2 norm
+                                  (DP-SGD); each site's update delta (DP-FedAvg, or without a
+                                  mechanism; 0: none) */
     double noise_multiplier;   /* sigma >= 0: Gaussian noise of std sigma * C on the sum */
     double sample_rate;        /* q in (0, 1]: Poisson rate of patients per step */
     double delta;              /* the delta of (epsilon, delta), in (0, 1); default 1e-5 */
+    /* DP-FedAvg (docs/privacy.md, "Client-level DP-FedAvg"): each of the n expected sites adds
+     * N(0, (sigma C)^2 / (n - k)) per coordinate, so that any n - k of them sum to noise of std
+     * sigma C at least. */
+    int dp_clients;  /* n >= 1: the sites expected per round (required with dp-fedavg) */
+    int dp_dropouts; /* k in [0, n): sites that may drop out of a round; default 0 */
     /* Secure aggregation (docs/privacy.md, "Secure aggregation"): updates travel as
      * ENCODING_FIXED32 masked so that the server learns only their sum. Needs clip_norm (each
      * site clips its update delta to L2 norm C: the fixed-point range), uniform weights and
@@ -115,6 +121,10 @@ fl_status fl_plan_load(const char *path, fl_plan *p, fl_err *err);
  * plan"); relative paths stay as they are. */
 fl_status fl_plan_parse(const char *text, size_t n, const char *name, fl_plan *p, fl_err *err);
 void fl_plan_destroy(fl_plan *p);
+
+/* DP-FedAvg: the noise std each site adds per coordinate, sigma C / sqrt(n - k); 0 for another
+ * mechanism. */
+double fl_plan_dp_fedavg_std(const fl_plan_privacy *pv);
 
 /* "statistics", "image", "features", "fusion" (and "none"). */
 const char *fl_phase_name(fl_phase ph);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/dp_accountant.h"
 #include "server/gmodel.h"
 #include "study_impl.h"
 
@@ -266,6 +267,47 @@ static fl_status phase_finish(fl_study *s, fl_err *err) {
     return st;
 }
 
+/* DP-FedAvg: the "dp_round" record of a committed trained round, with the epsilon spent so far
+ * (docs/privacy.md, "Client-level DP-FedAvg"). Recomputed from the journal's rows, so a resumed
+ * server counts the rounds before its restart. Each committed trained round of m sites is one
+ * Gaussian mechanism on the uniform sum (sensitivity C) with noise std sigma C sqrt(m / (n - k)),
+ * i.e. noise multiplier sigma sqrt(m / (n - k)), at sampling rate q = m / allowed sites (1
+ * without an allow list). Returns FL_OK, or the accountant's failure. */
+static fl_status dp_round_record(fl_study *s, fl_err *err) {
+    const fl_plan_privacy *pv = &s->plan->privacy;
+    if (pv->mechanism != FL_DP_FEDAVG || !fl_plan_training_of(s->plan, s->phase)) return FL_OK;
+    fl_accountant *acc = NULL;
+    fl_status st = fl_accountant_new(NULL, 0, &acc, err);
+    double q = 1, sigma = 0, eps = INFINITY;
+    int rounds = 0;
+    for (int i = 0; st == FL_OK && i < s->n_rows; i++) {
+        const fl_journal_row *r = &s->rows[i];
+        if (!fl_plan_training_of(s->plan, r->phase) || r->participants < 1) continue;
+        q = s->cfg->n_allow ? fmin(1.0, r->participants / (double)s->cfg->n_allow) : 1.0;
+        sigma = pv->noise_multiplier *
+                sqrt(r->participants / (double)(pv->dp_clients - pv->dp_dropouts));
+        st = fl_accountant_add(acc, q, sigma, 1, err);
+        rounds++;
+    }
+    if (st == FL_OK)
+        st = fl_accountant_epsilon(acc, pv->delta, FL_DP_CONVERSION_BALLE, &eps, NULL, err);
+    fl_accountant_free(acc);
+    if (st != FL_OK) return st;
+    char data[512], e[32] = "null";
+    if (isfinite(eps)) snprintf(e, sizeof e, "%.17g", eps);
+    snprintf(data, sizeof data,
+             "{\"mechanism\":\"dp-fedavg\",\"phase\":\"%s\",\"participants\":%d,"
+             "\"sample_rate\":%.17g,\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,"
+             "\"noise_multiplier_round\":%.17g,\"rounds\":%d,\"delta\":%.17g,\"epsilon\":%s}",
+             fl_phase_name(s->phase), s->participants, q, pv->clip_norm, pv->noise_multiplier,
+             sigma, rounds, pv->delta, e);
+    fl_study_event(s, "dp_round", "", data,
+                   "round %lld: DP-FedAvg over %d sites (q %g, sigma %g), epsilon %.4g after %d "
+                   "rounds (delta %g)",
+                   (long long)s->round, s->participants, q, sigma, eps, rounds, pv->delta);
+    return FL_OK;
+}
+
 /* Commits the round (state file, journal, rounds.csv, signed audit checkpoint) and moves on. */
 static void commit(fl_study *s, int64_t now) {
     fl_err err = {{0}};
@@ -330,6 +372,7 @@ static void commit(fl_study *s, int64_t now) {
                    "round %lld (%s %d) committed: %d updates, %d evaluations, macro AUC %.4f",
                    (long long)s->round, fl_phase_name(s->phase), s->phase_round, row.participants,
                    row.evaluated, row.macro_auc);
+    if (dp_round_record(s, &err) != FL_OK) return fail(s, &err);
     if (s->log->audit && fl_audit_checkpoint(s->log->audit, s->round, &err) != FL_OK)
         return fail(s, &err);
 

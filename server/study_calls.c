@@ -367,6 +367,19 @@ grpc_status_code fl_study_update_begin(fl_study *s, const char *id,
                                  "only ENCODING_FLOAT32 updates are accepted without secure "
                                  "aggregation");
     const fl_plan_training *pt = fl_plan_training_of(s->plan, s->phase);
+    const fl_plan_privacy *pv = &s->plan->privacy;
+    /* DP-FedAvg: uniform weights inside the DP sum (the plan has weighted = false), and the
+     * update must declare the plan's clipping and noise and carry no example count */
+    if (pt && pv->mechanism == FL_DP_FEDAVG &&
+        (h->mechanism != FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_FEDAVG ||
+         h->count_kind != FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED || h->example_count != 0 ||
+         h->clip_norm != pv->clip_norm || h->noise_multiplier != pv->noise_multiplier))
+        return fl_rpc_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                                 "the plan trains with DP-FedAvg (C %g, sigma %g, no example "
+                                 "count); the update declares mechanism %d, C %g, sigma %g, "
+                                 "count kind %d",
+                                 pv->clip_norm, pv->noise_multiplier, (int)h->mechanism,
+                                 h->clip_norm, h->noise_multiplier, (int)h->count_kind);
     double weight = 1;
     if (pt && pt->weighted) {
         if (h->count_kind == FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED || !(h->example_count > 0))
@@ -552,6 +565,8 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
         if (!isnan(a)) site_auc += a, n_auc++;
     }
     site_auc = n_auc ? site_auc / n_auc : NAN;
+    /* under DP a site's own metric is a data-dependent number: not in the record */
+    int dp = s->plan->privacy.mechanism != FL_DP_NONE;
     s->eval_loss += rq->loss_sum;
     s->eval_patients += rq->patients;
     s->evaluated++;
@@ -559,14 +574,19 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
     char data[320];
     char hex[65];
     fl_hex_encode(sha256, 32, hex);
+    char auc[48] = "";
+    if (!dp) snprintf(auc, sizeof auc, ",\"macro_auc\":%.6f", isnan(site_auc) ? -1.0 : site_auc);
     snprintf(data, sizeof data,
-             "{\"bytes\":%llu,\"sha256\":\"%s\",\"patients\":%llu,\"loss_sum\":%.6f,"
-             "\"macro_auc\":%.6f}",
-             (unsigned long long)len, hex, (unsigned long long)rq->patients, rq->loss_sum,
-             isnan(site_auc) ? -1.0 : site_auc);
-    fl_study_event(s, "evaluation", id, data,
-                   "evaluation of round %lld: %llu patients, site macro AUC %.4f",
-                   (long long)s->round, (unsigned long long)rq->patients, site_auc);
+             "{\"bytes\":%llu,\"sha256\":\"%s\",\"patients\":%llu,\"loss_sum\":%.6f%s}",
+             (unsigned long long)len, hex, (unsigned long long)rq->patients, rq->loss_sum, auc);
+    if (dp)
+        fl_study_event(s, "evaluation", id, data,
+                       "evaluation of round %lld: %llu patients (site metrics withheld under DP)",
+                       (long long)s->round, (unsigned long long)rq->patients);
+    else
+        fl_study_event(s, "evaluation", id, data,
+                       "evaluation of round %lld: %llu patients, site macro AUC %.4f",
+                       (long long)s->round, (unsigned long long)rq->patients, site_auc);
     Fedlung__V1__Receipt r = FEDLUNG__V1__RECEIPT__INIT;
     r.study_id = (char *)s->cfg->study;
     r.round = (uint64_t)s->round;

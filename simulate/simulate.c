@@ -32,11 +32,18 @@ void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
                  : o->dp == FL_SIM_DP_CLIENT ? " --dp client"
                                              : "",
                  o->secagg ? " --secagg" : "", o->clip_norm);
-    if (used > 0 && (size_t)used < cap && o->dp != FL_SIM_DP_NONE)
+    if (used > 0 && (size_t)used < cap && o->dp == FL_SIM_DP_PATIENT)
         used += snprintf(out + used, cap - (size_t)used,
                          "mechanism = %s\nnoise_multiplier = %.15g\nsample_rate = %.15g\n"
                          "delta = %g\n",
                          mechanism[o->dp], o->noise_multiplier, o->sample_rate, FL_SIM_DELTA);
+    else if (used > 0 && (size_t)used < cap && o->dp == FL_SIM_DP_CLIENT)
+        /* the noise is shared out over the hospitals expected in every round */
+        used += snprintf(out + used, cap - (size_t)used,
+                         "mechanism = %s\nnoise_multiplier = %.15g\ndp_clients = %d\n"
+                         "dp_dropouts = %d\ndelta = %g\n",
+                         mechanism[o->dp], o->noise_multiplier, o->hospitals, o->n_drops,
+                         FL_SIM_DELTA);
     if (used > 0 && (size_t)used < cap && o->secagg)
         snprintf(out + used, cap - (size_t)used, "secagg = true\n");
 }

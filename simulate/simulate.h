@@ -27,7 +27,7 @@
 typedef enum {
     FL_SIM_DP_NONE = 0,
     FL_SIM_DP_PATIENT, /* DP-SGD at each site: [privacy] mechanism = dp-sgd */
-    FL_SIM_DP_CLIENT,  /* DP-FedAvg: mechanism = dp-fedavg, which the plan refuses for now */
+    FL_SIM_DP_CLIENT,  /* DP-FedAvg: mechanism = dp-fedavg, dp_clients = the hospitals */
 } fl_sim_dp;
 
 /* One fault: hospital (1-based) and the round (the server's counter, unique across phases)

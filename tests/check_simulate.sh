@@ -118,8 +118,8 @@ grep -q "^--- fedlung simulate: server killed" kill/server/server.log ||
     t_fail "no restart marker in the server's log"
 
 # ---- privacy: --dp patient with a budget, --secagg ----
-t_expect 2 "--dp client" -- "$fedlung" simulate --dp client
-grep -q "dp-fedavg' is not implemented" err.txt || t_fail "--dp client: $(head -1 err.txt)"
+t_expect 2 "--dp client with --secagg" -- "$fedlung" simulate --dp client --secagg
+grep -q "is not supported yet" err.txt || t_fail "--dp client --secagg: $(head -1 err.txt)"
 t_expect 2 "--dp patient with --secagg" -- "$fedlung" simulate --dp patient --epsilon-max 9 --secagg
 grep -q "secagg = true with mechanism = dp-sgd is not supported" err.txt ||
     t_fail "--dp patient --secagg: $(head -1 err.txt)"

@@ -126,7 +126,7 @@ static void test_plan(void) {
     const struct {
         const char *fusion, *privacy, *msg;
     } bad[] = {
-        {"", "mechanism = dp-fedavg\n", "'dp-fedavg' is not implemented"},
+        {"", "mechanism = dp-fedavg\n", "mechanism = dp-fedavg needs clip_norm"},
         {"", "mechanism = dp\n", "is not one of none, dp-sgd, dp-fedavg"},
         {"", "mechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\n", "needs sample_rate"},
         {"", "mechanism = dp-sgd\nclip_norm = 1\nsample_rate = 0.1\n", "needs noise_multiplier"},
