@@ -45,41 +45,7 @@ strategy = fedavg
 server_lr = 1
 weighted = true
 PLAN
-hash=$(sha256sum study.plan | cut -d' ' -f1)
-port=$(t_free_port)
-cat >server.conf <<CONF
-[server]
-listen = 127.0.0.1:$port
-study = fedavg-identity
-state_dir = state
-plan = study.plan
-audit_key = keys/server.key
-min_clients = 3
-round_timeout_s = 60
-[tls]
-ca = pki/ca.crt
-cert = pki/fl-server.crt
-key = pki/fl-server.key
-[clients]
-allow = hospital-1, hospital-2, hospital-3
-CONF
-for k in 1 2 3; do
-    cat >h$k.conf <<CONF
-[client]
-server = 127.0.0.1:$port
-study = fedavg-identity
-name = hospital-$k
-state_dir = h$k
-approve = $hash
-threads = 1
-[tls]
-ca = pki/ca.crt
-cert = pki/hospital-$k.crt
-key = pki/hospital-$k.key
-[data]
-cohort = parts/part-$k.h5
-CONF
-done
+t_study_confs fedavg-identity 3 3 "round_timeout_s = 60"
 
 t_start_server "$fedlung" server.conf || exit 1
 for k in 1 2 3; do

@@ -39,40 +39,7 @@ rna_features = 16
 rounds = 2
 epochs = 2
 PLAN
-hash=$(sha256sum study.plan | cut -d' ' -f1)
-port=$(t_free_port)
-cat >server.conf <<CONF
-[server]
-listen = 127.0.0.1:$port
-study = given-rnet
-state_dir = state
-plan = study.plan
-audit_key = keys/server.key
-min_clients = 2
-[tls]
-ca = pki/ca.crt
-cert = pki/fl-server.crt
-key = pki/fl-server.key
-[clients]
-allow = hospital-1, hospital-2
-CONF
-for k in 1 2; do
-    cat >h$k.conf <<CONF
-[client]
-server = 127.0.0.1:$port
-study = given-rnet
-name = hospital-$k
-state_dir = h$k
-approve = $hash
-threads = 1
-[tls]
-ca = pki/ca.crt
-cert = pki/hospital-$k.crt
-key = pki/hospital-$k.key
-[data]
-cohort = parts/part-$k.h5
-CONF
-done
+t_study_confs given-rnet 2 2
 t_start_server "$fedlung" server.conf || exit 1
 for k in 1 2; do
     OMP_WAIT_POLICY=PASSIVE timeout 120 "$fedlung" client --config h$k.conf 2>h$k.log &

@@ -38,6 +38,14 @@
 #   t_stop_server            SIGTERM to $t_server_pid, waits 10 s at most (then SIGKILL), clears
 #                            it; returns the server's exit status (124 if it had to be killed),
 #                            with a t_fail if server.log holds a sanitizer report.
+#   t_study_confs STUDY N MIN [LINE]...
+#                            a federation's configs in ./: server.conf (127.0.0.1:$port, a free
+#                            port it sets; state_dir state; plan study.plan; audit_key
+#                            keys/server.key; min_clients MIN; the PKI of `t_pki FEDLUNG fl-server
+#                            hospital-1 ...`; allow hospital-1..N; each LINE added to [server])
+#                            and hK.conf for K = 1..N (state_dir hK, approve = the SHA-256 of
+#                            ./study.plan, which it sets in $hash; threads 1; cohort
+#                            parts/part-K.h5).
 #   t_summary NAME           prints "NAME: N failed"; returns 1 if N > 0, else 0. Meant as the
 #                            script's last command, so that it is the exit status.
 
@@ -159,4 +167,28 @@ t_stop_server() {
 t_summary() {
     echo "$1: $t_fails failed"
     [ "$t_fails" -eq 0 ]
+}
+
+t_study_confs() {
+    local study=$1 n=$2 min=$3 k allow=""
+    shift 3
+    hash=$(sha256sum study.plan | cut -d' ' -f1)
+    port=$(t_free_port)
+    for k in $(seq "$n"); do allow="$allow${allow:+, }hospital-$k"; done
+    {
+        printf '[server]\nlisten = 127.0.0.1:%s\nstudy = %s\nstate_dir = state\n' "$port" "$study"
+        printf 'plan = study.plan\naudit_key = keys/server.key\nmin_clients = %s\n' "$min"
+        for k in "$@"; do printf '%s\n' "$k"; done
+        printf '[tls]\nca = pki/ca.crt\ncert = pki/fl-server.crt\nkey = pki/fl-server.key\n'
+        printf '[clients]\nallow = %s\n' "$allow"
+    } >server.conf
+    for k in $(seq "$n"); do
+        {
+            printf '[client]\nserver = 127.0.0.1:%s\nstudy = %s\nname = hospital-%s\n' \
+                "$port" "$study" "$k"
+            printf 'state_dir = h%s\napprove = %s\nthreads = 1\n' "$k" "$hash"
+            printf '[tls]\nca = pki/ca.crt\ncert = pki/hospital-%s.crt\n' "$k"
+            printf 'key = pki/hospital-%s.key\n[data]\ncohort = parts/part-%s.h5\n' "$k" "$k"
+        } >h$k.conf
+    done
 }
