@@ -44,7 +44,7 @@ static int collect(const fl_audit_record *r, const fl_audit_proof *proof, void *
     server_index *x = ctx;
     static const char *const kinds[] = {"update_accepted", "update_rejected", "evaluation",
                                         "refused"};
-    static const char *const keys[] = {"sha256", "reason", NULL, "refused_round"};
+    static const char *const keys[] = {"sha256", "reason", "sha256", "refused_round"};
     int k = 0;
     while (k < 4 && strcmp(r->kind, kinds[k]) != 0) k++;
     if (k == 4) return 0;
@@ -101,9 +101,15 @@ static int match(const fl_audit_record *r, const fl_audit_proof *proof, void *ct
         snprintf(inc.expect, sizeof inc.expect,
                  "\"refused\" record of %.200s with refused_round %s", r->actor, round);
     } else if (strcmp(r->kind, "eval") == 0) {
+        /* the report's SHA-256 when both logs have it (servers before it had the round only) */
+        sha = fl_audit_data_get(r->data, "sha256");
         e = find(m->x, S_EVALUATION, r->actor, r->round, NULL);
-        snprintf(inc.expect, sizeof inc.expect, "\"evaluation\" record of %.200s in round %s",
-                 r->actor, round);
+        if (e && e->key && sha && strcmp(e->key, sha) != 0) e = NULL; /* another report */
+        snprintf(inc.expect, sizeof inc.expect,
+                 "\"evaluation\" record of %.200s in round %s%s%.64s", r->actor, round,
+                 sha ? " with sha256 " : "", sha ? sha : "");
+        free(sha);
+        sha = NULL;
     } else if (strcmp(r->kind, FL_AUDIT_KIND_CREATED) != 0 &&
                strcmp(r->kind, FL_AUDIT_KIND_CUT) != 0 &&
                (sha = fl_audit_data_get(r->data, "sha256"))) {
