@@ -4,6 +4,8 @@
  * (a site adds rows already transformed). */
 #include "stats.h"
 
+#include "../common/rank.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,24 +30,14 @@ void fl_stats_to_float(const double *acc, int F, float *out) {
     for (size_t i = 0; i < FL_STATS_LEN(F); i++) out[i] = (float)acc[i];
 }
 
-typedef struct {
-    double var;
-    int index;
-} ranked;
-
-static int by_variance_desc(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->var != y->var) return x->var < y->var ? 1 : -1;
-    return x->index - y->index; /* stable: earlier feature first */
-}
-
 fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r, fl_err *err) {
     memset(r, 0, sizeof *r);
     if (F < 1) return fl_fail(err, FL_EINVAL, "no features to standardize");
-    ranked *rank = malloc((size_t)F * sizeof *rank);
+    int *rank = malloc((size_t)F * sizeof *rank);
     double *mean = malloc((size_t)F * sizeof *mean), *sd = malloc((size_t)F * sizeof *sd);
+    double *score = malloc((size_t)F * sizeof *score);
     fl_status st = FL_OK;
-    if (!rank || !mean || !sd) {
+    if (!rank || !mean || !sd || !score) {
         st = fl_fail(err, FL_ENOMEM, "out of memory for %d features", F);
         goto done;
     }
@@ -56,14 +48,14 @@ fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r
         double var = n > 1 ? (q - s * mean[j]) / (n - 1) : 0;
         if (var < VAR_RESOLUTION * (n > 0 ? q / n : 0)) var = 0;
         sd[j] = sqrt(var);
-        rank[j] = (ranked){n > 1 ? var : -1.0, j};
+        score[j] = n > 1 ? var : -1.0; /* too few values: ranks last */
         any |= n > 1;
     }
     if (!any) {
         st = fl_fail(err, FL_EINVAL, "fewer than 2 training patients have this modality");
         goto done;
     }
-    qsort(rank, (size_t)F, sizeof *rank, by_variance_desc);
+    if ((st = fl_rank_desc(score, F, rank, err)) != FL_OK) goto done;
     int keep = (top_k <= 0 || top_k > F) ? F : top_k;
     r->F = F;
     r->n = keep;
@@ -76,7 +68,7 @@ fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r
         goto done;
     }
     for (int i = 0; i < keep; i++) {
-        int j = rank[i].index;
+        int j = rank[i];
         r->index[i] = (uint32_t)j;
         r->mean[i] = (float)mean[j];
         r->std[i] = (float)(sd[j] > 1e-6 ? sd[j] : 1.0);
@@ -85,6 +77,7 @@ done:
     free(rank);
     free(mean);
     free(sd);
+    free(score);
     return st;
 }
 

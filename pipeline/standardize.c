@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/rank.h"
 #include "internal.h"
 
 double fl_mvalue(double beta) {
@@ -16,17 +17,6 @@ double fl_mvalue(double beta) {
 static double value_at(const fl_omics_matrix *m, int p, int j, int mvalue) {
     double v = m->values[(size_t)p * m->F + j];
     return (mvalue && !isnan(v)) ? fl_mvalue(v) : v;
-}
-
-typedef struct {
-    double var;
-    int index;
-} ranked;
-
-static int by_variance_desc(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->var != y->var) return x->var < y->var ? 1 : -1;
-    return x->index - y->index; /* stable: earlier feature first */
 }
 
 static fl_status alloc_std(fl_standardizer *s, int n, fl_err *err) {
@@ -45,10 +35,11 @@ fl_status fl_standardizer_fit(fl_standardizer *s, const fl_omics_matrix *m, int 
                               const uint8_t *train, int top_k, int mvalue, fl_err *err) {
     memset(s, 0, sizeof *s);
     int F = m->F;
-    ranked *r = malloc((size_t)F * sizeof *r);
+    int *r = malloc((size_t)F * sizeof *r);
     double *mean = calloc((size_t)F, sizeof(double)), *sd = calloc((size_t)F, sizeof(double));
+    double *score = calloc((size_t)F, sizeof(double));
     fl_status st = FL_OK;
-    if (!r || !mean || !sd) {
+    if (!r || !mean || !sd || !score) {
         st = fl_fail(err, FL_ENOMEM, "out of memory for %d features", F);
         goto done;
     }
@@ -76,14 +67,14 @@ fl_status fl_standardizer_fit(fl_standardizer *s, const fl_omics_matrix *m, int 
         }
         mean[j] = mu;
         sd[j] = n > 1 ? sqrt(sq / (n - 1)) : 0;
-        r[j] = (ranked){n > 1 ? sd[j] * sd[j] : -1.0, j};
+        score[j] = n > 1 ? sd[j] * sd[j] : -1.0; /* too few values: ranks last */
     }
-    qsort(r, (size_t)F, sizeof *r, by_variance_desc);
+    if ((st = fl_rank_desc(score, F, r, err)) != FL_OK) goto done;
     int keep = (top_k <= 0 || top_k > F) ? F : top_k;
     if ((st = alloc_std(s, keep, err)) != FL_OK) goto done;
     s->mvalue = mvalue;
     for (int i = 0; i < keep; i++) {
-        int j = r[i].index;
+        int j = r[i];
         s->names[i] = strdup(m->features[j]);
         if (!s->names[i]) {
             fl_standardizer_destroy(s);
@@ -97,6 +88,7 @@ done:
     free(r);
     free(mean);
     free(sd);
+    free(score);
     return st;
 }
 
