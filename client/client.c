@@ -33,6 +33,8 @@ struct fl_client {
     uint32_t features[4];
     uint8_t features_sha256[4][FL_SHA256_LEN];
     int has_summary;
+    Fedlung__V1__PrivacyBudget budget; /* sent with Join once set (a DP plan) */
+    int has_budget;
     ProtobufCBinaryData approved[FL_CLIENT_MAX_APPROVE]; /* views of cfg->approve */
 };
 
@@ -138,6 +140,14 @@ done:
         fl_fail(err, st, "%s: could not make the data summary (%s)", path, fl_status_str(st));
     fl_cohort_destroy(&co);
     return st;
+}
+
+void fl_client_set_budget(fl_client *c, double epsilon_max, double epsilon_spent, double delta) {
+    fedlung__v1__privacy_budget__init(&c->budget);
+    c->budget.epsilon_max = epsilon_max;
+    c->budget.epsilon_spent = epsilon_spent;
+    c->budget.delta = delta;
+    c->has_budget = 1;
 }
 
 int fl_client_set_summary(fl_client *c, const fl_site_summary *s) {
@@ -317,6 +327,7 @@ static fl_status join_once(fl_client *c, const fl_client_retry *r, Fedlung__V1__
     jq.protocol_version = FL_RPC_PROTOCOL_VERSION;
     jq.n_approved_plan_hashes = (size_t)c->cfg->n_approve;
     jq.approved_plan_hashes = c->approved;
+    if (c->has_budget) jq.budget = &c->budget;
     if (c->has_summary) {
         ds.n_class_names = (size_t)c->n_classes;
         ds.class_names = c->class_names;

@@ -57,6 +57,10 @@ fl_status fl_client_new(const fl_client_config *cfg, fl_client **out, fl_err *er
  * names stay the cohort's). Returns 1 if it differs from the one held before, else 0. */
 int fl_client_set_summary(fl_client *c, const fl_site_summary *s);
 
+/* The privacy budget later Joins declare (JoinRequest.budget): the officer's cap, what this
+ * hospital's accountant says it spent, and delta. Counts only what the hospital already logs. */
+void fl_client_set_budget(fl_client *c, double epsilon_max, double epsilon_spent, double delta);
+
 /* One call in progress on its own channel (so every attempt dials anew) and pluck queue, with
  * what its final status brings. */
 typedef struct {

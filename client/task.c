@@ -174,6 +174,7 @@ static fl_status privacy_start(loop *L, fl_err *err) {
     fl_status st = fl_dp_ledger_open(path, &L->ledger, err);
     if (st == FL_OK) st = fl_dp_ledger_epsilon(L->ledger, NULL, pv->delta, &eps, err);
     if (st != FL_OK) return st;
+    fl_client_set_budget(L->c, L->cfg->epsilon_max, eps, pv->delta);
     if (!(L->csprng = malloc(sizeof *L->csprng)))
         return fl_fail(err, FL_ENOMEM, "out of memory for the CSPRNG source");
     fl_dp_csprng_init(L->csprng);
@@ -224,11 +225,14 @@ static fl_status join(loop *L, int *no_plan, grpc_status_code *code, fl_err *err
         *no_plan = 1;
     } else if (!L->have_plan) {
         st = start_study(L, jr, err);
-        /* the site's own summary is the one to declare: join again if ours was off */
-        if (st == FL_OK && fl_client_set_summary(L->c, &L->summary)) {
+        /* the site's own summary is the one to declare, and under DP the budget: join again
+         * if ours was off or the server has not seen the budget yet */
+        int changed = st == FL_OK && fl_client_set_summary(L->c, &L->summary);
+        if (st == FL_OK && (changed || L->ledger)) {
             protobuf_c_message_free_unpacked(&jr->base, NULL);
             jr = NULL;
-            fl_client_log("joining again with the site's data summary");
+            fl_client_log("joining again with the site's data summary%s",
+                          L->ledger ? " and privacy budget" : "");
             st = fl_client_join(L->c, &L->o->retry, &jr, NULL, code, err);
         }
     }
@@ -567,6 +571,8 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     if (dp && !dp->fedavg &&
         (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
         return st;
+    if (dp && !dp->fedavg)
+        fl_client_set_budget(L->c, L->cfg->epsilon_max, dp->eps_total, dp->delta);
     char sent[96];
     if ((st = send_update(L, t, t->secagg ? "masked_update" : "update", delta, m->n_params,
                           h.fedbn ? 0 : m->n_buffers, examples, dp, sent, code, err)) != FL_OK)

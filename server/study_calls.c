@@ -106,18 +106,23 @@ grpc_status_code fl_study_join(fl_study *s, const char *id, const Fedlung__V1__J
         snprintf(data, sizeof data, "{\"plan_sha256\":\"%s\"}", hex);
         fl_study_event(s, "refused", id, data,
                        "has not approved plan %.16s…: not counted as a participant", hex);
-    } else if (!p->joined || !again) {
-        p->joined = 1;
-        /* a site that joins during a step takes part from the next one */
-        char data[256];
-        snprintf(data, sizeof data,
-                 "{\"patients\":%llu,\"software\":\"%.32s\",\"plan_sha256\":\"%s\"}",
-                 (unsigned long long)(d ? d->patients : 0), rq->software_version, hex);
-        fl_study_event(s, "join", id, data, "%s: %llu patients, plan approved",
-                       again ? "joined again" : "joined",
-                       (unsigned long long)(d ? d->patients : 0));
     } else {
-        fl_study_event(s, "join", id, NULL, "joined again (reconnect)");
+        int first = !p->joined || !again;
+        p->joined = 1; /* a site that joins during a step takes part from the next one */
+        char data[400], budget[160] = "";
+        if (rq->budget)
+            snprintf(budget, sizeof budget,
+                     ",\"epsilon_max\":%.9g,\"epsilon_spent\":%.9g,\"delta\":%.9g",
+                     rq->budget->epsilon_max, rq->budget->epsilon_spent, rq->budget->delta);
+        snprintf(data, sizeof data,
+                 "{\"patients\":%llu,\"software\":\"%.32s\",\"plan_sha256\":\"%s\"%s}",
+                 (unsigned long long)(d ? d->patients : 0), rq->software_version, hex, budget);
+        if (first)
+            fl_study_event(s, "join", id, data, "%s: %llu patients, plan approved",
+                           again ? "joined again" : "joined",
+                           (unsigned long long)(d ? d->patients : 0));
+        else
+            fl_study_event(s, "join", id, data, "joined again (reconnect)");
     }
     Fedlung__V1__JoinReply r = FEDLUNG__V1__JOIN_REPLY__INIT;
     r.study_id = (char *)s->cfg->study;

@@ -186,6 +186,8 @@ grep -q "refused" h1.log && t_fail "(1) hospital-1 refused a round: $(grep refus
 t_expect 0 "(1) audit verify server" -- "$fedlung" audit verify state/audit.log --key ../keys/server.pub
 "$fedlung" audit show state/audit.log >audit.txt
 grep -q " refused .*hospital-3" audit.txt || t_fail "(1) no refused record in the server's audit log"
+grep -q '"kind":"join".*"epsilon_max":[0-9.e]*,"epsilon_spent":0,"delta":1e-05' state/audit.log ||
+    t_fail "(1) the server's join records lack the hospitals' declared budgets"
 grep -q '"kind":"update_accepted".*"mechanism":"dp-sgd","clip_norm":[0-9.e-]*[1-9]' state/audit.log ||
     t_fail "(1) the server's update records lack the declared DP parameters"
 for k in 1 3; do
