@@ -25,11 +25,8 @@ chromium=/usr/bin/chromium
 # ---- a DP study: rounds 1 (statistics) and 2-4 (fusion); each fusion round spends 4 steps at
 # q = 0.25, sigma = 1 (epsilon 4.87, 6.25, 7.33 after 1, 2, 3 rounds): with epsilon_max 7,
 # hospital-3 refuses round 4 ----
-t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --patients 90 --sites 3 --tile 0 \
-  --genes 64 --probes 64 --no-missing --seed 3
-t_expect 0 "split" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
-t_pki "$fedlung" fl-server hospital-1 hospital-2 hospital-3
-t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
+t_federation_data "$fedlung" 3 --patients 90 --tile 0 \
+    --genes 64 --probes 64 --no-missing --seed 3
 # ini FILE ARG...: an INI file; an ARG "[name]" starts a section, KEY=VALUE is "KEY = VALUE"
 ini() {
   local f=$1 a

@@ -18,11 +18,8 @@ t_expect_timeout=120
 pids=()
 t_on_exit 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done'
 
-t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --patients 120 --sites 3 --tile 0 \
+t_federation_data "$fedlung" 3 --patients 120 --tile 0 \
     --genes 96 --probes 96 --no-missing --seed 5
-t_expect 0 "split by site" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
-t_pki "$fedlung" fl-server hospital-1 hospital-2 hospital-3
-t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
 cat >study.plan <<PLAN
 [study]
 id = fedavg-identity

@@ -15,13 +15,10 @@ t_expect_timeout=120
 pids=()
 t_on_exit 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done'
 
-t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --patients 60 --sites 2 --tile 32 \
+t_federation_data "$fedlung" 2 --patients 60 --tile 32 \
     --tiles-per-patient 4 --genes 64 --probes 64 --no-missing --seed 9
-t_expect 0 "split" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
 t_expect 0 "train the given RNet" -- "$fedlung" train image --cohort pooled.h5 --out rnet.h5 \
     --arch resnet18 --stem small --width 0.125 --epochs 1 --threads 1 --quiet
-t_pki "$fedlung" fl-server hospital-1 hospital-2
-t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
 cat >study.plan <<PLAN
 [study]
 id = given-rnet

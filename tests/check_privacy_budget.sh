@@ -20,11 +20,8 @@ t_expect_timeout=60
 declare -A pid
 t_on_exit 'for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done'
 
-t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --patients 90 --sites 3 --tile 0 \
+t_federation_data "$fedlung" 3 --patients 90 --tile 0 \
     --genes 64 --probes 64 --no-missing --seed 3
-t_expect 0 "split" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
-t_pki "$fedlung" fl-server hospital-1 hospital-2 hospital-3
-t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
 
 # Each DP round is ceil(epochs / q) = 4 steps at q = 0.25, sigma = 1: the epsilon after k rounds
 # is that of 4k steps (delta 1e-5): 4.87, 6.25, 7.33, 8.26. epsilon_max = 7 allows two rounds.

@@ -25,11 +25,8 @@ pids=()
 t_on_exit 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done'
 top=$work
 
-t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --patients 120 --sites 4 --tile 0 \
+t_federation_data "$fedlung" 4 --patients 120 --tile 0 \
     --genes 64 --probes 64 --no-missing --seed 7
-t_expect 0 "split by site" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
-t_pki "$fedlung" fl-server hospital-1 hospital-2 hospital-3 hospital-4
-t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
 
 # write_plan SECAGG: the study plan, with or without secure aggregation
 write_plan() {

@@ -38,6 +38,11 @@
 #   t_stop_server            SIGTERM to $t_server_pid, waits 10 s at most (then SIGKILL), clears
 #                            it; returns the server's exit status (124 if it had to be killed),
 #                            with a t_fail if server.log holds a sanitizer report.
+#   t_federation_data FEDLUNG N SYNTH_OPTION...
+#                            what a federation test needs in ./: a synthetic cohort pooled.h5 of N
+#                            sites (`cohort synth --sites N SYNTH_OPTION...`), split by site into
+#                            parts/part-K.h5, a PKI with fl-server and hospital-1..N (t_pki), and
+#                            the server's audit key keys/server.key; each step is a t_expect 0.
 #   t_study_confs STUDY N MIN [LINE]...
 #                            a federation's configs in ./: server.conf (127.0.0.1:$port, a free
 #                            port it sets; state_dir state; plan study.plan; audit_key
@@ -191,4 +196,14 @@ t_study_confs() {
             printf 'key = pki/hospital-%s.key\n[data]\ncohort = parts/part-%s.h5\n' "$k" "$k"
         } >h$k.conf
     done
+}
+
+t_federation_data() {
+    local fedlung=$1 n=$2 k names=()
+    shift 2
+    t_expect 0 "synth" -- "$fedlung" cohort synth --out pooled.h5 --sites "$n" "$@"
+    t_expect 0 "split by site" -- "$fedlung" cohort split pooled.h5 --partition site --out parts
+    for k in $(seq "$n"); do names+=("hospital-$k"); done
+    t_pki "$fedlung" fl-server "${names[@]}"
+    t_expect 0 "audit keygen" -- "$fedlung" audit keygen --out keys --name server
 }
