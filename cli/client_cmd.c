@@ -41,6 +41,8 @@ static const char usage[] =
     "here, in the outbox and in the server's log), and the server goes on without this site. A\n"
     "plan with DP needs epsilon_max, and one whose delta is larger than [privacy] delta is\n"
     "refused.\n"
+    "With [client] device = cuda it trains and evaluates on that GPU; a GPU that cannot start\n"
+    "stops the client at once, with one sentence saying why.\n"
     "  --threads N             engine threads (default: [client] threads, 0 = all cores)\n"
     "  --delay-upload SECONDS  testing aid: wait before every upload (a straggler)\n"
     "  --corrupt-downloads N   testing aid: damage the first N model downloads in transit\n"
@@ -48,6 +50,8 @@ static const char usage[] =
     "FILE is an INI file (see docs/deploy.md, \"Running a hospital client\"):\n"
     "  [client]  server = fl.example.org:50051   study = ID   name = CN   state_dir = DIR\n"
     "            approve = <64 hex: SHA-256 of an approved plan> (repeatable)   threads = 0\n"
+    "            device = cpu|cuda|cuda:N (where it trains; default cpu)\n"
+    "            precision = fp32|tf32|bf16 (on cuda; default fp32)\n"
     "  [tls]     ca = ca.crt   cert = hospital-a.crt   key = hospital-a.key   insecure = false\n"
     "  [data]    cohort = cohort.h5\n"
     "  [privacy] epsilon_max = 3   delta = 1e-5 (the officer's delta; default 1e-5)\n";
@@ -115,6 +119,12 @@ int fl_cmd_client(int argc, char **argv) {
         fl_fail(&err, FL_EIO, "%s: cannot create state_dir %s: %s", config, cfg.state_dir,
                 strerror(errno));
         return fl_cli_fail(&err);
+    }
+    if (cfg.cohort[0] && strcmp(cfg.device, "cpu") != 0) {
+        /* A GPU that cannot start stops the client now, not at its first training round. */
+        fl_backend *be = fl_backend_new(cfg.device, 1, cfg.precision, &err);
+        if (!be) return fl_cli_fail(&err);
+        be->destroy(be);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

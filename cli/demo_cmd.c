@@ -13,10 +13,12 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: fedlung demo [--steps S] [--threads N] [--seed N]\n"
+    "usage: fedlung demo [--steps S] [--threads N] [--seed N] [--device cpu|cuda|cuda:N]\n"
+    "                    [--precision fp32|tf32|bf16]\n"
     "\n"
     "Trains ResNet-18 (width 1/4, small stem) on 32-px synthetic tiles of three classes\n"
-    "(stain-like colour and texture differ by class) with SGD and prints the loss per step.\n";
+    "(stain-like colour and texture differ by class) with SGD and prints the loss per step,\n"
+    "on the CPU (default) or a GPU (--device cuda; --precision applies there only).\n";
 
 /* One synthetic tile of class k, NCHW: a class-specific colour cast and stripe frequency under
  * noise, so the classes are learnable but not trivially separable at the first step. */
@@ -34,9 +36,13 @@ int fl_cmd_demo(int argc, char **argv) {
     static const struct option longopts[] = {{"steps", required_argument, 0, 's'},
                                              {"threads", required_argument, 0, 't'},
                                              {"seed", required_argument, 0, 'r'},
+                                             {"device", required_argument, 0, 'd'},
+                                             {"precision", required_argument, 0, 'p'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int steps = 40, threads = 0, seed = 7, c;
+    const char *device = FL_CLI_DEFAULT_DEVICE;
+    fl_precision precision = FL_PREC_FP32;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -47,6 +53,10 @@ int fl_cmd_demo(int argc, char **argv) {
             bad = fl_parse_int(optarg, 1, 1024, &threads);
         else if (c == 'r')
             bad = fl_parse_int(optarg, 0, 1 << 30, &seed);
+        else if (c == 'd')
+            bad = fl_cli_parse_device(optarg, &device);
+        else if (c == 'p')
+            bad = fl_cli_parse_precision(optarg, &precision);
         else if (c == 'h') {
             fputs(usage, stdout);
             return FL_EXIT_OK;
@@ -54,7 +64,8 @@ int fl_cmd_demo(int argc, char **argv) {
             return fl_cli_usage(usage);
         if (bad) return fl_cli_usage(usage);
     }
-    if (optind < argc) return fl_cli_usage(usage);
+    if (optind < argc || fl_cli_check_device("demo", device, precision) != 0)
+        return fl_cli_usage(usage);
 
     enum { B = 32, T = 32 };
     fl_err err = {{0}};
@@ -75,7 +86,8 @@ int fl_cmd_demo(int argc, char **argv) {
         fl_fail(&err, FL_ENOMEM, "out of memory");
         goto done;
     }
-    if (fl_resnet_build(&g, &rc, &err) != FL_OK || !(be = fl_backend_cpu_new(threads, &err)) ||
+    if (fl_resnet_build(&g, &rc, &err) != FL_OK ||
+        !(be = fl_backend_new(device, threads, precision, &err)) ||
         fl_model_new(&m, g, be, B, (uint64_t)seed, &err) != FL_OK)
         goto done;
     g = NULL; /* owned by the model now */
@@ -85,10 +97,12 @@ int fl_cmd_demo(int argc, char **argv) {
     oc.schedule = FL_SCHED_COSINE;
     oc.total_steps = steps;
     if (fl_optim_init(&opt, m, &oc, &err) != FL_OK) goto done;
-    fprintf(stderr,
-            "demo: resnet18 (width 1/4, small stem) on %d-px synthetic tiles, batch %d, "
-            "%d threads\n",
-            T, B, be->threads);
+    fprintf(stderr, "demo: resnet18 (width 1/4, small stem) on %d-px synthetic tiles, batch %d, ",
+            T, B);
+    if (be->device == FL_DEVICE_CPU)
+        fprintf(stderr, "%d threads\n", be->threads);
+    else
+        fprintf(stderr, "on %s (%s)\n", be->name, fl_cli_precision_name(precision));
     fl_rng rng;
     fl_rng_seed(&rng, (uint64_t)seed);
     double first = 0, last = 0;

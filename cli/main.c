@@ -1,4 +1,5 @@
-/* main.c - `fedlung`: dispatches git-style subcommands. Owns exit codes and nothing else. */
+/* main.c - `fedlung`: dispatches git-style subcommands. Owns exit codes and nothing else.
+ * The engine-only build (FL_ENGINE_ONLY: no HDF5, gRPC, OpenSSL, CPU backend) has `model` only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,11 +7,20 @@
 
 #include "cli.h"
 
+#ifdef FL_ENGINE_ONLY
+static const char usage[] =
+    "usage: fedlung <command> [options]\n"
+    "\n"
+    "commands (engine-only build: the engine and its CUDA backend, no federation):\n"
+    "  model info|forward|bench|opcheck|step   inspect, run, time and check the ResNet family\n"
+    "\n"
+    "Run `fedlung model --help` for the options.\n";
+#else
 static const char usage[] =
     "usage: fedlung <command> [options]\n"
     "\n"
     "commands:\n"
-    "  model info|forward|bench   inspect, run and time the ResNet family (RNet)\n"
+    "  model info|forward|bench|opcheck|step  inspect, run, time and check RNet (CPU or GPU)\n"
     "  cohort synth|info|import-table|split   make, inspect and split cohort files\n"
     "  train image|fusion         train RNet on tiles, or MMLM on omics (+ RNet features)\n"
     "  eval                       score a split with a model: metrics, predictions, ROC/PR\n"
@@ -24,6 +34,7 @@ static const char usage[] =
     "  demo                       train a small model for a few steps and print the loss\n"
     "\n"
     "Run `fedlung <command> --help` for a command's options.\n";
+#endif
 
 /* How OpenMP threads wait between parallel regions matters more than any kernel here. Measured
  * on this 2-core machine, ResNet-50 @64 px training: idle machine, libgomp's default spinning
@@ -33,10 +44,12 @@ static const char usage[] =
  * shared or oversubscribed machine set OMP_WAIT_POLICY=PASSIVE or use fewer --threads.
  * libgomp reads these when it loads, so fedlung re-executes itself once with the setting. */
 static void prefer_short_spinning(char **argv) {
+#ifndef FL_ENGINE_ONLY /* which has no OpenMP */
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     setenv("GOMP_SPINCOUNT", "20000", 1);
     execv("/proc/self/exe", argv);
     /* If re-execution is impossible, carry on with the default policy. */
+#endif
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +65,7 @@ int main(int argc, char **argv) {
         return FL_EXIT_OK;
     }
     if (strcmp(cmd, "model") == 0) return fl_cmd_model(argc - 1, argv + 1);
+#ifndef FL_ENGINE_ONLY
     if (strcmp(cmd, "cohort") == 0) return fl_cmd_cohort(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return fl_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return fl_cmd_eval(argc - 1, argv + 1);
@@ -63,6 +77,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "client") == 0) return fl_cmd_client(argc - 1, argv + 1);
     if (strcmp(cmd, "simulate") == 0) return fl_cmd_simulate(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return fl_cmd_demo(argc - 1, argv + 1);
+#endif
     fprintf(stderr, "fedlung: unknown command '%s'\n", cmd);
     return fl_cli_usage(usage);
 }

@@ -1,5 +1,6 @@
-/* model_cmd.c - `fedlung model info|forward|bench`: the engine from the command line, so
- * numpy users, tests and benchmarks can drive it. */
+/* model_cmd.c - `fedlung model info|forward|bench` (and the dispatch of opcheck and step, which
+ * live in their own files): the engine from the command line, so numpy users, tests and
+ * benchmarks can drive it, on the CPU or a GPU (--device). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,14 +14,28 @@
 #include "../nn/safetensors.h"
 #include "cli.h"
 
+#ifdef FL_ENGINE_ONLY
+#define WEIGHTS_FORMATS "W.safetensors"
+#define BUILD_NOTE                                                                              \
+    "\nThis is the engine-only build: no CPU backend (--device defaults to cuda) and no HDF5\n" \
+    "(weights from .safetensors only).\n"
+#else
+#define WEIGHTS_FORMATS "W.safetensors|W.h5"
+#define BUILD_NOTE ""
+#endif
+
 static const char usage[] =
     "usage: fedlung model info    --arch A --tile T [--stem imagenet|small] [--classes K] [--width "
     "W]\n"
     "       fedlung model forward --arch A --tile T [--stem S] [--classes K] [--width W]\n"
-    "                             --weights W.safetensors|W.h5 --input X.npy --out Y.npy\n"
+    "                             --weights " WEIGHTS_FORMATS " --input X.npy --out Y.npy\n"
     "                             [--features] [--batch B] [--threads N]\n"
+    "                             [--device cpu|cuda|cuda:N] [--precision fp32|tf32|bf16]\n"
     "       fedlung model bench   --arch A --tile T --batch B [--steps S] [--threads N]\n"
     "                             [--stem S] [--classes K] [--width W] [--weights W] [--json]\n"
+    "                             [--device D] [--precision P]\n"
+    "       fedlung model opcheck [options]   every op and its backward against reference .npy\n"
+    "       fedlung model step    [options]   one training step: its loss and gradients to a file\n"
     "\n"
     "  --arch      resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet152)\n"
     "  --tile      square input size in pixels, >= 32 (default 224)\n"
@@ -28,13 +43,24 @@ static const char usage[] =
     "  --classes   number of classes (default 3)\n"
     "  --width     channel multiplier (default 1)\n"
     "  --features  write the pooled embeddings instead of the logits\n"
-    "  --threads   compute threads (default $FEDLUNG_THREADS or the number of cores)\n"
-    "  --json      bench: print exactly one JSON object on stdout\n";
+    "  --threads   CPU compute threads (default $FEDLUNG_THREADS or the number of cores)\n"
+    "  --device    cpu, cuda or cuda:N, the GPU of that ordinal (default " FL_CLI_DEFAULT_DEVICE
+    ");\n"
+    "              without a usable GPU, cuda fails with one sentence saying why\n"
+    "  --precision of convolutions and linear layers on cuda: fp32 (default, exact), tf32\n"
+    "              (tensor cores) or bf16 (bf16 compute, fp32 master weights); cpu is fp32 only\n"
+    "  --json      bench: print exactly one JSON object on stdout\n"
+    "\n"
+    "bench times training steps (forward, loss, backward, SGD step; the batch uploaded once)\n"
+    "and reports the median. `fedlung model opcheck --help` and `model step --help` give\n"
+    "their options.\n" BUILD_NOTE;
 
 typedef struct {
     fl_resnet_config net;
     const char *weights, *input, *out;
     int features, batch, steps, threads, json;
+    const char *device;     /* --device: "cpu", "cuda", "cuda:N" */
+    fl_precision precision; /* --precision */
 } model_opts;
 
 enum {
@@ -51,6 +77,8 @@ enum {
     OPT_STEPS,
     OPT_THREADS,
     OPT_JSON,
+    OPT_DEVICE,
+    OPT_PRECISION,
     OPT_HELP
 };
 
@@ -68,11 +96,14 @@ static int parse(int argc, char **argv, model_opts *o) {
                                              {"steps", required_argument, 0, OPT_STEPS},
                                              {"threads", required_argument, 0, OPT_THREADS},
                                              {"json", no_argument, 0, OPT_JSON},
+                                             {"device", required_argument, 0, OPT_DEVICE},
+                                             {"precision", required_argument, 0, OPT_PRECISION},
                                              {"help", no_argument, 0, OPT_HELP},
                                              {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     fl_resnet_config_default(&o->net);
     o->steps = 5;
+    o->device = FL_CLI_DEFAULT_DEVICE;
     int c, idx = 0, bad = 0;
     optind = 1;
     opterr = 0;
@@ -120,6 +151,12 @@ static int parse(int argc, char **argv, model_opts *o) {
         case OPT_JSON:
             o->json = 1;
             break;
+        case OPT_DEVICE:
+            bad = fl_cli_parse_device(optarg, &o->device);
+            break;
+        case OPT_PRECISION:
+            bad = fl_cli_parse_precision(optarg, &o->precision);
+            break;
         case OPT_HELP:
             return 1;
         default:
@@ -136,7 +173,7 @@ static int parse(int argc, char **argv, model_opts *o) {
         fprintf(stderr, "fedlung model: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    return 0;
+    return fl_cli_check_device("model", o->device, o->precision);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -144,22 +181,85 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+static int is_hdf5(const char *path) {
+    return ends_with(path, ".h5") || ends_with(path, ".hdf5");
+}
+
+/* FL_OK if this build can read the weights file at path (NULL: none): the engine-only build
+ * has no HDF5. Checked before any work starts. */
+static fl_status weights_readable(const char *path, fl_err *err) {
+#ifdef FL_ENGINE_ONLY
+    if (path && is_hdf5(path))
+        return fl_fail(err, FL_EUNSUPPORTED,
+                       "%s: this engine-only build has no HDF5, so it reads weights from "
+                       ".safetensors only",
+                       path);
+#endif
+    return FL_OK;
+}
+
 /* Loads .safetensors or .h5 weights into m. */
 static fl_status load_weights(fl_model *m, const char *path, fl_err *err) {
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return fl_checkpoint_load(m, path, err);
+    fl_status s = weights_readable(path, err);
+    if (s != FL_OK) return s;
+#ifndef FL_ENGINE_ONLY
+    if (is_hdf5(path)) return fl_checkpoint_load(m, path, err);
+#endif
     return fl_safetensors_load_model(m, path, err);
 }
 
-static fl_status build(fl_model **m, fl_backend **be, const model_opts *o, int batch, fl_err *err) {
+/* ---- the sizing backend: `model info` builds the model only to measure it ----
+ * Device memory is host memory it never touches (calloc'd pages stay unmapped), uploads are
+ * dropped and convolutions need no plan; every compute op is NULL. So info needs no compute
+ * backend, and works in the engine-only build on a machine without a GPU. */
+static void *sizing_alloc(fl_backend *be, size_t bytes) {
+    return calloc(1, bytes ? bytes : 1);
+}
+static void sizing_free(fl_backend *be, void *p) {
+    free(p);
+}
+static void sizing_upload(fl_backend *be, void *dst, const void *src, size_t bytes) {}
+static fl_status sizing_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **plan,
+                                    fl_err *err) {
+    *plan = NULL;
+    return FL_OK;
+}
+static void sizing_destroy(fl_backend *be) {
+    free(be);
+}
+
+static fl_backend *sizing_backend_new(fl_err *err) {
+    fl_backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        fl_fail(err, FL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    be->name = "sizing";
+    be->device = FL_DEVICE_CPU;
+    be->alloc = sizing_alloc;
+    be->free = sizing_free;
+    be->upload = sizing_upload;
+    be->conv2d_plan = sizing_conv2d_plan;
+    be->destroy = sizing_destroy;
+    return be;
+}
+
+/* The model of o on --device for batches of `batch`, with o->weights loaded if given; or, when
+ * sizing_only, on the sizing backend without weights. On failure *m and *be may be set; the caller
+ * frees them. */
+static fl_status build(fl_model **m, fl_backend **be, const model_opts *o, int batch,
+                       int sizing_only, fl_err *err) {
     fl_graph *g;
     fl_status s = fl_resnet_build(&g, &o->net, err);
     if (s != FL_OK) return s;
-    if (!(*be = fl_backend_cpu_new(o->threads, err))) {
+    *be = sizing_only ? sizing_backend_new(err)
+                      : fl_backend_new(o->device, o->threads, o->precision, err);
+    if (!*be) {
         fl_graph_free(g);
         return FL_EBACKEND;
     }
     s = fl_model_new(m, g, *be, batch, 42, err);
-    if (s == FL_OK && o->weights) s = load_weights(*m, o->weights, err);
+    if (s == FL_OK && o->weights && !sizing_only) s = load_weights(*m, o->weights, err);
     return s;
 }
 
@@ -167,7 +267,7 @@ static int cmd_info(const model_opts *o) {
     fl_err err = {{0}};
     fl_backend *be = NULL;
     fl_model *m = NULL;
-    if (build(&m, &be, o, 1, &err) != FL_OK) {
+    if (build(&m, &be, o, 1, 1, &err) != FL_OK) {
         fl_model_free(m);
         if (be) be->destroy(be);
         return fl_cli_fail(&err);
@@ -201,7 +301,9 @@ static int cmd_forward(model_opts *o) {
     int64_t shape[4];
     fl_backend *be = NULL;
     fl_model *m = NULL;
-    if (fl_npy_read_f32(o->input, &x, &ndim, shape, &err) != FL_OK) return fl_cli_fail(&err);
+    if (weights_readable(o->weights, &err) != FL_OK ||
+        fl_npy_read_f32(o->input, &x, &ndim, shape, &err) != FL_OK)
+        return fl_cli_fail(&err);
     int T = o->net.tile;
     if (ndim != 4 || shape[1] != 3 || shape[2] != T || shape[3] != T) {
         fl_fail(&err, FL_ESHAPE, "%s: expected a float32 array of shape (N, 3, %d, %d), got %d-D",
@@ -217,7 +319,7 @@ static int cmd_forward(model_opts *o) {
         fl_fail(&err, FL_ESHAPE, "%s: the array holds no images", o->input);
         goto done;
     }
-    if (build(&m, &be, o, B, &err) != FL_OK) goto done;
+    if (build(&m, &be, o, B, 0, &err) != FL_OK) goto done;
     const fl_graph *g = fl_model_graph(m);
     int out = fl_graph_find_output(g, o->features ? "embedding" : "logits");
     int F = g->values[g->outputs[out]].shape[0];
@@ -269,7 +371,8 @@ static int cmd_bench(model_opts *o) {
     int32_t *labels = NULL;
     double *times = NULL;
     int rc = FL_EXIT_FAIL, B = o->batch, T = o->net.tile, warmup = 2;
-    if (build(&m, &be, o, B, &err) != FL_OK) goto done;
+    if (weights_readable(o->weights, &err) != FL_OK || build(&m, &be, o, B, 0, &err) != FL_OK)
+        goto done;
     fl_optim_config oc;
     fl_optim_config_default(&oc);
     oc.weight_decay = 0; /* the benchmark's step: SGD, lr 0.01, momentum 0.9 */
@@ -300,11 +403,15 @@ static int cmd_bench(model_opts *o) {
         for (size_t i = 0; i < (size_t)B * per; i++) x[i] = (float)fl_rng_normal(&rng);
     }
     for (int i = 0; i < B; i++) labels[i] = i % o->net.classes;
+    /* The batch goes to the device once: the steps time the model, not the host-to-device copy
+     * (a PyTorch benchmark keeps its batch on the GPU too). The forward never writes its
+     * input. Each step reads its loss back, which waits for the GPU. */
+    if (fl_model_set_input(m, 0, x, &err) != FL_OK) goto done;
     float first_loss = 0;
     for (int s = 0; s < warmup + o->steps; s++) {
         double t0 = fl_now();
         float loss;
-        if (fl_model_set_input(m, 0, x, &err) != FL_OK || fl_model_forward(m, 1, &err) != FL_OK ||
+        if (fl_model_forward(m, 1, &err) != FL_OK ||
             fl_model_loss_ce(m, 0, labels, NULL, &loss, &err) != FL_OK ||
             fl_model_backward(m, &err) != FL_OK || fl_optim_step(&opt, NULL, &err) != FL_OK)
             goto done;
@@ -318,17 +425,22 @@ static int cmd_bench(model_opts *o) {
     double median =
         o->steps % 2 ? times[o->steps / 2] : 0.5 * (times[o->steps / 2 - 1] + times[o->steps / 2]);
     double ips = B / median;
+    const char *prec = fl_cli_precision_name(o->precision);
     if (o->json)
-        printf("{\"arch\": \"resnet%d\", \"tile\": %d, \"batch\": %d, \"threads\": %d, "
-               "\"steps\": %d, \"images_per_second\": %.6g, \"peak_rss_bytes\": %lld, "
-               "\"first_loss\": %.9g}\n",
-               o->net.depth, T, B, be->threads, o->steps, ips, fl_peak_rss_bytes(),
+        printf("{\"arch\": \"resnet%d\", \"tile\": %d, \"batch\": %d, \"device\": \"%s\", "
+               "\"precision\": \"%s\", \"threads\": %d, \"steps\": %d, "
+               "\"images_per_second\": %.6g, \"peak_rss_bytes\": %lld, \"first_loss\": %.9g}\n",
+               o->net.depth, T, B, o->device, prec, be->threads, o->steps, ips, fl_peak_rss_bytes(),
                (double)first_loss);
-    else
+    else if (be->device == FL_DEVICE_CPU)
         printf("resnet%d @%d px, batch %d, %d threads: %.2f images/s (median of %d steps), "
                "peak RSS %.0f MB, first loss %.6f\n",
                o->net.depth, T, B, be->threads, ips, o->steps, fl_peak_rss_bytes() / 1e6,
                (double)first_loss);
+    else
+        printf("resnet%d @%d px, batch %d, %s %s: %.2f images/s (median of %d steps), "
+               "first loss %.6f\n",
+               o->net.depth, T, B, o->device, prec, ips, o->steps, (double)first_loss);
     rc = FL_EXIT_OK;
 done:
     if (rc != FL_EXIT_OK) fl_cli_fail(&err);
@@ -344,6 +456,9 @@ done:
 int fl_cmd_model(int argc, char **argv) {
     if (argc < 2) return fl_cli_usage(usage);
     const char *sub = argv[1];
+    /* These two parse their own options. */
+    if (strcmp(sub, "opcheck") == 0) return fl_cmd_model_opcheck(argc - 1, argv + 1);
+    if (strcmp(sub, "step") == 0) return fl_cmd_model_step(argc - 1, argv + 1);
     model_opts o;
     int p = parse(argc - 1, argv + 1, &o);
     if (p > 0 || strcmp(sub, "--help") == 0) {

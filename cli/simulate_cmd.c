@@ -18,6 +18,7 @@ static const char usage[] =
     "                        [--cohort FILE | --synthetic [--patients N] [--sites S] [--tile T]\n"
     "                         [--tiles-per-patient K] [--genes G] [--probes M]]\n"
     "                        [--plan FILE] [--threads N] [--round-timeout SECONDS]\n"
+    "                        [--device cpu|cuda|cuda:N] [--precision fp32|tf32|bf16]\n"
     "                        [--drop-client K@ROUND]... [--kill-server-at ROUND]\n"
     "                        [--straggler K:SECONDS]...\n"
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
@@ -45,6 +46,9 @@ static const char usage[] =
     "                         --tiles-per-patient (16) --genes (1000) --probes (2000)\n"
     "  --plan FILE            run this study plan as it is, instead of the demo's\n"
     "  --threads N            cores shared out among the processes (default: all)\n"
+    "  --device D             where the hospitals train: cpu (default), cuda or cuda:N (every\n"
+    "                         hospital on that GPU; one that cannot start fails at once)\n"
+    "  --precision P          the hospitals' precision on cuda: fp32 (default), tf32, bf16\n"
     "  --round-timeout S      the server's deadline of each step of a round (default 300)\n"
     "faults:\n"
     "  --drop-client K@ROUND  kill hospital K's client (SIGKILL) once round ROUND has started;\n"
@@ -102,6 +106,8 @@ enum {
     O_EPSILON_MAX,
     O_SECAGG,
     O_CLIP,
+    O_DEVICE,
+    O_PRECISION,
     O_HELP
 };
 
@@ -159,6 +165,8 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"epsilon-max", required_argument, 0, O_EPSILON_MAX},
                                              {"secagg", no_argument, 0, O_SECAGG},
                                              {"clip-norm", required_argument, 0, O_CLIP},
+                                             {"device", required_argument, 0, O_DEVICE},
+                                             {"precision", required_argument, 0, O_PRECISION},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -178,6 +186,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                 {O_TIMEOUT, &o->round_timeout_s, 1, 86400, 0},
                 {O_KILL, &o->kill_server_at, 1, 1 << 20, 0}};
     int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0;
+    fl_precision precision = FL_PREC_FP32;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
@@ -244,6 +253,13 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             bad = parse_double(optarg, 0, 0, 1e9, &o->clip_norm);
             clip = 1;
             break;
+        case O_DEVICE:
+            bad = fl_cli_parse_device(optarg, &o->device);
+            break;
+        case O_PRECISION:
+            bad = fl_cli_parse_precision(optarg, &precision);
+            o->precision = optarg;
+            break;
         case 'h':
         case O_HELP:
             return 1;
@@ -276,6 +292,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
         fprintf(stderr, "fedlung simulate: %s\n", alone);
         return -1;
     }
+    if (fl_cli_check_device("simulate", o->device ? o->device : "cpu", precision) != 0) return -1;
     fl_err err;
     if (!o->cohort && (fl_synth_config_check(sy, &err) != FL_OK || sy->patients < sy->sites)) {
         fprintf(stderr, "fedlung simulate: %s\n",

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -34,6 +35,40 @@ int fl_parse_float(const char *value, double lo, double hi, float *out) {
     if (errno || end == value || *end || !isfinite(v) || v < lo || v > hi) return -1;
     *out = (float)v;
     return 0;
+}
+
+int fl_cli_parse_device(const char *value, const char **out) {
+    int ordinal;
+    if (strcmp(value, "cpu") != 0 && strcmp(value, "cuda") != 0 &&
+        (strncmp(value, "cuda:", 5) != 0 || value[5] < '0' || value[5] > '9' ||
+         fl_parse_int(value + 5, 0, 1023, &ordinal) != 0))
+        return -1;
+    *out = value;
+    return 0;
+}
+
+/* Indexed by fl_precision. */
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
+
+int fl_cli_parse_precision(const char *value, fl_precision *out) {
+    for (int p = 0; p < (int)(sizeof precision_names / sizeof *precision_names); p++)
+        if (strcmp(value, precision_names[p]) == 0) {
+            *out = (fl_precision)p;
+            return 0;
+        }
+    return -1;
+}
+
+const char *fl_cli_precision_name(fl_precision p) {
+    return (unsigned)p < sizeof precision_names / sizeof *precision_names ? precision_names[p]
+                                                                          : "?";
+}
+
+int fl_cli_check_device(const char *cmd, const char *device, fl_precision p) {
+    if (p == FL_PREC_FP32 || strncmp(device, "cuda", 4) == 0) return 0;
+    fprintf(stderr, "fedlung %s: --precision %s needs --device cuda (the CPU computes in fp32)\n",
+            cmd, fl_cli_precision_name(p));
+    return -1;
 }
 
 double fl_now(void) {

@@ -23,6 +23,8 @@ enum {
     K_COHORT,
     K_APPROVE,
     K_THREADS,
+    K_DEVICE,
+    K_PRECISION,
     K_EPSILON_MAX,
     K_DELTA
 };
@@ -35,6 +37,8 @@ static const fl_conf_key keys[] = {
     [K_COHORT] = {"data", "cohort"},
     [K_APPROVE] = {"client", "approve"},
     [K_THREADS] = {"client", "threads"},
+    [K_DEVICE] = {"client", "device"},
+    [K_PRECISION] = {"client", "precision"},
     [K_EPSILON_MAX] = {"privacy", "epsilon_max"},
     [K_DELTA] = {"privacy", "delta"},
 };
@@ -77,6 +81,23 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         cfg->threads = (int)v;
         return 1;
     }
+    case K_DEVICE: {
+        /* The name only: whether that GPU can start is the client's to find out at start. */
+        size_t digits = strncmp(value, "cuda:", 5) == 0 ? strspn(value + 5, "0123456789") : 0;
+        int ordinal = digits >= 1 && digits <= 4 && value[5 + digits] == '\0';
+        if (strcmp(value, "cpu") != 0 && strcmp(value, "cuda") != 0 && !ordinal)
+            return fl_conf_complain(msg, "device '%s' is not cpu, cuda or cuda:N", value);
+        return fl_conf_set_str(msg, name, cfg->device, sizeof cfg->device, value);
+    }
+    case K_PRECISION: {
+        static const char *const names[] = {"fp32", "tf32", "bf16"}; /* by fl_precision */
+        for (int p = 0; p < 3; p++)
+            if (strcmp(value, names[p]) == 0) {
+                cfg->precision = (fl_precision)p;
+                return 1;
+            }
+        return fl_conf_complain(msg, "precision '%s' is not fp32, tf32 or bf16", value);
+    }
     case K_EPSILON_MAX:
     case K_DELTA: {
         char *end;
@@ -107,6 +128,11 @@ fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err 
         st = fl_conf_require(path, &schema, seen, required, cfg->tls.insecure ? 3 : 6, tls, err);
     if (st != FL_OK) goto fail;
     st = FL_EFORMAT;
+    if (!cfg->device[0]) memcpy(cfg->device, "cpu", 4);
+    if (cfg->precision != FL_PREC_FP32 && strcmp(cfg->device, "cpu") == 0) {
+        fl_fail(err, st, "%s: [client] precision other than fp32 needs device = cuda", path);
+        goto fail;
+    }
     if (cfg->tls.insecure && !cfg->name[0]) {
         fl_fail(err, st, "%s: [client] name is missing (insecure mode names the client by it)",
                 path);

@@ -6,6 +6,7 @@
 
 #include "common/conf.h"
 #include "common/status.h"
+#include "nn/backend.h"
 
 #define FL_CLIENT_MAX_ID 64      /* a study id or a CN: 1-64 of A-Z a-z 0-9 . _ - */
 #define FL_CLIENT_MAX_APPROVE 64 /* [client] approve lines */
@@ -19,8 +20,10 @@ typedef struct {
     char state_dir[FL_CONF_MAX_PATH]; /* the client's own state: outbox log and key, model */
     int n_approve;                    /* plan hashes this hospital's officer approved */
     unsigned char approve[FL_CLIENT_MAX_APPROVE][32];
-    int threads;     /* engine threads for local work (0 = all cores) */
-    fl_conf_tls tls; /* [tls] */
+    int threads;            /* engine threads for local work (0 = all cores) */
+    char device[16];        /* where local work computes: "cpu" (default), "cuda" or "cuda:N" */
+    fl_precision precision; /* on cuda: FL_PREC_FP32 (default), TF32 or BF16 */
+    fl_conf_tls tls;        /* [tls] */
     /* [data] */
     char cohort[FL_CONF_MAX_PATH]; /* the site's cohort file (HDF5), or "" (Join only) */
     char path[FL_CONF_MAX_PATH];   /* the file this was read from, for messages */
@@ -33,13 +36,14 @@ typedef struct {
 
 /* Reads the file at path into *cfg. Keys: [client] server, study, state_dir (required), name
  * (required when insecure), approve (64 hex digits: the SHA-256 of a study plan; repeatable, at
- * most FL_CLIENT_MAX_APPROVE), threads (>= 0, default 0); [tls] ca, cert, key (required unless
- * insecure), insecure (true/false, default false); [data] cohort (optional: without it the
- * client only joins; the task loop needs it); [privacy] epsilon_max (> 0; the task loop needs it
- * for a plan with differential privacy), delta (in (0, 1), default 1e-5). Relative tls, data and
- * state_dir paths are taken relative to the config file's folder. Returns FL_OK; FL_EIO when the
- * file cannot be read; FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>: [client] study
- * is missing". Holds no heap memory: there is nothing to destroy. */
+ * most FL_CLIENT_MAX_APPROVE), threads (>= 0, default 0), device (cpu, cuda or cuda:N; default
+ * cpu), precision (fp32, tf32 or bf16; default fp32; not fp32 needs a cuda device); [tls] ca, cert,
+ * key (required unless insecure), insecure (true/false, default false); [data] cohort (optional:
+ * without it the client only joins; the task loop needs it); [privacy] epsilon_max (> 0; the task
+ * loop needs it for a plan with differential privacy), delta (in (0, 1), default 1e-5). Relative
+ * tls, data and state_dir paths are taken relative to the config file's folder. Returns FL_OK;
+ * FL_EIO when the file cannot be read; FL_EFORMAT with "<file>:<line>: <what is wrong>" or "<file>:
+ * [client] study is missing". Holds no heap memory: there is nothing to destroy. */
 fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err *err);
 
 #endif

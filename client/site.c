@@ -94,6 +94,11 @@ fail:
     return st;
 }
 
+void fl_site_set_device(fl_site *s, const char *device, fl_precision precision) {
+    snprintf(s->device, sizeof s->device, "%s", device ? device : "");
+    s->precision = precision;
+}
+
 void fl_site_free(fl_site *s) {
     if (!s) return;
     fl_cohort_close(s->f);
@@ -314,7 +319,8 @@ fl_status fl_site_model(fl_site *s, fl_phase ph, const float *w, size_t n, int B
         return fl_fail(err, FL_ESHAPE, "the global %s model has %zu floats, the plan's has %zu",
                        fl_phase_name(ph), n, np + nb);
     }
-    if ((st = fl_model_on_cpu(g, B, s->threads, seed, NULL, be, m, err)) != FL_OK) return st;
+    fl_compute dev = {s->device[0] ? s->device : NULL, s->threads, s->precision};
+    if ((st = fl_model_on(g, B, &dev, seed, NULL, be, m, err)) != FL_OK) return st;
     (*be)->upload(*be, fl_model_params(*m), w, np * sizeof(float));
     (*be)->upload(*be, fl_model_buffers(*m), w + np, nb * sizeof(float));
     return FL_OK;

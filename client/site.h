@@ -12,6 +12,7 @@
 
 #include "../common/status.h"
 #include "../fed/plan.h"
+#include "../nn/backend.h"
 #include "../fed/stats.h"
 
 typedef struct fl_site fl_site;
@@ -24,6 +25,11 @@ typedef struct fl_site fl_site;
 fl_status fl_site_open(fl_site **out, const char *cohort, const fl_plan *p, int threads,
                        uint64_t seed, fl_err *err);
 void fl_site_free(fl_site *s);
+/* Where the site's models compute from now on: fl_backend_new's device ("cpu", the default
+ * after fl_site_open, "cuda" or "cuda:N"; copied) and precision. A device that cannot start
+ * makes the next phase's work fail with the backend's sentence, so a client checks it when it
+ * starts (fl_backend_new once). */
+void fl_site_set_device(fl_site *s, const char *device, fl_precision precision);
 
 /* The data summary a client declares when it joins: counts only, no patient data. */
 typedef struct {

@@ -13,6 +13,8 @@ struct fl_site {
     fl_cohort c;
     fl_cohort_file *f;
     int threads;
+    char device[16]; /* fl_backend_new's device; "" = cpu */
+    fl_precision precision;
     uint64_t seed;
     uint64_t rounds; /* fl_site_train calls so far: each seeds its own shuffling, dropout */
     int *train_rows; /* n_train patients of split TRAIN */
@@ -43,9 +45,10 @@ struct fl_site {
  * naming the first modality whose standardization is missing. */
 fl_status fl_site_fusion_info(const fl_site *s, fl_pipeline_info *info, fl_err *err);
 
-/* The global model of phase ph (image or fusion) on a new CPU backend for batches of B, with
- * dropout seeded by seed and the weights of the flat vector w (n floats: FL_ESHAPE when the
- * plan's model has another length). On failure *be and *m are NULL. */
+/* The global model of phase ph (image or fusion) on a new backend on the site's device (with its
+ * threads and precision) for batches of B, with dropout seeded by seed and the weights of the
+ * flat vector w (n floats: FL_ESHAPE when the plan's model has another length). On failure *be
+ * and *m are NULL. */
 fl_status fl_site_model(fl_site *s, fl_phase ph, const float *w, size_t n, int B, uint64_t seed,
                         fl_backend **be, fl_model **m, fl_err *err);
 

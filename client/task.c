@@ -201,6 +201,7 @@ static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *
     int threads = L->o->threads >= 0 ? L->o->threads : L->cfg->threads;
     if ((st = fl_site_open(&L->site, L->cfg->cohort, &L->plan, threads, seed, err)) != FL_OK)
         return st;
+    fl_site_set_device(L->site, L->cfg->device, L->cfg->precision);
     fl_site_summarize(L->site, &L->summary);
     if ((st = privacy_start(L, err)) != FL_OK) return st;
     if ((st = outbox_key(L, err)) != FL_OK) return st;

@@ -36,6 +36,10 @@ struct fl_backend {
     fl_device device;
     int threads;
     void *impl; /* backend-private state */
+    /* Host<->device traffic, counted by every backend the same way: each upload and download,
+     * and each scalar an op reads back (softmax_ce's loss, sumsq). A test hook: tests assert
+     * how many a training step makes (cpu counts its memcpys as the GPU would its copies). */
+    uint64_t transfers;
 
     /* ---- memory ---- */
     /* Returns zero-filled, 64-byte-aligned device memory, or NULL. */
@@ -141,6 +145,10 @@ struct fl_backend {
     void (*scale)(fl_backend *be, float *x, float a, size_t n);
     /* Returns the sum of squares of x, accumulated in double (read back to the host). */
     double (*sumsq)(fl_backend *be, const float *x, size_t n);
+    /* y = a - b (federation: the update w - w0); y may equal a or b */
+    void (*sub)(fl_backend *be, const float *a, const float *b, float *y, size_t n);
+    /* y += a * x (federation: noise added to an update, a step along a direction) */
+    void (*axpy)(fl_backend *be, float *y, const float *x, float a, size_t n);
 
     /* ---- softmax cross-entropy, PyTorch semantics ----
      * logits (M,K); labels (M) int32 with -1 = ignore; class_w (K) or NULL. Loss = sum_i
@@ -161,6 +169,30 @@ struct fl_backend {
     void (*adamw_step)(fl_backend *be, float *w, const float *g, float *m, float *v, size_t n,
                        float lr, float b1, float b2, float eps, float wd, int step);
 };
+
+/* Precision of the CUDA backend's convolutions and linear layers. FP32 is exact fp32 (cuDNN FMA
+ * math, cuBLAS pedantic: the golden checks); TF32 lets tensor cores round inputs to 10-bit
+ * mantissas; BF16 runs them on bf16 copies of inputs and weights with fp32 accumulation and
+ * fp32 master weights, autocast-style. The CPU backend is always FP32. */
+typedef enum { FL_PREC_FP32 = 0, FL_PREC_TF32 = 1, FL_PREC_BF16 = 2 } fl_precision;
+
+typedef struct {
+    int device;             /* CUDA device ordinal (default 0) */
+    fl_precision precision; /* default FL_PREC_FP32 */
+} fl_cuda_options;
+
+/* Creates the CUDA backend from the module libfedlung_cuda.so (nn/cuda/, loaded at run time so
+ * a build with CUDA still runs where there is no GPU or no CUDA library). NULL on failure with
+ * err set to one sentence saying why (no module, no driver, no GPU, ...). o may be NULL. */
+fl_backend *fl_backend_cuda_new(const fl_cuda_options *o, fl_err *err);
+
+/* The backend a command's --device names: "cpu" or "cuda" / "cuda:N" (the CUDA device ordinal),
+ * with `threads` for the CPU and `precision` for CUDA (the CPU refuses anything but FP32). NULL
+ * with err set when the name is unknown or that backend cannot start. */
+fl_backend *fl_backend_new(const char *device, int threads, fl_precision precision, fl_err *err);
+
+/* Parses "fp32", "tf32" or "bf16"; FL_EINVAL otherwise. */
+fl_status fl_precision_parse(const char *s, fl_precision *out, fl_err *err);
 
 /* Creates the CPU backend (oneDNN convolutions, OpenBLAS GEMM, OpenMP loops) with `threads`
  * threads (<= 0: FEDLUNG_THREADS, else the number of cores). NULL on failure, with err set. */

@@ -214,8 +214,9 @@ fl_status fl_explain_umap(const fl_umap_explain_config *c, fl_err *err) {
     }
     if (!emb && image_path) {
         char sha[65];
-        if ((s = fl_image_embeddings(image_path, &co, f, threads, quiet, &emb, &E, &has, sha,
-                                     err)) != FL_OK)
+        fl_compute cpu = FL_COMPUTE_CPU(threads);
+        if ((s = fl_image_embeddings(image_path, &co, f, &cpu, quiet, &emb, &E, &has, sha, err)) !=
+            FL_OK)
             goto done;
     }
     if (!emb) {

@@ -8,13 +8,14 @@
 #include "../nn/fusion.h"
 #include "internal.h"
 
-/* The end of both loaders: graph g (handed over) on a new CPU backend with `threads` threads, as
- * a model of `batch` with the weights of checkpoint `path`. On failure *be and *m are NULL. */
-fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, const char *path,
-                          fl_backend **be, fl_model **m, fl_err *err) {
+/* The end of both loaders: graph g (handed over) on a new backend on dev, as a model of `batch`
+ * with the weights of checkpoint `path`. On failure *be and *m are NULL. */
+fl_status fl_model_on(fl_graph *g, int batch, const fl_compute *dev, uint64_t seed,
+                      const char *path, fl_backend **be, fl_model **m, fl_err *err) {
     fl_status s;
     *m = NULL;
-    if (!(*be = fl_backend_cpu_new(threads, err))) {
+    if (!(*be = fl_backend_new(dev->device ? dev->device : "cpu", dev->threads, dev->precision,
+                               err))) {
         fl_graph_free(g);
         return FL_EBACKEND;
     }
@@ -29,8 +30,20 @@ fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, co
     return s;
 }
 
+fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, const char *path,
+                          fl_backend **be, fl_model **m, fl_err *err) {
+    fl_compute cpu = FL_COMPUTE_CPU(threads);
+    return fl_model_on(g, batch, &cpu, seed, path, be, m, err);
+}
+
 fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,
                               fl_model **m, fl_model_meta *meta, fl_err *err) {
+    fl_compute cpu = FL_COMPUTE_CPU(threads);
+    return fl_load_image_model_on(path, batch, &cpu, be, m, meta, err);
+}
+
+fl_status fl_load_image_model_on(const char *path, int batch, const fl_compute *dev,
+                                 fl_backend **be, fl_model **m, fl_model_meta *meta, fl_err *err) {
     *be = NULL;
     *m = NULL;
     fl_status s = fl_checkpoint_read_meta(path, meta, err);
@@ -49,7 +62,7 @@ fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backe
     rc.groupnorm = meta->groupnorm;
     fl_graph *g;
     if ((s = fl_resnet_build(&g, &rc, err)) != FL_OK) return s;
-    return fl_model_on_cpu(g, batch, threads, 1, path, be, m, err);
+    return fl_model_on(g, batch, dev, 1, path, be, m, err);
 }
 
 fl_status fl_image_embed_patients(fl_model *m, const fl_cohort *c, fl_cohort_file *f, int quiet,
@@ -76,15 +89,15 @@ fl_status fl_image_embed_patients(fl_model *m, const fl_cohort *c, fl_cohort_fil
     return s;
 }
 
-fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f, int threads,
-                              int quiet, float **emb, int *E, uint8_t **has, char sha256[65],
-                              fl_err *err) {
+fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f,
+                              const fl_compute *dev, int quiet, float **emb, int *E, uint8_t **has,
+                              char sha256[65], fl_err *err) {
     fl_backend *be;
     fl_model *m;
     fl_model_meta meta;
     *emb = NULL;
     *has = NULL;
-    fl_status s = fl_load_image_model(path, 32, threads, &be, &m, &meta, err);
+    fl_status s = fl_load_image_model_on(path, 32, dev, &be, &m, &meta, err);
     if (s != FL_OK) return s;
     if (meta.tile != c->tile)
         s = fl_fail(err, FL_ESHAPE, "%s expects %d-px tiles but the cohort's are %d px", path,
@@ -152,8 +165,8 @@ fl_status fl_fusion_inputs_load(const fl_pipeline_info *info, const char *model_
         if (strcmp(info->modalities[i], "image") != 0) continue;
         const char *path = image_model ? image_model : info->image_model;
         char sha[65];
-        if ((s = fl_image_embeddings(path, c, f, threads, quiet, &emb, &E, &has, sha, err)) !=
-            FL_OK)
+        fl_compute cpu = FL_COMPUTE_CPU(threads);
+        if ((s = fl_image_embeddings(path, c, f, &cpu, quiet, &emb, &E, &has, sha, err)) != FL_OK)
             goto done;
         if (strcmp(sha, info->image_sha256) != 0) {
             s = fl_fail(err, FL_EINVAL,

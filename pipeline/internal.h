@@ -11,6 +11,15 @@
 #include "../nn/model.h"
 #include "pipeline.h"
 
+/* Where a step computes: fl_backend_new's device ("cpu" when NULL), its CPU threads (0: the
+ * default) and its CUDA precision. */
+typedef struct {
+    const char *device;
+    int threads;
+    fl_precision precision;
+} fl_compute;
+#define FL_COMPUTE_CPU(nthreads) ((fl_compute){NULL, (nthreads), FL_PREC_FP32})
+
 /* first[p] and count[p] of each patient's tiles (tiles are grouped by patient). Caller frees
  * both. */
 fl_status fl_tile_ranges(const fl_cohort *c, int64_t **first, int64_t **count, fl_err *err);
@@ -81,11 +90,12 @@ void fl_pipeline_info_destroy(fl_pipeline_info *info);
 
 /* ---- MMLM inputs ---- */
 
-/* Embeds every patient with the RNet checkpoint at path (mean of tile embeddings): *emb gets
- * P x *E floats, *has P flags (patients with tiles); sha256 receives the checkpoint's hash. */
-fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f, int threads,
-                              int quiet, float **emb, int *E, uint8_t **has, char sha256[65],
-                              fl_err *err);
+/* Embeds every patient with the RNet checkpoint at path (mean of tile embeddings), run on dev:
+ * *emb gets P x *E floats, *has P flags (patients with tiles); sha256 receives the checkpoint's
+ * hash. */
+fl_status fl_image_embeddings(const char *path, const fl_cohort *c, fl_cohort_file *f,
+                              const fl_compute *dev, int quiet, float **emb, int *E, uint8_t **has,
+                              char sha256[65], fl_err *err);
 
 /* Embeds every patient of c with image model m (eval mode, mean of tile embeddings): *emb gets
  * P x *E floats, *has P flags (patients with tiles). On failure both are NULL. */
@@ -133,13 +143,20 @@ fl_status fl_fusion_embed(fl_model *m, const fl_fusion_inputs *in, const int *ro
 fl_status fl_fusion_set_batch(fl_model *m, const fl_fusion_inputs *in, const int *rows, int n,
                               fl_err *err);
 
-/* A CPU backend and a model on it for graph g (whose ownership passes to the model, also on
- * failure), initialised from seed, then loaded from the checkpoint at path unless path is NULL.
- * On failure *be and *m are NULL. */
+/* A new backend on dev and a model on it for graph g (whose ownership passes to the model, also
+ * on failure), initialised from seed, then loaded from the checkpoint at path unless path is
+ * NULL. On failure *be and *m are NULL, and err says why (for a device that cannot start, the
+ * backend's own sentence). */
+fl_status fl_model_on(fl_graph *g, int batch, const fl_compute *dev, uint64_t seed,
+                      const char *path, fl_backend **be, fl_model **m, fl_err *err);
+/* fl_model_on a CPU backend of `threads` threads. */
 fl_status fl_model_on_cpu(fl_graph *g, int batch, int threads, uint64_t seed, const char *path,
                           fl_backend **be, fl_model **m, fl_err *err);
 
-/* Builds a ResNet from a checkpoint's attributes and loads it, for batches of `batch`. */
+/* Builds a ResNet from a checkpoint's attributes and loads it on dev, for batches of `batch`. */
+fl_status fl_load_image_model_on(const char *path, int batch, const fl_compute *dev,
+                                 fl_backend **be, fl_model **m, fl_model_meta *meta, fl_err *err);
+/* fl_load_image_model_on a CPU backend of `threads` threads. */
 fl_status fl_load_image_model(const char *path, int batch, int threads, fl_backend **be,
                               fl_model **m, fl_model_meta *meta, fl_err *err);
 

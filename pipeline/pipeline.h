@@ -9,6 +9,7 @@
 
 #include "../common/status.h"
 #include "../data/cohort.h"
+#include "../nn/backend.h"
 #include "../nn/resnet.h"
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
     float lr;             /* SGD with momentum 0.9, cosine schedule; default 0.05 */
     float weight_decay;   /* default 1e-4 */
     int threads;
+    const char *device;     /* fl_backend_new's: "cpu" (also NULL, the default), "cuda", "cuda:N" */
+    fl_precision precision; /* on cuda; default fp32 */
     uint64_t seed;
     int quiet;
 } fl_image_train_config;
@@ -46,6 +49,8 @@ typedef struct {
     int enc_dim, hidden;
     float dropout;
     int threads;
+    const char *device;     /* as fl_image_train_config's: the fusion model and, with */
+    fl_precision precision; /* image_model, the patient embeddings run there */
     uint64_t seed;
     int quiet;
 } fl_fusion_train_config;

@@ -118,6 +118,7 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
     int *tr = NULL, *va = NULL;
     int32_t *y = NULL, *ys = NULL;
     memset(&info, 0, sizeof info);
+    fl_compute dev = {cfg->device, cfg->threads, cfg->precision};
     fl_status s = fl_cohort_open(&f, &c, cfg->cohort, err);
     if (s != FL_OK) return s;
     if ((s = choose_modalities(cfg, &c, &info, err)) != FL_OK) goto done;
@@ -153,8 +154,8 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
         const char *name = info.modalities[i];
         if (strcmp(name, "image") == 0) {
             int E;
-            if ((s = fl_image_embeddings(cfg->image_model, &c, f, cfg->threads, cfg->quiet, &emb,
-                                         &E, &has, info.image_sha256, err)) != FL_OK ||
+            if ((s = fl_image_embeddings(cfg->image_model, &c, f, &dev, cfg->quiet, &emb, &E, &has,
+                                         info.image_sha256, err)) != FL_OK ||
                 (s = fl_standardizer_fit_dense(&info.std[i], emb, c.P, E, train, has, err)) !=
                     FL_OK)
                 goto done;
@@ -181,7 +182,7 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
     info.n_classes = c.n_classes;
     int B = cfg->batch < n_tr ? cfg->batch : n_tr;
     if ((s = fl_fusion_graph_build(&info, &g, err)) != FL_OK) goto done;
-    s = fl_model_on_cpu(g, B, cfg->threads, cfg->seed, NULL, &be, &m, err);
+    s = fl_model_on(g, B, &dev, cfg->seed, NULL, &be, &m, err);
     g = NULL;
     if (s != FL_OK) goto done;
     int steps_per_epoch = (n_tr + B - 1) / B;
@@ -208,7 +209,9 @@ fl_status fl_train_fusion(const fl_fusion_train_config *cfg, fl_err *err) {
                 n_va);
         for (int i = 0; i < info.n_modalities; i++)
             fprintf(stderr, " %s(%d)", info.modalities[i], info.in_dim[i]);
-        fprintf(stderr, "; %d epochs\n", cfg->epochs);
+        fprintf(stderr, "; %d epochs", cfg->epochs);
+        if (be->device != FL_DEVICE_CPU) fprintf(stderr, ", on %s", be->name);
+        fputc('\n', stderr);
     }
     fl_rng rng;
     fl_rng_seed(&rng, cfg->seed ^ 0xf05e);

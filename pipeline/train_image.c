@@ -150,7 +150,8 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
     }
 
     if ((s = fl_resnet_build(&g, &net, err)) != FL_OK) goto done;
-    s = fl_model_on_cpu(g, B, cfg->threads, cfg->seed, NULL, &be, &m, err);
+    fl_compute dev = {cfg->device, cfg->threads, cfg->precision};
+    s = fl_model_on(g, B, &dev, cfg->seed, NULL, &be, &m, err);
     g = NULL;
     if (s != FL_OK) goto done;
     fl_optim_config oc;
@@ -169,12 +170,18 @@ fl_status fl_train_image(const fl_image_train_config *cfg, fl_err *err) {
         s = fl_fail(err, FL_ENOMEM, "out of memory");
         goto done;
     }
-    if (!cfg->quiet)
+    if (!cfg->quiet) {
+        char where[80];
+        if (be->device == FL_DEVICE_CPU)
+            snprintf(where, sizeof where, "%d threads", be->threads);
+        else
+            snprintf(where, sizeof where, "on %s", be->name);
         fprintf(stderr,
                 "train image: resnet%d (%s stem, width %g) on %lld tiles of %d px, %d "
-                "validation patients, batch %d, %d epochs, %d threads\n",
+                "validation patients, batch %d, %d epochs, %s\n",
                 net.depth, fl_stem_name(net.stem), (double)net.width, (long long)n_train, T, n_val,
-                B, cfg->epochs, be->threads);
+                B, cfg->epochs, where);
+    }
     fl_rng rng;
     fl_rng_seed(&rng, cfg->seed ^ 0x5eed);
     double best_auc = -1;

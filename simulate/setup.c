@@ -405,11 +405,13 @@ static void write_client_conf(FILE *f, const conf_ctx *ctx) {
     fprintf(f,
             "# client.conf - written by `fedlung simulate`; paths are relative to this folder\n"
             "[client]\nserver = 127.0.0.1:%d\nstudy = %s\nname = hospital-%d\nstate_dir = state\n"
-            "approve = %s\nthreads = %d\n\n"
+            "approve = %s\nthreads = %d\ndevice = %s\nprecision = %s\n\n"
             "[tls]\nca = ../../pki/ca.crt\ncert = ../../pki/hospital-%d.crt\n"
             "key = ../../pki/hospital-%d.key\n\n"
             "[data]\ncohort = cohort.h5\n",
-            L->port, L->study, k, L->plan_hash, L->client_threads, k, k);
+            L->port, L->study, k, L->plan_hash, L->client_threads,
+            ctx->o->device ? ctx->o->device : "cpu", ctx->o->precision ? ctx->o->precision : "fp32",
+            k, k);
     if (ctx->o->epsilon_max > 0)
         fprintf(f, "\n[privacy]\nepsilon_max = %.15g\ndelta = %g\n", ctx->o->epsilon_max,
                 FL_SIM_DELTA);

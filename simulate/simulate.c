@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../fed/plan.h"
+#include "../nn/backend.h"
 #include "sim_impl.h"
 
 void fl_sim_options_default(fl_sim_options *o) {
@@ -119,9 +120,23 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
     return FL_OK;
 }
 
+/* Starts the hospitals' device once: a GPU that cannot start fails the simulation now, with
+ * the backend's sentence, not each hospital at its first training round. */
+static fl_status check_device(const fl_sim_options *o, fl_err *err) {
+    fl_precision p = FL_PREC_FP32;
+    if (!o->device || strcmp(o->device, "cpu") == 0) return FL_OK;
+    fl_status s = o->precision ? fl_precision_parse(o->precision, &p, err) : FL_OK;
+    if (s != FL_OK) return s;
+    fl_backend *be = fl_backend_new(o->device, 1, p, err);
+    if (!be) return FL_EBACKEND;
+    be->destroy(be);
+    return FL_OK;
+}
+
 fl_status fl_simulate(const fl_sim_options *o, fl_err *err) {
     double t0 = fl_sim_now();
     fl_status s = fl_sim_options_check(o, err);
+    if (s == FL_OK) s = check_device(o, err);
     fl_sim_layout L;
     if (s == FL_OK) s = fl_sim_setup(o, &L, err);
     int printed = 0;

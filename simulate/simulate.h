@@ -47,6 +47,8 @@ typedef struct {
     fl_synth_config synth;       /* the synthetic cohort, written to DIR/cohort.h5 */
     const char *plan;            /* a study plan used as is, or NULL to write the demo's */
     int threads;                 /* cores shared out among the processes; 0: all online */
+    const char *device;          /* --device: every client.conf's [client] device; NULL: cpu */
+    const char *precision;       /* --precision: their precision (fp32, tf32, bf16); NULL: fp32 */
     int round_timeout_s;         /* server.conf round_timeout_s */
     fl_sim_fault drops[FL_SIM_MAX_HOSPITALS]; /* --drop-client K@ROUND: value = ROUND */
     int n_drops;
@@ -72,7 +74,9 @@ void fl_sim_options_default(fl_sim_options *o);
  * plan's own sentence). FL_EINVAL with a sentence naming the option. */
 fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err);
 
-/* Runs the whole simulation (see the file comment). Progress and the children's fate go to
+/* Runs the whole simulation (see the file comment). With a device other than cpu it first
+ * starts that backend once, so a GPU that cannot start fails it (FL_EBACKEND, the backend's
+ * sentence) before anything is written. Progress and the children's fate go to
  * stderr; the round lines, the audit verdict and the summary to stdout. Returns FL_OK when the
  * study finished, its results are in out_dir and the audit log verified; otherwise FL_EINVAL
  * (bad cohort, plan or partition), FL_EIO (files, processes, a failed server or client, an

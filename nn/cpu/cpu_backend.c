@@ -35,6 +35,17 @@ static void cpu_copy(fl_backend *be, void *dst, const void *src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
 }
 
+/* Uploads and downloads are plain copies here, counted as the GPU counts its transfers. */
+static void cpu_upload(fl_backend *be, void *dst, const void *src, size_t bytes) {
+    be->transfers++;
+    cpu_copy(be, dst, src, bytes);
+}
+
+static void cpu_download(fl_backend *be, void *dst, const void *src, size_t bytes) {
+    be->transfers++;
+    cpu_copy(be, dst, src, bytes);
+}
+
 static void cpu_zero(fl_backend *be, void *p, size_t bytes) {
     (void)be;
     if (bytes) memset(p, 0, bytes);
@@ -60,8 +71,8 @@ fl_backend *fl_backend_cpu_new(int threads, fl_err *err) {
 
     be->alloc = cpu_alloc;
     be->free = cpu_free;
-    be->upload = cpu_copy;
-    be->download = cpu_copy;
+    be->upload = cpu_upload;
+    be->download = cpu_download;
     be->copy = cpu_copy;
     be->zero = cpu_zero;
     be->destroy = cpu_destroy;
@@ -95,6 +106,8 @@ fl_backend *fl_backend_cpu_new(int threads, fl_err *err) {
     FL_CPU_OP(rowscale)
     FL_CPU_OP(scale)
     FL_CPU_OP(sumsq)
+    FL_CPU_OP(sub)
+    FL_CPU_OP(axpy)
     FL_CPU_OP(softmax_ce)
     FL_CPU_OP(softmax)
     FL_CPU_OP(sgd_step)

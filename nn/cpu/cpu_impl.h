@@ -61,6 +61,8 @@ void fl_cpu_copy_cols(fl_backend *be, const float *src, int src_ld, float *dst, 
 void fl_cpu_rowscale(fl_backend *be, const float *x, const float *s, float *y, int M, int F);
 void fl_cpu_scale(fl_backend *be, float *x, float a, size_t n);
 double fl_cpu_sumsq(fl_backend *be, const float *x, size_t n);
+void fl_cpu_sub(fl_backend *be, const float *a, const float *b, float *y, size_t n);
+void fl_cpu_axpy(fl_backend *be, float *y, const float *x, float a, size_t n);
 float fl_cpu_softmax_ce(fl_backend *be, const float *logits, const int32_t *labels,
                         const float *class_w, int M, int K, float *dlogits, float *probs);
 void fl_cpu_softmax(fl_backend *be, const float *logits, float *probs, int M, int K);

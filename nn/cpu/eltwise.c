@@ -1,5 +1,5 @@
 /* eltwise.c - the CPU backend's element-wise ops: ReLU, dropout, add/accumulate/scale, column
- * copies, row scaling, the sum of squares, and the NCHW <-> NHWC layout changes.
+ * copies, row scaling, the sum of squares, sub/axpy, and the NCHW <-> NHWC layout changes.
  * Every loop is a flat OpenMP loop; none allocates. Not a broadcasting tensor library. */
 #include "cpu_impl.h"
 
@@ -124,13 +124,26 @@ void fl_cpu_scale(fl_backend *be, float *x, float a, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= a;
 }
 
+void fl_cpu_sub(fl_backend *be, const float *a, const float *b, float *y, size_t n) {
+    (void)be;
+    /* Element i reads a[i] and b[i] before writing y[i], so y may equal a or b. */
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] - b[i];
+}
+
+void fl_cpu_axpy(fl_backend *be, float *y, const float *x, float a, size_t n) {
+    (void)be;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 /* The sum is cut into at most SUMSQ_CHUNKS chunks fixed by n alone and combined in order, so
  * the result does not depend on the thread count. */
 #define SUMSQ_CHUNKS 256
 #define SUMSQ_MIN_CHUNK 4096
 
 double fl_cpu_sumsq(fl_backend *be, const float *x, size_t n) {
-    (void)be;
+    be->transfers++; /* the sum is "read back", as the GPU's is */
     double part[SUMSQ_CHUNKS];
     size_t nc = (n + SUMSQ_MIN_CHUNK - 1) / SUMSQ_MIN_CHUNK;
     if (nc > SUMSQ_CHUNKS) nc = SUMSQ_CHUNKS;

@@ -30,7 +30,7 @@ void fl_cpu_softmax(fl_backend *be, const float *logits, float *probs, int M, in
 
 float fl_cpu_softmax_ce(fl_backend *be, const float *logits, const int32_t *labels,
                         const float *class_w, int M, int K, float *dlogits, float *probs) {
-    (void)be;
+    be->transfers++; /* the loss is "read back", as the GPU's is */
     /* The weighted count first (cheap, serial): dlogits need it as a divisor. A label outside
      * [-1, K) is a caller bug; it makes the loss NaN rather than reading out of bounds. */
     double wsum = 0;
