@@ -21,7 +21,7 @@ static const char usage[] =
     "                        [--drop-client K@ROUND]... [--kill-server-at ROUND]\n"
     "                        [--straggler K:SECONDS]...\n"
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
-    "                        [--epsilon-max E] [--secagg] [--clip-norm C]\n"
+    "                        [--epsilon-max E] [--secagg] [--clip-norm C] [--update-clip B]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -63,8 +63,11 @@ static const char usage[] =
     "  --epsilon-max E        every hospital's budget (client.conf [privacy] epsilon_max): a\n"
     "                         hospital refuses a round that would take it above E\n"
     "  --secagg               secure aggregation (secagg = true; updates clipped to\n"
-    "                         --clip-norm, uniform weights); not with --dp patient yet\n"
+    "                         --clip-norm, uniform weights); with --dp client the noise is\n"
+    "                         the discrete Gaussian, added to the encoded update\n"
     "  --clip-norm C          the L2 bound of --dp and --secagg (default 1)\n"
+    "  --update-clip B        --dp patient with --secagg: the L2 bound of each hospital's\n"
+    "                         update for the fixed-point encoding (default 1000)\n"
     "ROUND counts every round of the study (statistics, image, features, fusion) from 1.\n"
     "Exit 0 when the study finished and its audit log verified, 1 on failure (the logs to\n"
     "read are named), 2 on bad usage.\n";
@@ -102,6 +105,7 @@ enum {
     O_EPSILON_MAX,
     O_SECAGG,
     O_CLIP,
+    O_UPDATE_CLIP,
     O_HELP
 };
 
@@ -159,6 +163,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"epsilon-max", required_argument, 0, O_EPSILON_MAX},
                                              {"secagg", no_argument, 0, O_SECAGG},
                                              {"clip-norm", required_argument, 0, O_CLIP},
+                                             {"update-clip", required_argument, 0, O_UPDATE_CLIP},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -177,7 +182,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                 {O_THREADS, &o->threads, 1, 4096, 0},
                 {O_TIMEOUT, &o->round_timeout_s, 1, 86400, 0},
                 {O_KILL, &o->kill_server_at, 1, 1 << 20, 0}};
-    int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0;
+    int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0, update_clip = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
@@ -244,6 +249,10 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             bad = parse_double(optarg, 0, 0, 1e9, &o->clip_norm);
             clip = 1;
             break;
+        case O_UPDATE_CLIP:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->update_clip);
+            update_clip = 1;
+            break;
         case 'h':
         case O_HELP:
             return 1;
@@ -271,7 +280,9 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
     }
     const char *alone = dp_tuned && !o->dp ? "--noise-multiplier and --sample-rate need --dp"
                         : clip && !o->dp && !o->secagg ? "--clip-norm needs --dp or --secagg"
-                                                       : NULL;
+                        : update_clip && !(o->dp == FL_SIM_DP_PATIENT && o->secagg)
+                            ? "--update-clip needs --dp patient and --secagg"
+                            : NULL;
     if (alone) {
         fprintf(stderr, "fedlung simulate: %s\n", alone);
         return -1;

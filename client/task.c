@@ -14,6 +14,7 @@
 #include "client/site.h"
 #include "client/task_dp.h"
 #include "client/task_secagg.h"
+#include "fed/plan_secagg.h"
 #include "client/transfer.h"
 #include "crypto/audit.h"
 #include "crypto/hash.h"
@@ -509,7 +510,7 @@ static fl_status refuse(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const 
 static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
                             grpc_status_code *code, fl_err *err) {
     fl_plan_training h = task_training(L, t, ph);
-    dp_spend dps, *dp = NULL;
+    dp_spend dps = {0}, *dp = NULL;
     fl_status st;
     if (L->ledger) { /* what the round would spend, before anything else */
         dp = &dps;
@@ -553,6 +554,8 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
         dp->r.sigma = pv->noise_multiplier;
         dp->delta = pv->delta;
         dp->noise_std = fl_plan_dp_fedavg_std(pv);
+    }
+    if (dp && dp->fedavg && !t->secagg) {
         fl_dp_source src = fl_dp_csprng_source(L->csprng);
         double norm;
         if ((st = fl_dp_fedavg_privatize(delta, n_sent, pv->clip_norm, dp->noise_std, &src, &norm,
@@ -562,10 +565,24 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
                       " %s: DP-FedAvg: update norm %.4g (not sent), clipped to %g, "
                       "noise std %g per coordinate",
                       t->round, fl_phase_name(ph), norm, pv->clip_norm, dp->noise_std);
-    } else if (!dp && L->plan.privacy.clip_norm > 0) {
-        double norm = fl_sa_clip(delta, n_sent, L->plan.privacy.clip_norm);
-        fl_client_log("round %" PRIu64 " %s: update norm %.4g, clipped to %g", t->round,
-                      fl_phase_name(ph), norm, L->plan.privacy.clip_norm);
+    } else if (t->secagg || (!dp && pv->clip_norm > 0)) {
+        /* the update's L2 bound: the fixed-point range under secure aggregation (under DP-SGD a
+         * post-processing of its output), else the plan's clip on the update itself */
+        double B = t->secagg ? fl_plan_sa_clip_for(pv, L->sa.scale, n_sent) : pv->clip_norm;
+        if (!(B > 0))
+            return fl_fail(err, FL_EINVAL,
+                           "round %" PRIu64 ": the fixed-point scale %g is too coarse for %zu "
+                           "coordinates under DP-FedAvg (rounding alone exceeds clip_norm %g)",
+                           t->round, L->sa.scale, n_sent, pv->clip_norm);
+        double norm = fl_sa_clip(delta, n_sent, B);
+        if (dp && dp->fedavg)
+            fl_client_log("round %" PRIu64 " %s: DP-FedAvg under secure aggregation: update norm "
+                          "%.4g (not sent), clipped to %g; discrete Gaussian noise of std %g "
+                          "joins the encoding",
+                          t->round, fl_phase_name(ph), norm, B, dp->noise_std);
+        else
+            fl_client_log("round %" PRIu64 " %s: update norm %.4g, clipped to %g", t->round,
+                          fl_phase_name(ph), norm, B);
     }
     /* spent once the update exists, before it can leave: a crash from here on over-counts */
     if (dp && !dp->fedavg &&

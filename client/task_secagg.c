@@ -9,12 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/dgauss.h"
 #include "crypto/fixedpoint.h"
+#include "fed/plan_secagg.h"
 #include "crypto/rand.h"
 
-/* The fixed-point headroom the server uses (server/study_secagg.c): the site recomputes the
- * scale from its approved plan and refuses another. */
-#define SA_SCALE_MARGIN 1
 /* Words masked per pass (4 MiB of floats). */
 #define SA_CHUNK ((size_t)1 << 20)
 
@@ -84,8 +83,10 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
                        t->round);
     if (!p) return fl_fail(err, FL_EINVAL, "round %" PRIu64 ": no Task.secagg", t->round);
     uint32_t want_t = pv->secagg_threshold ? pv->secagg_threshold : fl_secagg_default_t(p->n);
-    double scale = 0;
-    fl_status st = fl_fixed_scale_for(pv->clip_norm, p->n, SA_SCALE_MARGIN, &scale, err);
+    double scale = 0; /* recomputed from the approved plan: the site refuses another */
+    uint64_t num = 0, den = 1;
+    fl_status st = fl_plan_sa_scale(pv, p->n, &scale, err);
+    if (st == FL_OK) st = fl_plan_sa_noise(pv, scale, &num, &den, err);
     if (st != FL_OK) return st;
     if ((int)p->cipher != pv->secagg_cipher || p->threshold < want_t || p->fixed_scale != scale)
         return fl_fail(err, FL_EINVAL,
@@ -100,6 +101,8 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
     s->t = p->threshold;
     s->dim = (size_t)p->dim;
     s->scale = scale;
+    s->noise_num = num;
+    s->noise_den = den;
     s->key = key;
     fl_secagg_params sp = {.study = study,
                            .round = t->round,
@@ -215,11 +218,15 @@ fl_status fl_sa_site_mask(fl_sa_site *s, float *vec, size_t n, fl_err *err) {
     fl_status st = FL_OK;
     for (size_t off = 0; off < n && st == FL_OK; off += SA_CHUNK) {
         size_t k = n - off < SA_CHUNK ? n - off : SA_CHUNK;
+        uint32_t *words = (uint32_t *)(void *)(vec + off); /* the words overwrite their floats */
         fl_secagg_masked view;
         memcpy(tmp, vec + off, k * sizeof *tmp);
-        /* the words overwrite the floats they encode: the buffer becomes the upload */
-        st = fl_secagg_client_mask_floats(s->c, off, tmp, k, s->scale,
-                                          (uint32_t *)(void *)(vec + off), &view, err);
+        st = fl_fixed_encode(tmp, k, s->scale, words, err);
+        /* DP-FedAvg: the discrete Gaussian joins the encoding before the mask hides it */
+        if (st == FL_OK && s->noise_num)
+            st = fl_dgauss_add_u32(words, k, s->noise_num, s->noise_den, fl_rand_source, NULL,
+                                   err);
+        if (st == FL_OK) st = fl_secagg_client_mask(s->c, off, words, k, &view, err);
     }
     fl_wipe(tmp, (n < SA_CHUNK ? n : SA_CHUNK) * sizeof *tmp);
     free(tmp);

@@ -21,6 +21,7 @@ typedef struct {
     uint32_t index, n, t;
     size_t dim;
     double scale;
+    uint64_t noise_num, noise_den; /* DP-FedAvg: the discrete Gaussian's variance; num 0: none */
     const fl_sign_key *key; /* borrowed: the outbox key signs the adverts */
     /* the peers of U1: their Ed25519 public keys and ids, as the server relayed them (binding
      * a key to the peer's TLS identity is remaining work) */
@@ -51,8 +52,9 @@ fl_status fl_sa_site_share(fl_sa_site *s, const char *study, const Fedlung__V1__
                            Fedlung__V1__SecAggShares *out, fl_err *err);
 /* TRAIN of a secagg round, before the upload: opens the shares addressed to this site. */
 fl_status fl_sa_site_receive(fl_sa_site *s, const Fedlung__V1__Task *t, fl_err *err);
-/* Encodes vec[0..n) (clipped to the plan's C) as fixed point and masks it in place, chunk by
- * chunk: on return vec holds n ENCODING_FIXED32 masked words. n must be the round's dim. */
+/* Encodes vec[0..n) (clipped to fl_plan_sa_clip) as fixed point, adds DP-FedAvg's discrete
+ * Gaussian when the plan has it (crypto/dgauss.h, from the CSPRNG), and masks it in place, chunk
+ * by chunk: on return vec holds n ENCODING_FIXED32 masked words. n must be the round's dim. */
 fl_status fl_sa_site_mask(fl_sa_site *s, float *vec, size_t n, fl_err *err);
 /* UNMASK: answers the task's request into *out, then the round's secrets are gone. */
 fl_status fl_sa_site_unmask(fl_sa_site *s, const char *study, const Fedlung__V1__Task *t,

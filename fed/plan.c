@@ -13,6 +13,7 @@
 
 #include "common/conf.h"
 #include "crypto/hash.h"
+#include "fed/plan_secagg.h"
 #include "nn/fusion.h"
 
 #define PHASE_BIT(ph) (1u << (ph))
@@ -73,6 +74,7 @@ enum {
     P_SECAGG_CIPHER,
     P_DP_CLIENTS,
     P_DP_DROPOUTS,
+    P_UPDATE_CLIP,
     N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
@@ -81,7 +83,8 @@ static const char *const fusion_names[] = {"modalities", "rna_features", "meth_f
                                            "enc_dim",    "hidden",       "dropout"};
 static const char *const privacy_names[] = {
     "mechanism", "clip_norm",        "noise_multiplier", "sample_rate", "delta",
-    "secagg",    "secagg_threshold", "secagg_cipher",    "dp_clients",  "dp_dropouts"};
+    "secagg",    "secagg_threshold", "secagg_cipher",    "dp_clients",  "dp_dropouts",
+    "update_clip"};
 _Static_assert(N_KEYS <= 64, "the plan's keys are tracked in a uint64_t");
 
 static const char *const phase_names[] = {"none", "statistics", "image", "features", "fusion"};
@@ -343,6 +346,8 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return set_int(msg, name, value, 1, 1 << 20, &p->privacy.dp_clients);
     case P_DP_DROPOUTS:
         return set_int(msg, name, value, 0, 1 << 20, &p->privacy.dp_dropouts);
+    case P_UPDATE_CLIP:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.update_clip);
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -482,24 +487,32 @@ static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_e
 }
 
 /* [privacy] secagg: the masked sum is of clipped fixed-point updates with uniform weights, so
- * clip_norm is required, weighted must be false and FedBN off in the trained phases (the
- * BatchNorm statistics are part of the summed vector). Not with DP-SGD yet: its update has no
- * L2 bound to size the fixed-point scale from. */
+ * the update's L2 bound is required (clip_norm; under DP-SGD, whose clip_norm bounds a patient's
+ * gradient, update_clip), weighted must be false and FedBN off in the trained phases (the
+ * BatchNorm statistics are part of the summed vector). fed/plan_secagg.h derives the encoding. */
 static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     fl_plan_privacy *pv = &p->privacy;
+    int sgd = pv->mechanism == FL_DP_SGD;
     if (!pv->secagg) {
-        for (int k = P_SECAGG_THRESHOLD; k <= P_SECAGG_CIPHER; k++)
-            if ((seen >> k) & 1)
+        static const int only_secagg[] = {P_SECAGG_THRESHOLD, P_SECAGG_CIPHER, P_UPDATE_CLIP};
+        for (int i = 0; i < 3; i++)
+            if ((seen >> only_secagg[i]) & 1)
                 return fl_fail(err, FL_EFORMAT,
                                "%s: [privacy] %s is set but secagg is not (add secagg = true, or "
                                "remove it)",
-                               name, privacy_names[k - P_MECHANISM]);
+                               name, privacy_names[only_secagg[i] - P_MECHANISM]);
         return FL_OK;
     }
-    if (pv->mechanism != FL_DP_NONE)
+    if (sgd && !((seen >> P_UPDATE_CLIP) & 1))
         return fl_fail(err, FL_EFORMAT,
-                       "%s: [privacy] secagg = true with mechanism = dp-sgd is not supported yet "
-                       "(a DP-SGD update has no L2 bound for the fixed-point encoding)",
+                       "%s: [privacy] secagg = true with mechanism = dp-sgd needs update_clip "
+                       "(the L2 bound each site clips its update to for the fixed-point "
+                       "encoding; clip_norm bounds one patient's gradient)",
+                       name);
+    if (!sgd && ((seen >> P_UPDATE_CLIP) & 1))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] update_clip is for secagg with mechanism = dp-sgd (here "
+                       "clip_norm bounds the update)",
                        name);
     if (!((seen >> P_CLIP_NORM) & 1))
         return fl_fail(err, FL_EFORMAT,
@@ -537,6 +550,16 @@ static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err 
         (st = check_training(name, p, FL_PHASE_FUSION, seen, F_TRAINING, err)) != FL_OK ||
         (st = check_privacy(name, p, seen, err)) != FL_OK)
         return st;
+    const fl_plan_privacy *pv = &p->privacy;
+    if (pv->secagg && pv->mechanism == FL_DP_FEDAVG) { /* the encoding holds the noise */
+        double scale;
+        uint64_t num, den;
+        fl_err e = {{0}};
+        if (fl_plan_sa_scale(pv, (uint32_t)pv->dp_clients, &scale, &e) != FL_OK ||
+            fl_plan_sa_noise(pv, scale, &num, &den, &e) != FL_OK)
+            return fl_fail(err, FL_EFORMAT, "%s: [privacy] %s (for dp_clients = %d sites)", name,
+                           e.msg, pv->dp_clients);
+    }
     unsigned ph = p->phases;
     if ((ph & PHASE_BIT(FL_PHASE_IMAGE)) && p->image_model[0])
         return fl_fail(err, FL_EFORMAT,

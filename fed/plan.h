@@ -53,13 +53,16 @@ typedef struct {
     int dp_clients;  /* n >= 1: the sites expected per round (required with dp-fedavg) */
     int dp_dropouts; /* k in [0, n): sites that may drop out of a round; default 0 */
     /* Secure aggregation (docs/privacy.md, "Secure aggregation"): updates travel as
-     * ENCODING_FIXED32 masked so that the server learns only their sum. Needs clip_norm (each
-     * site clips its update delta to L2 norm C: the fixed-point range), uniform weights and
-     * FedBN off; not combined with DP-SGD yet. */
+     * ENCODING_FIXED32 masked so that the server learns only their sum. Each site clips its
+     * update to an L2 bound (fed/plan_secagg.h: clip_norm, or update_clip under DP-SGD), the
+     * fixed-point range; uniform weights and FedBN off. Under DP-FedAvg the noise is the
+     * discrete Gaussian, added in the encoded domain. */
     int secagg;                /* 1: secure aggregation of the trained phases' updates */
     uint32_t secagg_threshold; /* t; 0 = max(2, ceil(2n/3)) over the round's n participants */
     int secagg_cipher;         /* mask expansion: 0 aes-ctr (default), 1 chacha20 (values of
                                   crypto/stream.h's fl_stream_cipher) */
+    double update_clip;        /* DP-SGD with secagg: the L2 bound of each site's update (a
+                                  post-processing of the DP-SGD output: it costs no epsilon) */
 } fl_plan_privacy;
 
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;

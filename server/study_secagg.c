@@ -17,6 +17,7 @@
 
 #include "crypto/fixedpoint.h"
 #include "crypto/sign.h"
+#include "fed/plan_secagg.h"
 #include "study_impl.h"
 
 _Static_assert(FL_RPC_SECAGG_MAX_CLIENTS == FL_SECAGG_MAX_CLIENTS, "proto/rpc.h vs secagg.h");
@@ -33,10 +34,6 @@ _Static_assert(_Generic(&fl_secagg_server_add_masked,
                         fl_status (*)(fl_secagg_server *, const fl_secagg_masked *, fl_err *) : 1,
                         default : 0),
                "the server sums masked views only");
-
-/* Headroom bits of the fixed-point range (crypto/fixedpoint.h): no noise is added in the
- * encoded domain yet, one bit keeps the sum of n clipped encodings clear of 2^31. */
-#define SA_SCALE_MARGIN 1
 
 #define precondition(st, ...) fl_rpc_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, __VA_ARGS__)
 
@@ -104,7 +101,7 @@ void fl_study_sa_round_begin(fl_study *s, int64_t now) {
     fl_status st = FL_OK;
     if (n < 2 || s->sa.t > n)
         st = fl_fail(&err, FL_EINVAL, "secure aggregation needs t = %u of %u sites", s->sa.t, n);
-    if (st == FL_OK) st = fl_fixed_scale_for(pv->clip_norm, n, SA_SCALE_MARGIN, &s->sa.scale, &err);
+    if (st == FL_OK) st = fl_plan_sa_scale(pv, n, &s->sa.scale, &err);
     fl_secagg_params p = {.study = s->cfg->study,
                           .round = (uint64_t)s->round,
                           .n = n,

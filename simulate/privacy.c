@@ -44,7 +44,9 @@ typedef struct {
 static int on_record(const fl_audit_record *r, const char *problem, void *arg) {
     load_ctx *c = arg;
     if (problem || r->round < 1 || r->round > (1 << 20)) return 0;
-    int update = strcmp(r->kind, "update") == 0, refused = strcmp(r->kind, "refused") == 0;
+    /* a masked update (secure aggregation) records the same epsilon as a plain one */
+    int update = strcmp(r->kind, "update") == 0 || strcmp(r->kind, "masked_update") == 0;
+    int refused = strcmp(r->kind, "refused") == 0;
     if (!update && !refused) return 0;
     char *v = update ? fl_audit_data_get(r->data, "epsilon_total") : NULL;
     if (update && !v) return 0; /* an update without DP */

@@ -19,6 +19,7 @@ void fl_sim_options_default(fl_sim_options *o) {
     o->clip_norm = FL_SIM_DEFAULT_CLIP_NORM;
     o->noise_multiplier = FL_SIM_DEFAULT_NOISE;
     o->sample_rate = FL_SIM_DEFAULT_SAMPLE_RATE;
+    o->update_clip = FL_SIM_DEFAULT_UPDATE_CLIP;
 }
 
 void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
@@ -45,7 +46,10 @@ void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
                          mechanism[o->dp], o->noise_multiplier, o->hospitals, o->n_drops,
                          FL_SIM_DELTA);
     if (used > 0 && (size_t)used < cap && o->secagg)
-        snprintf(out + used, cap - (size_t)used, "secagg = true\n");
+        used += snprintf(out + used, cap - (size_t)used, "secagg = true\n");
+    /* DP-SGD bounds a patient's gradient; the masked sum needs a bound on the update */
+    if (used > 0 && (size_t)used < cap && o->secagg && o->dp == FL_SIM_DP_PATIENT)
+        snprintf(out + used, cap - (size_t)used, "update_clip = %.15g\n", o->update_clip);
 }
 
 /* FL_EINVAL unless the study plan's rules accept the [privacy] section of o: the section

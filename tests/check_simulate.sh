@@ -6,8 +6,8 @@
 # the server is killed during round 2 and restarted on the same port: the study still
 # completes and rounds.csv has each round exactly once. With --dp patient (fusion only) the
 # hospitals' epsilon per round lands in privacy.csv and the round lines, and a small
-# --epsilon-max makes them refuse; --secagg completes with masked sums. A SIGINT stops the run
-# with exit 1.
+# --epsilon-max makes them refuse; --secagg completes with masked sums, with --dp patient too
+# (the same epsilon). A SIGINT stops the run with exit 1.
 # No run leaves a process behind. Also the command line's exit codes.
 # Usage (ctest, from tests/): bash check_simulate.sh /path/to/fedlung
 set -uo pipefail
@@ -118,11 +118,12 @@ grep -q "^--- fedlung simulate: server killed" kill/server/server.log ||
     t_fail "no restart marker in the server's log"
 
 # ---- privacy: --dp patient with a budget, --secagg ----
-t_expect 2 "--dp client with --secagg" -- "$fedlung" simulate --dp client --secagg
-grep -q "is not supported yet" err.txt || t_fail "--dp client --secagg: $(head -1 err.txt)"
-t_expect 2 "--dp patient with --secagg" -- "$fedlung" simulate --dp patient --epsilon-max 9 --secagg
-grep -q "secagg = true with mechanism = dp-sgd is not supported" err.txt ||
-    t_fail "--dp patient --secagg: $(head -1 err.txt)"
+t_expect 2 "--update-clip without --dp patient --secagg" -- "$fedlung" simulate --dp client \
+    --secagg --update-clip 5
+grep -q "update-clip needs --dp patient and --secagg" err.txt || t_fail "--update-clip: $(head -1 err.txt)"
+t_expect 2 "--dp client --secagg with too little noise" -- "$fedlung" simulate --dp client \
+    --secagg --noise-multiplier 1e-9
+grep -q "below 4" err.txt || t_fail "--dp client --secagg tiny noise: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
 # statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1:
@@ -172,6 +173,15 @@ grep -q "^secagg = true$" secagg/study.plan || t_fail "--secagg: the plan has no
     t_fail "--secagg: not 3 unmasked sums in the audit log"
 [ -e secagg/privacy.csv ] && t_fail "--secagg: a privacy.csv without DP"
 [ -z "$(leftovers secagg)" ] || t_fail "--secagg: processes left behind: $(leftovers secagg)"
+# DP-SGD under secure aggregation: the same epsilon as without it, the updates masked
+t_expect 0 "--dp patient --secagg" -- "$fedlung" simulate --out dpsa "${dp[@]}" --dp patient \
+    --sample-rate 0.25 --epsilon-max 100 --secagg --update-clip 50
+grep -q "^update_clip = 50$" dpsa/study.plan || t_fail "--dp patient --secagg: no update_clip"
+[ "$(grep -c '"kind":"secagg_unmasked"' dpsa/audit.log)" -eq 3 ] ||
+    t_fail "--dp patient --secagg: not 3 unmasked sums in the audit log"
+grep -Eq "^round 4 +fusion .* ε 1:7\.33 2:7\.33 3:7\.33$" out.txt ||
+    t_fail "--dp patient --secagg: $(cat out.txt)"
+[ -z "$(leftovers dpsa)" ] || t_fail "--dp patient --secagg: processes left behind: $(leftovers dpsa)"
 
 # ---- Ctrl-C: the children are stopped, exit 1 ----
 "$fedlung" simulate --out int "${small[@]}" --straggler 2:5 >int.out 2>int.err &
