@@ -17,6 +17,7 @@
 #include "fed/plan_secagg.h"
 #include "client/transfer.h"
 #include "crypto/audit.h"
+#include "crypto/cert_sign.h"
 #include "crypto/hash.h"
 #include "crypto/sign.h"
 #include "fed/plan.h"
@@ -39,7 +40,8 @@ typedef struct {
     char plan_hex[FL_SHA256_HEX];
     fl_site *site;
     fl_site_summary summary;
-    fl_sign_key *key;
+    fl_sign_key *key;       /* the outbox's */
+    fl_cert_signer *signer; /* a plan with secure aggregation: the TLS key signs the adverts */
     fl_audit *outbox;
     char client_id[FL_RPC_MAX_ID + 1]; /* as the server saw us */
     uint64_t last_round;               /* the last round of a task */
@@ -188,6 +190,23 @@ static fl_status privacy_start(loop *L, fl_err *err) {
     return FL_OK;
 }
 
+/* A plan with secure aggregation: the TLS client key and certificate that sign this site's key
+ * adverts, and the CA that its peers' certificates must chain to, all from [tls] (which
+ * insecure = true makes optional, but not for secure aggregation). */
+static fl_status secagg_identity(loop *L, fl_err *err) {
+    const fl_conf_tls *tls = &L->cfg->tls;
+    if (!tls->key[0] || !tls->cert[0] || !tls->ca[0])
+        return fl_fail(err, FL_EINVAL,
+                       "refused plan %.16s..: its secure aggregation signs this site's keys with "
+                       "its TLS client key, and %s does not set all of [tls] key, cert and ca",
+                       L->plan_hex, L->cfg->path);
+    fl_status st = fl_cert_signer_load(tls->key, tls->cert, &L->signer, err);
+    if (st == FL_OK)
+        fl_client_log("secure aggregation: key adverts signed as %s (%s), peers checked against %s",
+                      fl_cert_signer_cn(L->signer), tls->cert, tls->ca);
+    return st;
+}
+
 /* After the first Join with a plan: parse it, open the site and the outbox. */
 static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *err) {
     fl_status st = check_plan(L, jr, err);
@@ -204,6 +223,7 @@ static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *
         return st;
     fl_site_summarize(L->site, &L->summary);
     if ((st = privacy_start(L, err)) != FL_OK) return st;
+    if (L->plan.privacy.secagg && (st = secagg_identity(L, err)) != FL_OK) return st;
     if ((st = outbox_key(L, err)) != FL_OK) return st;
     char path[FL_CONF_MAX_PATH + 16];
     snprintf(path, sizeof path, "%s/outbox.log", L->cfg->state_dir);
@@ -740,8 +760,9 @@ static fl_status task_secagg(loop *L, const Fedlung__V1__Task *t, grpc_status_co
     const char *kind;
     fl_status st;
     if (t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_ADVERTISE) {
-        st = fl_sa_site_advertise(&L->sa, &L->plan.privacy, L->cfg->study, L->client_id, L->key, t,
-                                  &adv, err);
+        /* L->signer is NULL only under a plan without secagg, which fl_sa_site_advertise refuses */
+        st = fl_sa_site_advertise(&L->sa, &L->plan.privacy, L->cfg->study, L->client_id, L->signer,
+                                  L->cfg->tls.ca, t, &adv, err);
         msg = &adv.base, method = FL_RPC_ADVERTISE_KEYS, kind = "secagg_advert";
         if (st != FL_OK) return st;
     } else {
@@ -884,6 +905,7 @@ fl_status fl_task_run(fl_client *c, const fl_client_config *cfg, const fl_task_o
     if (L.csprng) fl_dp_csprng_destroy(L.csprng);
     free(L.csprng);
     fl_sign_key_free(L.key);
+    fl_cert_signer_free(L.signer);
     fl_site_free(L.site);
     if (L.have_plan) fl_plan_destroy(&L.plan);
     fl_transfer_free(L.tr);

@@ -3,6 +3,7 @@
 #ifndef FL_STUDY_IMPL_H
 #define FL_STUDY_IMPL_H
 
+#include "crypto/cert_sign.h"
 #include "crypto/hash.h"
 #include "crypto/secagg.h"
 #include "eval/metrics.h"
@@ -30,9 +31,11 @@ typedef struct {
     int has_features[4];
     int told_done; /* it was answered DONE */
     /* secure aggregation (study_secagg.c): its number in the round (0: not in it) and the
-     * Ed25519 public key its advert was signed with, relayed to the peers */
+     * certificate (DER) its advert was signed with, the TLS identity it connected with, relayed
+     * to the peers */
     uint32_t sa_index;
-    uint8_t sa_sign_pk[FL_SECAGG_KEY_LEN];
+    size_t sa_cert_len;
+    uint8_t sa_cert[FL_CERT_DER_MAX];
 } participant;
 
 /* A secure-aggregation round runs SA_ADVERTISE, SA_SHARE, TRAIN (the masked inputs), SA_UNMASK,

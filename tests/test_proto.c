@@ -134,7 +134,7 @@ static void expect_invalid(const ProtobufCMessage *m, const char *text, int line
 /* The secure-aggregation messages: key, signature and ciphertext lengths, indices, lists. */
 static void test_secagg_validation(void) {
     fl_err err = {{0}};
-    uint8_t k[32] = {1}, sig[64] = {2}, ct[88] = {3};
+    uint8_t k[32] = {1}, sig[64] = {2}, ct[88] = {3}, cert[4097] = {4};
     Fedlung__V1__SecAggAdvert a = FEDLUNG__V1__SEC_AGG_ADVERT__INIT;
     a.study_id = "s";
     a.round = 2;
@@ -143,7 +143,14 @@ static void test_secagg_validation(void) {
     a.c_pk = (ProtobufCBinaryData){32, k};
     a.s_pk = (ProtobufCBinaryData){32, k};
     a.signature = (ProtobufCBinaryData){64, sig};
-    a.sign_public_key = (ProtobufCBinaryData){32, k};
+    a.certificate = (ProtobufCBinaryData){600, cert};
+    CHECK_OK(fl_rpc_validate(&a.base, &err), &err);
+    a.certificate.len = 0; /* no certificate: no identity to check the signature with */
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    CHECK_MSG(err, "certificate");
+    a.certificate.len = 4097;
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    a.certificate.len = 4096;
     CHECK_OK(fl_rpc_validate(&a.base, &err), &err);
     a.c_pk.len = 31;
     CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
