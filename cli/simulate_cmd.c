@@ -22,6 +22,7 @@ static const char usage[] =
     "                        [--straggler K:SECONDS]...\n"
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
     "                        [--epsilon-max E] [--secagg] [--clip-norm C] [--update-clip B]\n"
+    "                        [--adaptive-clip [--clip-bit-noise S]]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -59,7 +60,12 @@ static const char usage[] =
     "                         --sample-rate (0.1); needs --epsilon-max. DIR/privacy.csv and\n"
     "                         DIR/epsilon.png: the epsilon each hospital spent, per round\n"
     "  --dp client            DP-FedAvg: each hospital clips its update and adds its share of\n"
-    "                         the noise; epsilon is accounted at the server\n"
+    "                         the noise; epsilon is accounted at the server, and by each\n"
+    "                         hospital for itself (q 1); needs --epsilon-max\n"
+    "  --adaptive-clip        with --dp client: the clip norm starts at --clip-norm and moves\n"
+    "                         towards the median update norm (adaptive_clip = true); the bits'\n"
+    "                         noise --clip-bit-noise (default N/20) must exceed half the\n"
+    "                         --noise-multiplier. rounds.csv and privacy.csv gain clip_norm\n"
     "  --epsilon-max E        every hospital's budget (client.conf [privacy] epsilon_max): a\n"
     "                         hospital refuses a round that would take it above E\n"
     "  --secagg               secure aggregation (secagg = true; updates clipped to\n"
@@ -106,6 +112,8 @@ enum {
     O_SECAGG,
     O_CLIP,
     O_UPDATE_CLIP,
+    O_ADAPTIVE,
+    O_BIT_NOISE,
     O_HELP
 };
 
@@ -164,6 +172,8 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"secagg", no_argument, 0, O_SECAGG},
                                              {"clip-norm", required_argument, 0, O_CLIP},
                                              {"update-clip", required_argument, 0, O_UPDATE_CLIP},
+                                             {"adaptive-clip", no_argument, 0, O_ADAPTIVE},
+                                             {"clip-bit-noise", required_argument, 0, O_BIT_NOISE},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -252,6 +262,12 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
         case O_UPDATE_CLIP:
             bad = parse_double(optarg, 0, 0, 1e9, &o->update_clip);
             update_clip = 1;
+            break;
+        case O_ADAPTIVE:
+            o->adaptive_clip = 1;
+            break;
+        case O_BIT_NOISE:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->clip_bit_noise);
             break;
         case 'h':
         case O_HELP:

@@ -267,6 +267,7 @@ static fl_status update_header(const Fedlung__V1__UpdateHeader *m, fl_err *err) 
     TRY(check_range(n, "example_count", m->example_count, lo, INFINITY, err));
     TRY(check_range(n, "clip_norm", m->clip_norm, 0, INFINITY, err));
     TRY(check_range(n, "noise_multiplier", m->noise_multiplier, 0, INFINITY, err));
+    TRY(check_range(n, "clip_bit", m->clip_bit, -INFINITY, INFINITY, err)); /* noised: finite */
     return check_enum(n, "mechanism", m->mechanism, &fedlung__v1__dp_mechanism__descriptor, 0, err);
 }
 

@@ -88,6 +88,7 @@ struct fl_study {
         uint8_t sha256[32];
         double examples;
         double clip_norm, noise_multiplier; /* declared by the site (DP) */
+        double clip_bit;                    /* its noised bit (adaptive clipping) */
         int mechanism;
         fl_sha256_ctx h;
         int has_h;
@@ -105,6 +106,11 @@ struct fl_study {
         fl_secagg_unmask_request req; /* survivors and dropped, once the masked step closed */
         int masked_upload;            /* the staged upload is a masked input (up.*) */
     } sa;
+    /* DP-FedAvg: the clip norm C of the round's trained updates (the plan's, or under adaptive
+     * clipping the one the rule reached: resumed from the state file), and the sum of the
+     * noised bits of the updates accepted in the round (study_calls.c) */
+    double clip;
+    double clip_bits;
     /* the round's evaluation */
     fl_score_hist hist;
     int has_hist;

@@ -61,6 +61,8 @@ typedef struct {
     double noise_multiplier;            /* --noise-multiplier sigma (dp) */
     double sample_rate;                 /* --sample-rate q (dp) */
     double epsilon_max;                 /* --epsilon-max: every client.conf's; 0: not set */
+    int adaptive_clip;                  /* --adaptive-clip (dp client): adaptive_clip = true */
+    double clip_bit_noise;              /* --clip-bit-noise (adaptive): 0: the plan's default */
     volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
 } fl_sim_options;
 
@@ -69,8 +71,10 @@ typedef struct {
 void fl_sim_options_default(fl_sim_options *o);
 
 /* Checks what the command line cannot: fault hospitals within 1..N, no hospital dropped twice,
- * rounds >= 1, --dp patient with --epsilon-max, and a [privacy] section (--dp, --secagg) that
- * the study plan's rules accept (one it refuses is refused with the plan's own sentence). FL_EINVAL with a sentence naming the option. */
+ * rounds >= 1, --dp with --epsilon-max, --adaptive-clip only with --dp client, and a [privacy]
+ * section (--dp, --secagg, --adaptive-clip) that the study plan's rules accept (one it refuses,
+ * e.g. a --clip-bit-noise too small for the noise multiplier, is refused with the plan's own
+ * sentence). FL_EINVAL with a sentence naming the option. */
 fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err);
 
 /* Runs the whole simulation (see the file comment). Progress and the children's fate go to

@@ -6,7 +6,8 @@
 #     (its log says so, with std sigma C / sqrt(3 - 1)); the server only unmasks sums; the
 #     "dp_round" records spend exactly the epsilon of plain DP-FedAvg (the rounding is inside the
 #     clip, fed/plan_secagg.h), which `fedlung privacy epsilon` gives independently; the outbox
-#     records declare dp-fedavg and the noise std and carry no example count.
+#     records declare dp-fedavg, the noise std and the hospital's own epsilon, and carry no
+#     example count.
 #  b) mechanism = dp-sgd with secagg = true and update_clip: every hospital's own ledger spends
 #     its DP-SGD epsilon each fusion round (outbox and log), its masked updates are clipped to
 #     update_clip, and the server only unmasks sums.
@@ -29,7 +30,7 @@ t_federation_data "$fedlung" 3 --patients 90 --tile 0 \
 # run_study DIR PRIVACY-LINES...: the study in DIR with that [privacy] section; every hospital
 # has epsilon_max 50
 run_study() {
-    local dir=$1 k rc
+    local dir=$1 k rc n
     shift
     mkdir -p "$dir" && cd "$dir" || return 1
     ln -s ../pki ../keys ../parts .
@@ -46,22 +47,9 @@ run_study() {
         OMP_WAIT_POLICY=PASSIVE "$fedlung" client --config h$k.conf 2>>h$k.log &
         pid[c$k]=$!
     done
-    for k in 1 2 3; do
-        if timeout 90 tail --pid="${pid[c$k]}" -f /dev/null; then
-            wait "${pid[c$k]}" || t_fail "$dir: hospital-$k exited $?: $(tail -3 h$k.log)"
-        else
-            t_fail "$dir: hospital-$k still runs after 90 s: $(tail -3 h$k.log)"
-        fi
-        unset "pid[c$k]"
-    done
-    rc=124
-    if timeout 60 tail --pid="$t_server_pid" -f /dev/null; then
-        wait "$t_server_pid"
-        rc=$?
-    else
-        kill -KILL "$t_server_pid" 2>/dev/null
-    fi
-    t_server_pid=
+    t_wait_clients 1 2 3
+    t_wait_server 60
+    rc=$?
     [ "$rc" -eq 0 ] || t_fail "$dir: the server exited $rc: $(tail -5 server.log)"
     t_expect 0 "$dir: audit verify server" -- \
         "$fedlung" audit verify state/audit.log --key keys/server.pub
@@ -109,8 +97,8 @@ for k in (1, 2, 3):
     for r in ups:
         d = r["data"]
         check(d.get("mechanism") == "dp-fedavg" and "examples" not in d and
-              abs(d.get("noise_std", 0) - 1 / math.sqrt(2)) < 1e-12,
-              "hospital-%d update record %r" % (k, d))
+              abs(d.get("noise_std", 0) - 1 / math.sqrt(2)) < 1e-12 and
+              d.get("epsilon_total", 0) > 0, "hospital-%d update record %r" % (k, d))
 sys.exit(1 if bad else 0)
 PY
 

@@ -276,6 +276,11 @@ static void test_validation(void) {
     INVALID(S.update_hdr, "UpdateHeader.example_count is -1");
     S.update_hdr.example_count = -3; /* a noised count may be negative */
     CHECK_OK(fl_rpc_validate(&S.update_hdr.base, &err), &err);
+    S.update_hdr.clip_bit = -2.5; /* a noised bit may be anything finite */
+    CHECK_OK(fl_rpc_validate(&S.update_hdr.base, &err), &err);
+    S.update_hdr.clip_bit = NAN;
+    INVALID(S.update_hdr, "UpdateHeader.clip_bit is nan");
+    S.update_hdr.clip_bit = 0;
     S.update_hdr.noise_multiplier = INFINITY;
     INVALID(S.update_hdr, "UpdateHeader.noise_multiplier is inf");
     S.update_chunk_data.part_case = FEDLUNG__V1__UPDATE_CHUNK__PART__NOT_SET;
