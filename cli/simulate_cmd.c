@@ -22,7 +22,8 @@ static const char usage[] =
     "                        [--drop-client K@ROUND]... [--kill-server-at ROUND]\n"
     "                        [--straggler K:SECONDS]...\n"
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
-    "                        [--epsilon-max E] [--secagg] [--clip-norm C]\n"
+    "                        [--epsilon-max E] [--secagg] [--clip-norm C] [--update-clip B]\n"
+    "                        [--adaptive-clip [--clip-bit-noise S]]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -63,12 +64,20 @@ static const char usage[] =
     "                         --sample-rate (0.1); needs --epsilon-max. DIR/privacy.csv and\n"
     "                         DIR/epsilon.png: the epsilon each hospital spent, per round\n"
     "  --dp client            DP-FedAvg: each hospital clips its update and adds its share of\n"
-    "                         the noise; epsilon is accounted at the server\n"
+    "                         the noise; epsilon is accounted at the server, and by each\n"
+    "                         hospital for itself (q 1); needs --epsilon-max\n"
+    "  --adaptive-clip        with --dp client: the clip norm starts at --clip-norm and moves\n"
+    "                         towards the median update norm (adaptive_clip = true); the bits'\n"
+    "                         noise --clip-bit-noise (default N/20) must exceed half the\n"
+    "                         --noise-multiplier. rounds.csv and privacy.csv gain clip_norm\n"
     "  --epsilon-max E        every hospital's budget (client.conf [privacy] epsilon_max): a\n"
     "                         hospital refuses a round that would take it above E\n"
     "  --secagg               secure aggregation (secagg = true; updates clipped to\n"
-    "                         --clip-norm, uniform weights); not with --dp patient yet\n"
+    "                         --clip-norm, uniform weights); with --dp client the noise is\n"
+    "                         the discrete Gaussian, added to the encoded update\n"
     "  --clip-norm C          the L2 bound of --dp and --secagg (default 1)\n"
+    "  --update-clip B        --dp patient with --secagg: the L2 bound of each hospital's\n"
+    "                         update for the fixed-point encoding (default 1000)\n"
     "ROUND counts every round of the study (statistics, image, features, fusion) from 1.\n"
     "Exit 0 when the study finished and its audit log verified, 1 on failure (the logs to\n"
     "read are named), 2 on bad usage.\n";
@@ -108,6 +117,9 @@ enum {
     O_CLIP,
     O_DEVICE,
     O_PRECISION,
+    O_UPDATE_CLIP,
+    O_ADAPTIVE,
+    O_BIT_NOISE,
     O_HELP
 };
 
@@ -167,6 +179,9 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"clip-norm", required_argument, 0, O_CLIP},
                                              {"device", required_argument, 0, O_DEVICE},
                                              {"precision", required_argument, 0, O_PRECISION},
+                                             {"update-clip", required_argument, 0, O_UPDATE_CLIP},
+                                             {"adaptive-clip", no_argument, 0, O_ADAPTIVE},
+                                             {"clip-bit-noise", required_argument, 0, O_BIT_NOISE},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -185,7 +200,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                 {O_THREADS, &o->threads, 1, 4096, 0},
                 {O_TIMEOUT, &o->round_timeout_s, 1, 86400, 0},
                 {O_KILL, &o->kill_server_at, 1, 1 << 20, 0}};
-    int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0;
+    int c, idx = 0, synthetic = 0, rounds = 0, dp_tuned = 0, clip = 0, update_clip = 0;
     fl_precision precision = FL_PREC_FP32;
     optind = 1;
     opterr = 0;
@@ -260,6 +275,16 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             bad = fl_cli_parse_precision(optarg, &precision);
             o->precision = optarg;
             break;
+        case O_UPDATE_CLIP:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->update_clip);
+            update_clip = 1;
+            break;
+        case O_ADAPTIVE:
+            o->adaptive_clip = 1;
+            break;
+        case O_BIT_NOISE:
+            bad = parse_double(optarg, 0, 0, 1e9, &o->clip_bit_noise);
+            break;
         case 'h':
         case O_HELP:
             return 1;
@@ -287,7 +312,9 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
     }
     const char *alone = dp_tuned && !o->dp ? "--noise-multiplier and --sample-rate need --dp"
                         : clip && !o->dp && !o->secagg ? "--clip-norm needs --dp or --secagg"
-                                                       : NULL;
+                        : update_clip && !(o->dp == FL_SIM_DP_PATIENT && o->secagg)
+                            ? "--update-clip needs --dp patient and --secagg"
+                            : NULL;
     if (alone) {
         fprintf(stderr, "fedlung simulate: %s\n", alone);
         return -1;

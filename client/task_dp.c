@@ -1,6 +1,6 @@
-/* task_dp.c - DP-FedAvg's clipping and noise at a site, and adaptive clipping's arithmetic
- * (client/task_dp.h). Not the decision to send (client/task.c) nor the noise source
- * (client/site_dp.c). */
+/* task_dp.c - DP-FedAvg's clipping and noise at a site, and its adaptive-clipping bit
+ * (client/task_dp.h). Not the decision to send (client/task.c), the noise source
+ * (client/site_dp.c) nor the clip norm's update (fed/dp_clip.c). */
 #include "client/task_dp.h"
 
 #include <math.h>
@@ -38,8 +38,4 @@ double fl_dp_clip_bit(double norm, double C, double std, const fl_dp_source *src
     float z = 0;
     if (std > 0) src->noise(src->user, &z, 1, std);
     return (norm <= C ? 1.0 : 0.0) + (double)z;
-}
-
-double fl_dp_adaptive_clip_next(double C, double b_mean, double gamma, double eta) {
-    return C * exp(-eta * (b_mean - gamma));
 }

@@ -9,12 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/dgauss.h"
 #include "crypto/fixedpoint.h"
+#include "fed/plan_secagg.h"
 #include "crypto/rand.h"
 
-/* The fixed-point headroom the server uses (server/study_secagg.c): the site recomputes the
- * scale from its approved plan and refuses another. */
-#define SA_SCALE_MARGIN 1
 /* Words masked per pass (4 MiB of floats). */
 #define SA_CHUNK ((size_t)1 << 20)
 
@@ -42,23 +41,26 @@ void fl_sa_site_reset(fl_sa_site *s) {
 static fl_status sign_advert(void *ctx, const uint8_t *msg, size_t n, uint8_t *sig, size_t *sig_len,
                              fl_err *err) {
     fl_sa_site *s = ctx;
-    if (*sig_len < FL_ED25519_SIG_LEN) return fl_fail(err, FL_EINVAL, "signature buffer too small");
-    *sig_len = FL_ED25519_SIG_LEN;
-    return fl_sign(s->key, msg, n, sig, err);
+    return fl_cert_sign(s->signer, msg, n, sig, sig_len, err);
 }
 
-/* A peer's advert, with the key the server relayed for it in U1. */
+/* A peer's advert, with the certificate the server relayed for it in U1: chained to this site's
+ * CA, for a client, named id, and its key's signature. The first refusal is kept for the log. */
 static int verify_advert(void *ctx, uint32_t index, const char *id, const uint8_t *msg, size_t n,
                          const uint8_t *sig, size_t sig_len) {
     fl_sa_site *s = ctx;
-    fl_sign_key *k = NULL;
-    fl_err err;
-    if (index > FL_SECAGG_MAX_CLIENTS || !s->has_pk[index] || strcmp(s->id[index], id) != 0 ||
-        sig_len != FL_ED25519_SIG_LEN || fl_sign_key_from_public(s->pk[index], &k, &err) != FL_OK)
-        return 0;
-    int ok = fl_sign_verify(k, msg, n, sig);
-    fl_sign_key_free(k);
-    return ok;
+    const ProtobufCBinaryData *c = index <= FL_SECAGG_MAX_CLIENTS ? s->cert[index] : NULL;
+    fl_err e = {{0}};
+    fl_status st =
+        c ? fl_cert_verify(s->ca, c->data, c->len, id, msg, n, sig, sig_len, "its certificate", &e)
+          : fl_fail(&e, FL_EINVAL, "no certificate came with it");
+    if (st == FL_OK) return 1;
+    if (!s->refused_why[0]) {
+        s->refused_index = index;
+        snprintf(s->refused_id, sizeof s->refused_id, "%s", id);
+        snprintf(s->refused_why, sizeof s->refused_why, "%s", e.msg);
+    }
+    return 0;
 }
 
 /* The task is of this site's current round. */
@@ -73,8 +75,9 @@ static fl_status in_round(const fl_sa_site *s, const Fedlung__V1__Task *t, const
 }
 
 fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const char *study,
-                               const char *id, const fl_sign_key *key, const Fedlung__V1__Task *t,
-                               Fedlung__V1__SecAggAdvert *out, fl_err *err) {
+                               const char *id, const fl_cert_signer *signer, const char *ca,
+                               const Fedlung__V1__Task *t, Fedlung__V1__SecAggAdvert *out,
+                               fl_err *err) {
     fl_sa_site_reset(s);
     const Fedlung__V1__SecAggParams *p = t->secagg;
     if (!pv->secagg)
@@ -84,8 +87,10 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
                        t->round);
     if (!p) return fl_fail(err, FL_EINVAL, "round %" PRIu64 ": no Task.secagg", t->round);
     uint32_t want_t = pv->secagg_threshold ? pv->secagg_threshold : fl_secagg_default_t(p->n);
-    double scale = 0;
-    fl_status st = fl_fixed_scale_for(pv->clip_norm, p->n, SA_SCALE_MARGIN, &scale, err);
+    double scale = 0; /* recomputed from the approved plan: the site refuses another */
+    uint64_t num = 0, den = 1;
+    fl_status st = fl_plan_sa_scale(pv, p->n, &scale, err);
+    if (st == FL_OK) st = fl_plan_sa_noise(pv, scale, &num, &den, err);
     if (st != FL_OK) return st;
     if ((int)p->cipher != pv->secagg_cipher || p->threshold < want_t || p->fixed_scale != scale)
         return fl_fail(err, FL_EINVAL,
@@ -94,13 +99,21 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
                        "cipher %d, scale %g)",
                        t->round, p->threshold, (int)p->cipher, p->fixed_scale, want_t, p->n,
                        pv->secagg_cipher, scale);
+    if (strcmp(fl_cert_signer_cn(signer), id) != 0)
+        return fl_fail(err, FL_EINVAL,
+                       "round %" PRIu64 ": this site's certificate names %s, but the server knows "
+                       "it as %s: its peers would refuse its key advert",
+                       t->round, fl_cert_signer_cn(signer), id);
     s->round = t->round;
     s->index = p->index;
     s->n = p->n;
     s->t = p->threshold;
     s->dim = (size_t)p->dim;
     s->scale = scale;
-    s->key = key;
+    s->noise_num = num;
+    s->noise_den = den;
+    s->signer = signer;
+    s->ca = ca;
     fl_secagg_params sp = {.study = study,
                            .round = t->round,
                            .n = p->n,
@@ -113,7 +126,8 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
         fl_sa_site_reset(s);
         return st;
     }
-    fl_sign_key_public(key, s->sign_pk);
+    size_t der_len;
+    const uint8_t *der = fl_cert_signer_der(signer, &der_len);
     fedlung__v1__sec_agg_advert__init(out);
     out->study_id = (char *)study;
     out->round = t->round;
@@ -122,7 +136,7 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
     out->c_pk = (ProtobufCBinaryData){FL_X25519_LEN, s->advert.c_pk};
     out->s_pk = (ProtobufCBinaryData){FL_X25519_LEN, s->advert.s_pk};
     out->signature = (ProtobufCBinaryData){s->advert.sig_len, s->advert.sig};
-    out->sign_public_key = (ProtobufCBinaryData){FL_ED25519_PUB_LEN, s->sign_pk};
+    out->certificate = (ProtobufCBinaryData){der_len, (uint8_t *)der};
     return FL_OK;
 }
 
@@ -140,7 +154,8 @@ fl_status fl_sa_site_share(fl_sa_site *s, const char *study, const Fedlung__V1__
         free(u1);
         return fl_fail(err, FL_ENOMEM, "out of memory for the advert list");
     }
-    memset(s->has_pk, 0, sizeof s->has_pk);
+    memset(s->cert, 0, sizeof s->cert);
+    s->refused_why[0] = '\0';
     for (size_t i = 0; i < n; i++) { /* validated: keys of 32 bytes, indices 1..255, ids */
         const Fedlung__V1__SecAggAdvert *a = t->secagg_adverts[i];
         u1[i].index = a->index;
@@ -149,13 +164,17 @@ fl_status fl_sa_site_share(fl_sa_site *s, const char *study, const Fedlung__V1__
         memcpy(u1[i].s_pk, a->s_pk.data, FL_X25519_LEN);
         u1[i].sig_len = a->signature.len;
         memcpy(u1[i].sig, a->signature.data, a->signature.len);
-        s->has_pk[a->index] = 1;
-        memcpy(s->pk[a->index], a->sign_public_key.data, FL_ED25519_PUB_LEN);
-        snprintf(s->id[a->index], sizeof s->id[a->index], "%s", a->client_id);
+        s->cert[a->index] = &a->certificate;
     }
     size_t n_out = 0;
     st = fl_secagg_client_share_keys(s->c, u1, n, s->cts, FL_SECAGG_MAX_CLIENTS, &n_out, err);
     free(u1);
+    memset(s->cert, 0, sizeof s->cert); /* views into t */
+    if (st != FL_OK && s->refused_why[0])
+        return fl_fail(err, st,
+                       "round %" PRIu64 ": secure aggregation: refused the key advert of %s "
+                       "(site %u): %s; this site leaves the round",
+                       t->round, s->refused_id, s->refused_index, s->refused_why);
     if (st != FL_OK) return st;
     fedlung__v1__sec_agg_shares__init(out);
     out->study_id = (char *)study;
@@ -215,11 +234,15 @@ fl_status fl_sa_site_mask(fl_sa_site *s, float *vec, size_t n, fl_err *err) {
     fl_status st = FL_OK;
     for (size_t off = 0; off < n && st == FL_OK; off += SA_CHUNK) {
         size_t k = n - off < SA_CHUNK ? n - off : SA_CHUNK;
+        uint32_t *words = (uint32_t *)(void *)(vec + off); /* the words overwrite their floats */
         fl_secagg_masked view;
         memcpy(tmp, vec + off, k * sizeof *tmp);
-        /* the words overwrite the floats they encode: the buffer becomes the upload */
-        st = fl_secagg_client_mask_floats(s->c, off, tmp, k, s->scale,
-                                          (uint32_t *)(void *)(vec + off), &view, err);
+        st = fl_fixed_encode(tmp, k, s->scale, words, err);
+        /* DP-FedAvg: the discrete Gaussian joins the encoding before the mask hides it */
+        if (st == FL_OK && s->noise_num)
+            st = fl_dgauss_add_u32(words, k, s->noise_num, s->noise_den, fl_rand_source, NULL,
+                                   err);
+        if (st == FL_OK) st = fl_secagg_client_mask(s->c, off, words, k, &view, err);
     }
     fl_wipe(tmp, (n < SA_CHUNK ? n : SA_CHUNK) * sizeof *tmp);
     free(tmp);
@@ -242,8 +265,9 @@ fl_status fl_sa_site_unmask(fl_sa_site *s, const char *study, const Fedlung__V1_
     }
     req->n_survivors = (uint32_t)u->n_survivors; /* validated: at most 255, ascending */
     req->n_dropped = (uint32_t)u->n_dropped;
-    memcpy(req->survivors, u->survivors, u->n_survivors * sizeof *u->survivors);
-    memcpy(req->dropped, u->dropped, u->n_dropped * sizeof *u->dropped);
+    /* an empty repeated field is NULL in protobuf-c: memcpy must not see it */
+    if (u->n_survivors) memcpy(req->survivors, u->survivors, u->n_survivors * sizeof *u->survivors);
+    if (u->n_dropped) memcpy(req->dropped, u->dropped, u->n_dropped * sizeof *u->dropped);
     st = fl_secagg_client_unmask(s->c, req, s->reply, err);
     free(req);
     if (st != FL_OK) return st;

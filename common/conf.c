@@ -136,8 +136,8 @@ int fl_conf_resolve(const char *config_path, char *dst, size_t cap) {
 
 typedef struct {
     const fl_conf_schema *s;
-    char msg[FL_ERR_LEN]; /* the first complaint; ini_parse_string returns its line */
-    uint64_t seen;        /* bit per key */
+    char msg[FL_ERR_LEN];              /* the first complaint; ini_parse_string returns its line */
+    uint64_t seen[FL_CONF_SEEN_WORDS]; /* bit k % 64 of word k / 64 per key */
 } parse_state;
 
 static int on_entry(void *user, const char *section, const char *name, const char *value) {
@@ -149,9 +149,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
            !(strcmp(s->keys[k].section, section) == 0 && strcmp(s->keys[k].name, name) == 0))
         k++;
     if (k == s->n_keys) return fl_conf_complain(ps->msg, "unknown key '%s' in [%s]", name, section);
-    if ((ps->seen & ((uint64_t)1 << k)) && !(k < 32 && (s->repeatable & (1u << k))))
+    uint64_t bit = (uint64_t)1 << (k % 64);
+    if ((ps->seen[k / 64] & bit) && !(k < 32 && (s->repeatable & (1u << k))))
         return fl_conf_complain(ps->msg, "%s is set twice in [%s]", name, section);
-    ps->seen |= (uint64_t)1 << k;
+    ps->seen[k / 64] |= bit;
     if (!no_hash_comment(ps->msg, name, value)) return 0;
     return s->set(s->user, k, name, value, ps->msg);
 }
@@ -162,13 +163,17 @@ fl_status fl_conf_parse_text(const char *text, const char *name, const fl_conf_s
     parse_state ps = {.s = s};
     const char *why = NULL;
     int line = precheck(text, &why);
-    if (line) {
+    if (s->n_keys > FL_CONF_MAX_KEYS) {
+        st = fl_fail(err, FL_EINVAL, "%s: a schema of %d keys, more than %d", name, s->n_keys,
+                     FL_CONF_MAX_KEYS);
+    } else if (line) {
         st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", name, line, why);
     } else if ((line = ini_parse_string(text, on_entry, &ps)) != 0) {
         st = fl_fail(err, FL_EFORMAT, "%s:%d: %s", name, line,
                      ps.msg[0] ? ps.msg : "cannot parse this line");
     }
-    *seen = ps.seen;
+    int words = s->n_keys > FL_CONF_MAX_KEYS ? FL_CONF_SEEN_WORDS : (s->n_keys + 63) / 64;
+    memcpy(seen, ps.seen, (size_t)words * sizeof *seen);
     return st;
 }
 
@@ -176,10 +181,10 @@ fl_status fl_conf_parse(const char *path, const fl_conf_schema *s, unsigned *see
     *seen = 0;
     char *text = fl_config_read_text(path, FL_CONF_MAX_FILE, err);
     if (!text) return FL_EIO;
-    uint64_t seen64;
-    fl_status st = fl_conf_parse_text(text, path, s, &seen64, err);
+    uint64_t seen64[FL_CONF_SEEN_WORDS] = {0};
+    fl_status st = fl_conf_parse_text(text, path, s, seen64, err);
     free(text);
-    *seen = (unsigned)seen64;
+    *seen = (unsigned)seen64[0];
     return st;
 }
 

@@ -11,13 +11,16 @@
 #include "common/status.h"
 
 #define FL_CONF_MAX_FILE (1 << 20)
+#define FL_CONF_MAX_KEYS 128 /* keys of a schema read with fl_conf_parse_text */
+#define FL_CONF_SEEN_WORDS ((FL_CONF_MAX_KEYS + 63) / 64)
 
 /* A config's schema: its keys, and a setter that checks and stores one value. */
 typedef struct {
     const char *section, *name;
 } fl_conf_key;
 typedef struct {
-    const fl_conf_key *keys; /* n_keys of them (at most 32; 64 with fl_conf_parse_text) */
+    const fl_conf_key *keys; /* n_keys of them (at most 32; FL_CONF_MAX_KEYS with
+                                fl_conf_parse_text) */
     int n_keys;
     unsigned repeatable; /* bit k: keys[k] may appear more than once (k < 32) */
     /* Stores value for keys[k]; returns 1, or 0 after fl_conf_complain(msg, ...). */
@@ -50,8 +53,10 @@ int fl_conf_resolve_tls(const char *config_path, fl_conf_tls *t);
  * cannot parse or a setter's complaint stops it. Returns FL_OK with a bit per key seen in
  * *seen; FL_EIO when the file cannot be read; FL_EFORMAT "<file>:<line>: <what is wrong>". */
 fl_status fl_conf_parse(const char *path, const fl_conf_schema *s, unsigned *seen, fl_err *err);
-/* The same over text already in memory (NUL-terminated), named name in messages; *seen has a bit
- * per key of up to 64 keys. Returns FL_OK or FL_EFORMAT "<name>:<line>: <what is wrong>". */
+/* The same over text already in memory (NUL-terminated), named name in messages, for up to
+ * FL_CONF_MAX_KEYS keys: seen[0 .. (n_keys + 63) / 64) gets bit k % 64 of word k / 64 for each
+ * key k seen. Returns FL_OK or FL_EFORMAT "<name>:<line>: <what is wrong>" (FL_EINVAL for a
+ * schema of too many keys). */
 fl_status fl_conf_parse_text(const char *text, const char *name, const fl_conf_schema *s,
                              uint64_t *seen, fl_err *err);
 

@@ -4,6 +4,7 @@
 #define OPENSSL_API_COMPAT 30000 /* hide everything deprecated in 3.0 (RSA_*, EC_KEY_*) */
 
 #include "pki.h"
+#include "pki_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,11 +30,7 @@
 
 #define BACKDATE_S 3600 /* certificates start an hour ago, for clocks that run behind */
 
-/* Fails with s and the sentence, followed by OpenSSL's reason for the oldest error it queued
- * (the root cause); the queue is cleared so no stale reason leaks into a later message. */
-static fl_status ossl_fail(fl_err *err, fl_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static fl_status ossl_fail(fl_err *err, fl_status s, const char *fmt, ...) {
+fl_status fl__pki_ossl_fail(fl_err *err, fl_status s, const char *fmt, ...) {
     char msg[FL_ERR_LEN];
     va_list ap;
     va_start(ap, fmt);
@@ -112,7 +109,7 @@ static fl_status write_tmp(const char *path, EVP_PKEY *key, X509 *crt, char **tm
     fl_atomic_tmp_remove(*tmp);
     free(*tmp);
     *tmp = NULL;
-    if (!ok && !e) return ossl_fail(err, FL_EBACKEND, "%s: cannot encode", path);
+    if (!ok && !e) return fl__pki_ossl_fail(err, FL_EBACKEND, "%s: cannot encode", path);
     return fl_fail(err, FL_EIO, "%s: cannot write: %s", path, strerror(e));
 }
 
@@ -145,8 +142,7 @@ static int no_password(char *buf, int size, int rwflag, void *u) {
     return -1;
 }
 
-/* Reads the first PEM certificate (key == NULL) or private key of path. */
-static fl_status read_pem(const char *path, X509 **crt, EVP_PKEY **key, fl_err *err) {
+fl_status fl__pki_read_pem(const char *path, X509 **crt, EVP_PKEY **key, fl_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return fl_fail(err, errno == ENOENT ? FL_ENOTFOUND : FL_EIO, "%s: cannot open: %s", path,
@@ -155,8 +151,8 @@ static fl_status read_pem(const char *path, X509 **crt, EVP_PKEY **key, fl_err *
                  : (*crt = PEM_read_X509(f, NULL, NULL, NULL)) != NULL;
     fclose(f);
     if (ok) return FL_OK;
-    return ossl_fail(err, FL_EFORMAT, "%s: no %s in it", path,
-                     key ? "unencrypted PEM private key" : "PEM certificate");
+    return fl__pki_ossl_fail(err, FL_EFORMAT, "%s: no %s in it", path,
+                             key ? "unencrypted PEM private key" : "PEM certificate");
 }
 
 /* ---- building certificates ----------------------------------------------------------------- */
@@ -169,7 +165,7 @@ typedef struct {
 /* A new ECDSA P-256 key, or NULL with the reason in err. */
 static EVP_PKEY *new_key(fl_err *err) {
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    if (!k) ossl_fail(err, FL_EBACKEND, "cannot generate an ECDSA P-256 key");
+    if (!k) fl__pki_ossl_fail(err, FL_EBACKEND, "cannot generate an ECDSA P-256 key");
     return k;
 }
 
@@ -193,7 +189,7 @@ static fl_status make_cert(X509 **out, const char *cn, EVP_PKEY *key, X509 *issu
                            int n_ext, fl_err *err) {
     X509 *x = X509_new();
     *out = NULL;
-    if (!x) return ossl_fail(err, FL_ENOMEM, "%s: cannot make a certificate", cn);
+    if (!x) return fl__pki_ossl_fail(err, FL_ENOMEM, "%s: cannot make a certificate", cn);
     X509_NAME *subj = X509_get_subject_name(x);
     int ok = X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
              ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb) &&
@@ -209,8 +205,8 @@ static fl_status make_cert(X509 **out, const char *cn, EVP_PKEY *key, X509 *issu
         ok = e && X509_add_ext(x, e, -1);
         X509_EXTENSION_free(e);
         if (!ok) {
-            ossl_fail(err, FL_EINVAL, "%s: cannot add the extension %s = %s", cn,
-                      OBJ_nid2sn(exts[i].nid), exts[i].value);
+            fl__pki_ossl_fail(err, FL_EINVAL, "%s: cannot add the extension %s = %s", cn,
+                              OBJ_nid2sn(exts[i].nid), exts[i].value);
             X509_free(x);
             return FL_EINVAL;
         }
@@ -220,7 +216,7 @@ static fl_status make_cert(X509 **out, const char *cn, EVP_PKEY *key, X509 *issu
     return FL_OK;
 fail:
     X509_free(x);
-    return ossl_fail(err, FL_EBACKEND, "%s: cannot build the certificate", cn);
+    return fl__pki_ossl_fail(err, FL_EBACKEND, "%s: cannot build the certificate", cn);
 }
 
 /* ---- the CA -------------------------------------------------------------------------------- */
@@ -293,10 +289,11 @@ static fl_status load_ca(const char *ca_dir, X509 **crt, EVP_PKEY **key, fl_err 
         s = fl_fail(err, FL_ENOMEM, "%s: out of memory", ca_dir);
         goto done;
     }
-    if ((s = read_pem(cpath, crt, NULL, err)) != FL_OK || (s = read_pem(kpath, NULL, key, err)))
+    if ((s = fl__pki_read_pem(cpath, crt, NULL, err)) != FL_OK ||
+        (s = fl__pki_read_pem(kpath, NULL, key, err)))
         goto done; /* the message names the file */
     if (X509_check_private_key(*crt, *key) != 1)
-        s = ossl_fail(err, FL_EINVAL, "%s does not belong to %s", kpath, cpath);
+        s = fl__pki_ossl_fail(err, FL_EINVAL, "%s does not belong to %s", kpath, cpath);
     else if (X509_check_ca(*crt) < 1)
         s = fl_fail(err, FL_EINVAL, "%s is not a CA certificate", cpath);
     else if (X509_cmp_current_time(X509_get0_notAfter(*crt)) <= 0)
@@ -495,8 +492,7 @@ done:
 
 /* ---- reading certificates ------------------------------------------------------------------ */
 
-/* The CN of nm as UTF-8 into out (FL_PKI_CN_LEN bytes), "" if it has none. */
-static void name_cn(const X509_NAME *nm, char *out) {
+void fl__pki_name_cn(const X509_NAME *nm, char *out) {
     out[0] = '\0';
     int i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
     if (i < 0) return;
@@ -536,8 +532,8 @@ static void general_name(const GENERAL_NAME *g, char *out) {
 
 static fl_status info_of(X509 *x, const char *what, fl_pki_info *info, fl_err *err) {
     memset(info, 0, sizeof *info);
-    name_cn(X509_get_subject_name(x), info->cn);
-    name_cn(X509_get_issuer_name(x), info->issuer_cn);
+    fl__pki_name_cn(X509_get_subject_name(x), info->cn);
+    fl__pki_name_cn(X509_get_issuer_name(x), info->issuer_cn);
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     char *hex = bn ? BN_bn2hex(bn) : NULL;
     if (hex) snprintf(info->serial, sizeof info->serial, "%s", hex);
@@ -547,7 +543,7 @@ static fl_status info_of(X509 *x, const char *what, fl_pki_info *info, fl_err *e
     info->not_after = asn1_time(X509_get0_notAfter(x));
     unsigned int mdlen = 0;
     if (!X509_digest(x, EVP_sha256(), info->sha256, &mdlen) || mdlen != 32)
-        return ossl_fail(err, FL_EBACKEND, "%s: cannot hash the certificate", what);
+        return fl__pki_ossl_fail(err, FL_EBACKEND, "%s: cannot hash the certificate", what);
     for (int i = 0; i < 32; i++)
         snprintf(info->fingerprint + 3 * i, 4, i < 31 ? "%02X:" : "%02X", info->sha256[i]);
     info->is_ca = X509_check_ca(x) >= 1;
@@ -572,7 +568,7 @@ static fl_status info_of(X509 *x, const char *what, fl_pki_info *info, fl_err *e
 
 fl_status fl_pki_cert_info(const char *path, fl_pki_info *info, fl_err *err) {
     X509 *x = NULL;
-    fl_status s = read_pem(path, &x, NULL, err);
+    fl_status s = fl__pki_read_pem(path, &x, NULL, err);
     if (s == FL_OK) s = info_of(x, path, info, err);
     X509_free(x);
     return s;
@@ -586,7 +582,7 @@ fl_status fl_pki_cert_info_pem(const char *pem, size_t len, const char *what, fl
     X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     BIO_free(b);
     fl_status s = x ? info_of(x, what, info, err)
-                    : ossl_fail(err, FL_EFORMAT, "%s: not a PEM certificate", what);
+                    : fl__pki_ossl_fail(err, FL_EFORMAT, "%s: not a PEM certificate", what);
     X509_free(x);
     return s;
 }
@@ -629,40 +625,42 @@ static fl_status verify_fail(X509_STORE_CTX *ctx, const char *ca_crt, const char
     }
 }
 
-fl_status fl_pki_verify(const char *ca_crt, const char *crt, fl_pki_role role, fl_err *err) {
+fl_status fl__pki_verify_x509(X509 *ca, X509 *x, fl_pki_role role, const char *ca_crt,
+                              const char *crt, fl_err *err) {
     if (role != FL_PKI_SERVER && role != FL_PKI_CLIENT)
         return fl_fail(err, FL_EINVAL, "%s: the role is neither server nor client", crt);
-    X509 *ca = NULL, *x = NULL;
-    X509_STORE *store = NULL;
-    X509_STORE_CTX *ctx = NULL;
-    fl_status s = read_pem(ca_crt, &ca, NULL, err);
-    if (s == FL_OK) s = read_pem(crt, &x, NULL, err);
-    if (s != FL_OK) goto done;
     uint32_t xku = X509_get_extended_key_usage(x);
     unsigned have = xku == UINT32_MAX ? 0
                                       : ((xku & XKU_SSL_SERVER) ? FL_PKI_SERVER : 0) |
                                             ((xku & XKU_SSL_CLIENT) ? FL_PKI_CLIENT : 0);
-    if (xku != UINT32_MAX && !(have & role)) {
-        s = fl_fail(err, FL_EINVAL,
-                    "%s: extendedKeyUsage %s does not allow a %s (it is not a %s "
-                    "certificate)",
-                    crt, role_eku(have), role_str(role), role_str(role));
-        goto done;
-    }
-    store = X509_STORE_new();
-    ctx = X509_STORE_CTX_new();
+    if (xku != UINT32_MAX && !(have & role))
+        return fl_fail(err, FL_EINVAL,
+                       "%s: extendedKeyUsage %s does not allow a %s (it is not a %s "
+                       "certificate)",
+                       crt, role_eku(have), role_str(role), role_str(role));
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    fl_status s = FL_OK;
     if (!store || !ctx || !X509_STORE_add_cert(store, ca) ||
         !X509_STORE_CTX_init(ctx, store, x, NULL) ||
         !X509_STORE_CTX_set_purpose(ctx, role == FL_PKI_SERVER ? X509_PURPOSE_SSL_SERVER
-                                                               : X509_PURPOSE_SSL_CLIENT)) {
-        s = ossl_fail(err, FL_EBACKEND, "%s: cannot set up the verification", crt);
-        goto done;
-    }
-    if (X509_verify_cert(ctx) != 1) s = verify_fail(ctx, ca_crt, crt, err);
+                                                               : X509_PURPOSE_SSL_CLIENT))
+        s = fl__pki_ossl_fail(err, FL_EBACKEND, "%s: cannot set up the verification", crt);
+    else if (X509_verify_cert(ctx) != 1)
+        s = verify_fail(ctx, ca_crt, crt, err);
     ERR_clear_error();
-done:
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);
+    return s;
+}
+
+fl_status fl_pki_verify(const char *ca_crt, const char *crt, fl_pki_role role, fl_err *err) {
+    if (role != FL_PKI_SERVER && role != FL_PKI_CLIENT)
+        return fl_fail(err, FL_EINVAL, "%s: the role is neither server nor client", crt);
+    X509 *ca = NULL, *x = NULL;
+    fl_status s = fl__pki_read_pem(ca_crt, &ca, NULL, err);
+    if (s == FL_OK) s = fl__pki_read_pem(crt, &x, NULL, err);
+    if (s == FL_OK) s = fl__pki_verify_x509(ca, x, role, ca_crt, crt, err);
     X509_free(x);
     X509_free(ca);
     return s;

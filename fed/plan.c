@@ -13,6 +13,8 @@
 
 #include "common/conf.h"
 #include "crypto/hash.h"
+#include "fed/plan_secagg.h"
+#include "fed/dp_clip.h"
 #include "nn/fusion.h"
 
 #define PHASE_BIT(ph) (1u << (ph))
@@ -73,6 +75,11 @@ enum {
     P_SECAGG_CIPHER,
     P_DP_CLIENTS,
     P_DP_DROPOUTS,
+    P_ADAPTIVE_CLIP,
+    P_TARGET_QUANTILE,
+    P_CLIP_LR,
+    P_CLIP_BIT_NOISE,
+    P_UPDATE_CLIP,
     N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
@@ -80,9 +87,13 @@ static const char *const image_names[] = {"arch", "stem", "tile", "width", "mode
 static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
                                            "enc_dim",    "hidden",       "dropout"};
 static const char *const privacy_names[] = {
-    "mechanism", "clip_norm",        "noise_multiplier", "sample_rate", "delta",
-    "secagg",    "secagg_threshold", "secagg_cipher",    "dp_clients",  "dp_dropouts"};
-_Static_assert(N_KEYS <= 64, "the plan's keys are tracked in a uint64_t");
+    "mechanism",     "clip_norm",        "noise_multiplier", "sample_rate",   "delta",
+    "secagg",        "secagg_threshold", "secagg_cipher",    "dp_clients",    "dp_dropouts",
+    "adaptive_clip", "target_quantile",  "clip_lr",          "clip_bit_noise", "update_clip"};
+_Static_assert(N_KEYS <= FL_CONF_MAX_KEYS, "the plan's keys are tracked in common/conf.h's bits");
+/* Whether key k was seen (bits from fl_conf_parse_text). The checks written before the plan had
+ * more than 64 keys take the first word alone: their keys are all below 64. */
+#define SEEN(seen, k) (((seen)[(k) / 64] >> ((k) % 64)) & 1)
 
 static const char *const phase_names[] = {"none", "statistics", "image", "features", "fusion"};
 static const char *const modality_names[] = {"image", "rna", "methylation", "clinical"};
@@ -343,6 +354,16 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return set_int(msg, name, value, 1, 1 << 20, &p->privacy.dp_clients);
     case P_DP_DROPOUTS:
         return set_int(msg, name, value, 0, 1 << 20, &p->privacy.dp_dropouts);
+    case P_ADAPTIVE_CLIP:
+        return fl_conf_set_bool(msg, name, &p->privacy.adaptive_clip, value);
+    case P_TARGET_QUANTILE:
+        return set_double(msg, name, value, 0, 0, 1, "in (0, 1)", &p->privacy.target_quantile);
+    case P_CLIP_LR:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.clip_lr);
+    case P_CLIP_BIT_NOISE:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.clip_bit_noise);
+    case P_UPDATE_CLIP:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.update_clip);
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -419,14 +440,11 @@ static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint6
  * dropouts below it). Either sends no example counts (so no weighting by them) and trains the
  * ResNet with GroupNorm (DP-SGD: BatchNorm mixes the patients of a batch, a patient's gradient
  * would depend on the others'; DP-FedAvg: running statistics are no noise-tolerant parameters). */
-static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err);
 
 static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     static const int needed[] = {P_CLIP_NORM, P_NOISE, P_SAMPLE_RATE, P_DELTA};
     static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
     fl_plan_privacy *pv = &p->privacy;
-    fl_status st = check_secagg(name, p, seen, err);
-    if (st != FL_OK) return st;
     int fedavg = pv->mechanism == FL_DP_FEDAVG;
     for (int k = P_DP_CLIENTS; k <= P_DP_DROPOUTS; k++)
         if (!fedavg && ((seen >> k) & 1))
@@ -482,26 +500,34 @@ static fl_status check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_e
 }
 
 /* [privacy] secagg: the masked sum is of clipped fixed-point updates with uniform weights, so
- * clip_norm is required, weighted must be false and FedBN off in the trained phases (the
- * BatchNorm statistics are part of the summed vector). Not with DP-SGD yet: its update has no
- * L2 bound to size the fixed-point scale from. */
-static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
+ * the update's L2 bound is required (clip_norm; under DP-SGD, whose clip_norm bounds a patient's
+ * gradient, update_clip), weighted must be false and FedBN off in the trained phases (the
+ * BatchNorm statistics are part of the summed vector). fed/plan_secagg.h derives the encoding. */
+static fl_status check_secagg(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err) {
     fl_plan_privacy *pv = &p->privacy;
+    int sgd = pv->mechanism == FL_DP_SGD;
     if (!pv->secagg) {
-        for (int k = P_SECAGG_THRESHOLD; k <= P_SECAGG_CIPHER; k++)
-            if ((seen >> k) & 1)
+        static const int only_secagg[] = {P_SECAGG_THRESHOLD, P_SECAGG_CIPHER, P_UPDATE_CLIP};
+        for (int i = 0; i < 3; i++)
+            if (SEEN(seen, only_secagg[i]))
                 return fl_fail(err, FL_EFORMAT,
                                "%s: [privacy] %s is set but secagg is not (add secagg = true, or "
                                "remove it)",
-                               name, privacy_names[k - P_MECHANISM]);
+                               name, privacy_names[only_secagg[i] - P_MECHANISM]);
         return FL_OK;
     }
-    if (pv->mechanism != FL_DP_NONE)
+    if (sgd && !SEEN(seen, P_UPDATE_CLIP))
         return fl_fail(err, FL_EFORMAT,
-                       "%s: [privacy] secagg = true with mechanism = dp-sgd is not supported yet "
-                       "(a DP-SGD update has no L2 bound for the fixed-point encoding)",
+                       "%s: [privacy] secagg = true with mechanism = dp-sgd needs update_clip "
+                       "(the L2 bound each site clips its update to for the fixed-point "
+                       "encoding; clip_norm bounds one patient's gradient)",
                        name);
-    if (!((seen >> P_CLIP_NORM) & 1))
+    if (!sgd && SEEN(seen, P_UPDATE_CLIP))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] update_clip is for secagg with mechanism = dp-sgd (here "
+                       "clip_norm bounds the update)",
+                       name);
+    if (!SEEN(seen, P_CLIP_NORM))
         return fl_fail(err, FL_EFORMAT,
                        "%s: [privacy] secagg = true needs clip_norm (each site clips its update "
                        "to it; it sizes the fixed-point encoding)",
@@ -516,7 +542,7 @@ static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_er
         fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
         int base = i == 0 ? I_TRAINING : F_TRAINING;
         if (!(p->phases & PHASE_BIT(trained[i]))) continue;
-        if (((seen >> (base + T_WEIGHTED)) & 1) && t->weighted)
+        if (SEEN(seen, base + T_WEIGHTED) && t->weighted)
             return fl_fail(err, FL_EFORMAT,
                            "%s: [%s] weighted = true is not possible with secagg = true (the "
                            "server sees only the sum, with uniform weights)",
@@ -528,7 +554,55 @@ static fl_status check_secagg(const char *name, fl_plan *p, uint64_t seen, fl_er
                            name, fl_phase_name(trained[i]));
         t->weighted = 0;
     }
+    if (pv->mechanism == FL_DP_FEDAVG) { /* the encoding must hold the noise */
+        double scale;
+        uint64_t num, den;
+        fl_err e = {{0}};
+        if (fl_plan_sa_scale(pv, (uint32_t)pv->dp_clients, &scale, &e) != FL_OK ||
+            fl_plan_sa_noise(pv, scale, &num, &den, &e) != FL_OK)
+            return fl_fail(err, FL_EFORMAT, "%s: [privacy] %s (for dp_clients = %d sites)", name,
+                           e.msg, pv->dp_clients);
+    }
     return FL_OK;
+}
+
+/* [privacy] adaptive_clip and its keys: only with dp-fedavg, the others only with
+ * adaptive_clip = true; defaults gamma 0.5, eta 0.2, sigma_b = dp_clients / 20 (Andrew et al.'s
+ * suggestion); sigma_b must exceed noise_multiplier / 2 for the updates' noise multiplier to
+ * exist (fed/dp_clip.h); not with secagg (each site's bit would travel outside the masked sum). */
+static fl_status check_adaptive(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err) {
+    static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
+    fl_plan_privacy *pv = &p->privacy;
+    for (int k = P_ADAPTIVE_CLIP; k <= P_CLIP_BIT_NOISE; k++) {
+        const char *key = privacy_names[k - P_MECHANISM];
+        if (SEEN(seen, k) && pv->mechanism != FL_DP_FEDAVG)
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [privacy] %s is only for mechanism = dp-fedavg (it has %s)", name,
+                           key, mech[pv->mechanism]);
+        if (SEEN(seen, k) && k != P_ADAPTIVE_CLIP && !pv->adaptive_clip)
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [privacy] %s is set but adaptive_clip is not (add "
+                           "adaptive_clip = true, or remove it)",
+                           name, key);
+    }
+    if (!pv->adaptive_clip) return FL_OK;
+    if (pv->secagg)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [privacy] adaptive_clip = true is not possible with secagg = true yet "
+                       "(each site's clipping bit would travel outside the masked sum)",
+                       name);
+    if (!SEEN(seen, P_TARGET_QUANTILE)) pv->target_quantile = 0.5;
+    if (!SEEN(seen, P_CLIP_LR)) pv->clip_lr = 0.2;
+    int default_noise = !SEEN(seen, P_CLIP_BIT_NOISE);
+    if (default_noise) pv->clip_bit_noise = pv->dp_clients / 20.0;
+    if (!isnan(fl_dp_update_multiplier(pv->noise_multiplier, pv->clip_bit_noise))) return FL_OK;
+    return fl_fail(err, FL_EFORMAT,
+                   "%s: [privacy] adaptive_clip needs clip_bit_noise above noise_multiplier / 2 "
+                   "(Andrew et al. 2021, Theorem 1: the updates then take the noise multiplier "
+                   "(z^-2 - (2 clip_bit_noise)^-2)^-1/2); it has clip_bit_noise %g%s and "
+                   "noise_multiplier %g: raise clip_bit_noise or lower noise_multiplier",
+                   name, pv->clip_bit_noise, default_noise ? " (the default, dp_clients / 20)" : "",
+                   pv->noise_multiplier);
 }
 
 static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
@@ -569,10 +643,12 @@ static fl_status parse_owned(char *text, size_t n, const char *name, fl_plan *p,
     build_keys(keys);
     fl_conf_schema schema = {keys, N_KEYS, 0, set_key, p};
     static const int required[] = {K_ID, K_CLASSES};
-    uint64_t seen;
-    fl_status st = fl_conf_parse_text(text, name, &schema, &seen, err);
-    if (st == FL_OK) st = fl_conf_require(name, &schema, (unsigned)seen, required, 2, 0, err);
-    if (st == FL_OK) st = check_plan(name, p, seen, err);
+    uint64_t seen[FL_CONF_SEEN_WORDS] = {0};
+    fl_status st = fl_conf_parse_text(text, name, &schema, seen, err);
+    if (st == FL_OK) st = fl_conf_require(name, &schema, (unsigned)seen[0], required, 2, 0, err);
+    if (st == FL_OK) st = check_plan(name, p, seen[0], err);
+    if (st == FL_OK) st = check_adaptive(name, p, seen, err);
+    if (st == FL_OK) st = check_secagg(name, p, seen, err);
     if (st == FL_OK) {
         p->net.classes = p->n_classes;
         st = fl_sha256(text, n, p->sha256);
@@ -631,8 +707,24 @@ const fl_plan_training *fl_plan_training_of(const fl_plan *p, fl_phase ph) {
 }
 
 double fl_plan_dp_fedavg_std(const fl_plan_privacy *pv) {
+    return fl_plan_dp_fedavg_std_at(pv, pv->clip_norm);
+}
+
+double fl_plan_dp_fedavg_std_at(const fl_plan_privacy *pv, double C) {
     if (pv->mechanism != FL_DP_FEDAVG || pv->dp_clients <= pv->dp_dropouts) return 0;
-    return pv->noise_multiplier * pv->clip_norm / sqrt((double)(pv->dp_clients - pv->dp_dropouts));
+    return fl_plan_dp_fedavg_multiplier(pv) * C / sqrt((double)(pv->dp_clients - pv->dp_dropouts));
+}
+
+double fl_plan_dp_fedavg_multiplier(const fl_plan_privacy *pv) {
+    if (pv->mechanism != FL_DP_FEDAVG) return 0;
+    if (!pv->adaptive_clip) return pv->noise_multiplier;
+    return fl_dp_update_multiplier(pv->noise_multiplier, pv->clip_bit_noise);
+}
+
+double fl_plan_dp_fedavg_bit_std(const fl_plan_privacy *pv) {
+    if (pv->mechanism != FL_DP_FEDAVG || !pv->adaptive_clip || pv->dp_clients <= pv->dp_dropouts)
+        return 0;
+    return pv->clip_bit_noise / sqrt((double)(pv->dp_clients - pv->dp_dropouts));
 }
 
 void fl_plan_hash_hex(const fl_plan *p, char hex[65]) {

@@ -52,14 +52,27 @@ typedef struct {
      * sigma C at least. */
     int dp_clients;  /* n >= 1: the sites expected per round (required with dp-fedavg) */
     int dp_dropouts; /* k in [0, n): sites that may drop out of a round; default 0 */
+    /* DP-FedAvg's adaptive clipping (Andrew et al. 2021; docs/privacy.md, "Client-level
+     * DP-FedAvg"): clip_norm is the first round's C; each round the sites also send a noised bit
+     * [norm <= C] and the server moves C towards the target quantile of the update norms. The
+     * updates' noise multiplier is raised to fl_plan_dp_fedavg_multiplier so that updates and
+     * bits together cost what noise_multiplier costs. */
+    int adaptive_clip;      /* 1: adaptive (only with dp-fedavg); 0: C fixed (default) */
+    double target_quantile; /* gamma in (0, 1): the fraction of updates left unclipped (0.5) */
+    double clip_lr;         /* eta > 0: C_{t+1} = C_t exp(-eta (b_mean - gamma)) (0.2) */
+    double clip_bit_noise;  /* sigma_b > noise_multiplier / 2: the std of the noise on the sum
+                               of the n - k sites' bits (default dp_clients / 20) */
     /* Secure aggregation (docs/privacy.md, "Secure aggregation"): updates travel as
-     * ENCODING_FIXED32 masked so that the server learns only their sum. Needs clip_norm (each
-     * site clips its update delta to L2 norm C: the fixed-point range), uniform weights and
-     * FedBN off; not combined with DP-SGD yet. */
+     * ENCODING_FIXED32 masked so that the server learns only their sum. Each site clips its
+     * update to an L2 bound (fed/plan_secagg.h: clip_norm, or update_clip under DP-SGD), the
+     * fixed-point range; uniform weights and FedBN off. Under DP-FedAvg the noise is the
+     * discrete Gaussian, added in the encoded domain. */
     int secagg;                /* 1: secure aggregation of the trained phases' updates */
     uint32_t secagg_threshold; /* t; 0 = max(2, ceil(2n/3)) over the round's n participants */
     int secagg_cipher;         /* mask expansion: 0 aes-ctr (default), 1 chacha20 (values of
                                   crypto/stream.h's fl_stream_cipher) */
+    double update_clip;        /* DP-SGD with secagg: the L2 bound of each site's update (a
+                                  post-processing of the DP-SGD output: it costs no epsilon) */
 } fl_plan_privacy;
 
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;
@@ -122,9 +135,19 @@ fl_status fl_plan_load(const char *path, fl_plan *p, fl_err *err);
 fl_status fl_plan_parse(const char *text, size_t n, const char *name, fl_plan *p, fl_err *err);
 void fl_plan_destroy(fl_plan *p);
 
-/* DP-FedAvg: the noise std each site adds per coordinate, sigma C / sqrt(n - k); 0 for another
- * mechanism. */
+/* DP-FedAvg: the noise std each site adds per coordinate for the plan's clip_norm,
+ * fl_plan_dp_fedavg_std_at(pv, pv->clip_norm); 0 for another mechanism. */
 double fl_plan_dp_fedavg_std(const fl_plan_privacy *pv);
+/* ... for the clip norm C of a round (adaptive clipping moves it): z C / sqrt(n - k), z being
+ * fl_plan_dp_fedavg_multiplier; 0 for another mechanism. */
+double fl_plan_dp_fedavg_std_at(const fl_plan_privacy *pv, double C);
+/* DP-FedAvg: the noise multiplier of the updates: the plan's noise_multiplier z, or with
+ * adaptive clipping z_delta = (z^-2 - (2 sigma_b)^-2)^-1/2 (fed/dp_clip.h), which the plan's
+ * checks made defined; 0 for another mechanism. The accounting stays at z. */
+double fl_plan_dp_fedavg_multiplier(const fl_plan_privacy *pv);
+/* Adaptive clipping: the std of the noise each site adds to its bit, sigma_b / sqrt(n - k), so
+ * that the bits of n - k sites sum to noise of std sigma_b; 0 without adaptive clipping. */
+double fl_plan_dp_fedavg_bit_std(const fl_plan_privacy *pv);
 
 /* "statistics", "image", "features", "fusion" (and "none"). */
 const char *fl_phase_name(fl_phase ph);

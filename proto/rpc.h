@@ -39,8 +39,9 @@
 /* Secure aggregation (crypto/secagg.h's sizes, repeated here so that proto/ builds alone;
  * server/study_secagg.c checks that they agree). */
 #define FL_RPC_SECAGG_MAX_CLIENTS 255 /* sites of a round, and entries of its lists */
-#define FL_RPC_SECAGG_KEY_LEN 32      /* X25519 keys, Ed25519 public keys, shares */
+#define FL_RPC_SECAGG_KEY_LEN 32      /* X25519 keys and shares */
 #define FL_RPC_SECAGG_SIG_MAX 512     /* bytes of an advert's signature */
+#define FL_RPC_SECAGG_CERT_MAX 4096   /* bytes of an advert's DER certificate */
 #define FL_RPC_SECAGG_SHARE_CT_LEN 88 /* a sealed share: 8 + 2 * 32 bytes, then the 16-byte tag */
 /* Request metadata naming the client when the server runs --insecure (local experiments
  * only); with TLS the identity is the certificate's CN and this key is ignored. */

@@ -267,6 +267,7 @@ static fl_status update_header(const Fedlung__V1__UpdateHeader *m, fl_err *err) 
     TRY(check_range(n, "example_count", m->example_count, lo, INFINITY, err));
     TRY(check_range(n, "clip_norm", m->clip_norm, 0, INFINITY, err));
     TRY(check_range(n, "noise_multiplier", m->noise_multiplier, 0, INFINITY, err));
+    TRY(check_range(n, "clip_bit", m->clip_bit, -INFINITY, INFINITY, err)); /* noised: finite */
     return check_enum(n, "mechanism", m->mechanism, &fedlung__v1__dp_mechanism__descriptor, 0, err);
 }
 
@@ -365,7 +366,10 @@ static fl_status secagg_advert(const char *n, const Fedlung__V1__SecAggAdvert *m
     if (m->signature.len == 0 || m->signature.len > FL_RPC_SECAGG_SIG_MAX)
         return fl_fail(err, FL_EFORMAT, "%s.signature has %zu bytes, not 1 to %d", n,
                        m->signature.len, FL_RPC_SECAGG_SIG_MAX);
-    return check_bytes(n, "sign_public_key", m->sign_public_key, FL_RPC_SECAGG_KEY_LEN, err);
+    if (m->certificate.len == 0 || m->certificate.len > FL_RPC_SECAGG_CERT_MAX)
+        return fl_fail(err, FL_EFORMAT, "%s.certificate has %zu bytes, not 1 to %d", n,
+                       m->certificate.len, FL_RPC_SECAGG_CERT_MAX);
+    return FL_OK;
 }
 
 static fl_status secagg_share(const char *n, const Fedlung__V1__SecAggShare *m, fl_err *err) {

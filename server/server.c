@@ -573,10 +573,18 @@ static void on_first_message(fl_server *s, call_ctx *c) {
         }
         break;
     }
-    case FL_RPC_ADVERTISE_KEYS:
-        fl_study_advertise_keys(s->study, c->id, (Fedlung__V1__SecAggAdvert *)rq, msg_len, msg_sha,
-                                &c->send, &st);
+    case FL_RPC_ADVERTISE_KEYS: {
+        /* the TLS peer's certificate, which the advert's must be */
+        grpc_auth_context *ac = s->cfg->tls.insecure ? NULL : grpc_call_auth_context(c->call);
+        grpc_auth_property_iterator it =
+            grpc_auth_context_find_properties_by_name(ac, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+        const grpc_auth_property *pem = ac ? grpc_auth_property_iterator_next(&it) : NULL;
+        fl_study_advertise_keys(s->study, c->id, pem ? pem->value : NULL,
+                                pem ? pem->value_length : 0, (Fedlung__V1__SecAggAdvert *)rq,
+                                msg_len, msg_sha, &c->send, &st);
+        if (ac) grpc_auth_context_release(ac);
         break;
+    }
     case FL_RPC_SHARE_KEYS:
         fl_study_share_keys(s->study, c->id, (Fedlung__V1__SecAggShares *)rq, msg_len, msg_sha,
                             &c->send, &st);

@@ -15,7 +15,8 @@
 #include "common/atomic.h"
 #include "crypto/hash.h"
 
-#define STATE_MAGIC "FLSTATE1"
+#define STATE_MAGIC "FLSTATE2"    /* written: version 1 and the clip norm after opt_step */
+#define STATE_MAGIC_V1 "FLSTATE1" /* read too: no clip norm */
 
 void fl_server_state_destroy(fl_server_state *st) {
     free(st->global);
@@ -30,7 +31,8 @@ static void state_path(const char *dir, int64_t round, char *out, size_t cap) {
     snprintf(out, cap, "%s/state/round-%lld.bin", dir, (long long)round);
 }
 
-/* ---- the state file: magic, sizes, vectors, standardizations, SHA-256 of all before ---- */
+/* ---- the state file: magic, sizes, the clip norm, vectors, standardizations, SHA-256 of all
+ * before ---- */
 
 typedef struct {
     FILE *f;
@@ -60,6 +62,7 @@ static fl_status write_state(const char *path, const fl_server_state *st, fl_err
     put_u64(&w, st->n_rnet);
     put_u64(&w, st->n_opt);
     put_u64(&w, (uint64_t)st->opt_step);
+    put(&w, &st->clip, sizeof st->clip);
     if (st->global) put(&w, st->global, (st->n_params + st->n_buffers) * sizeof(float));
     put(&w, st->rnet, st->n_rnet * sizeof(float));
     put(&w, st->m, st->n_opt * sizeof(float));
@@ -138,7 +141,8 @@ static fl_status read_state(const char *path, int64_t round, fl_server_state *st
     fclose(f);
     fl_status s = FL_OK;
     uint8_t digest[FL_SHA256_LEN];
-    if (len < 8 + 32 || memcmp(buf, STATE_MAGIC, 8) != 0 ||
+    int v1 = len >= 8 && memcmp(buf, STATE_MAGIC_V1, 8) == 0;
+    if (len < 8 + 32 || (!v1 && memcmp(buf, STATE_MAGIC, 8) != 0) ||
         fl_sha256(buf, (size_t)len - 32, digest) != FL_OK ||
         memcmp(digest, buf + len - 32, 32) != 0) {
         free(buf);
@@ -152,6 +156,9 @@ static fl_status read_state(const char *path, int64_t round, fl_server_state *st
     st->n_rnet = get_u64(&r);
     st->n_opt = get_u64(&r);
     st->opt_step = (int)get_u64(&r);
+    st->clip = 0;
+    if (!v1) get(&r, &st->clip, sizeof st->clip);
+    if (!(st->clip >= 0) || !isfinite(st->clip)) r.bad = 1;
     if (has_global) st->global = get_array(&r, st->n_params + st->n_buffers, sizeof(float));
     st->rnet = get_array(&r, st->n_rnet, sizeof(float));
     st->m = get_array(&r, st->n_opt, sizeof(float));
@@ -211,8 +218,17 @@ static char *journal_line(const fl_plan *p, const fl_journal_row *r) {
     put_list(f, r->auc, p->n_classes);
     fputs(",\"ap\":", f);
     put_list(f, r->ap, p->n_classes);
-    fprintf(f, ",\"model_version\":%llu,\"model_sha256\":\"%s\",\"unix_ms\":%lld}\n",
+    fprintf(f, ",\"model_version\":%llu,\"model_sha256\":\"%s\",\"unix_ms\":%lld",
             (unsigned long long)r->model_version, r->model_sha256, (long long)r->unix_ms);
+    if (isfinite(r->clip_norm)) {
+        fputs(",\"clip_norm\":", f);
+        put_num(f, r->clip_norm);
+        fputs(",\"clip_bits_mean\":", f);
+        put_num(f, r->clip_bits_mean);
+        fputs(",\"clip_next\":", f);
+        put_num(f, r->clip_next);
+    }
+    fputs("}\n", f);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -291,7 +307,17 @@ static int parse_row(const fl_plan *p, const char *line, fl_journal_row *r) {
     if (n != 0 && n != 64) return 0;
     memcpy(r->model_sha256, h + 1, n);
     r->model_sha256[n] = 0;
-    return 1;
+    /* adaptive clipping's three, all or none */
+    const char *clips[3] = {"clip_norm", "clip_bits_mean", "clip_next"};
+    double *cv[3] = {&r->clip_norm, &r->clip_bits_mean, &r->clip_next};
+    int found = 0;
+    for (int i = 0; i < 3; i++) {
+        *cv[i] = NAN;
+        if (!(q = field(line, clips[i]))) continue;
+        if (!parse_num(&q, cv[i])) return 0;
+        found++;
+    }
+    return found == 0 || (found == 3 && r->clip_norm > 0 && r->clip_next > 0);
 }
 
 /* rounds.csv from the rows. */
@@ -302,9 +328,10 @@ static fl_status write_csv(const char *dir, const fl_plan *p, const fl_journal_r
     fl_atomic_file af;
     fl_status s = fl_atomic_open(&af, path, err);
     if (s != FL_OK) return s;
+    int clip = p->privacy.adaptive_clip;
     fputs("round,phase,participants,loss,macro_auc", af.f);
     for (int k = 0; k < p->n_classes; k++) fprintf(af.f, ",auc_%s", p->class_names[k]);
-    fputc('\n', af.f);
+    fputs(clip ? ",clip_norm\n" : "\n", af.f);
     for (int i = 0; i < n; i++) {
         const fl_journal_row *r = &rows[i];
         fprintf(af.f, "%lld,%s,%d,", (long long)r->round, fl_phase_name(r->phase), r->participants);
@@ -315,6 +342,8 @@ static fl_status write_csv(const char *dir, const fl_plan *p, const fl_journal_r
             fputc(',', af.f);
             if (isfinite(r->auc[k])) fprintf(af.f, "%.6f", r->auc[k]);
         }
+        if (clip) fputc(',', af.f);
+        if (clip && isfinite(r->clip_norm)) fprintf(af.f, "%.9g", r->clip_norm);
         fputc('\n', af.f);
     }
     return fl_atomic_commit(&af, err);

@@ -29,6 +29,10 @@ typedef struct {
     uint64_t model_version;
     char model_sha256[65]; /* "" when the phase has no model (statistics) */
     int64_t unix_ms;
+    /* DP-FedAvg with adaptive clipping, a trained round (NaN otherwise; the journal line then
+     * has no such keys, nor rounds.csv a clip_norm cell): the clip norm C of its updates, the
+     * mean of their noised bits and the C the rule gives the next round of the phase */
+    double clip_norm, clip_bits_mean, clip_next;
 } fl_journal_row;
 
 /* What a state file holds. Vectors are heap (fl_server_state_destroy frees them). */
@@ -43,13 +47,14 @@ typedef struct {
     int opt_step;
     int has_std[4]; /* by fl_modality - 1 */
     fl_stats_result std[4];
+    double clip; /* DP-FedAvg's adaptive clipping: the clip norm of the next round; 0: none */
 } fl_server_state;
 
 void fl_server_state_destroy(fl_server_state *st);
 
 /* Commits round st->row: the state file, the journal line, rounds.csv (columns round, phase,
- * participants, loss, macro_auc, auc_<class>... for p's classes). Returns FL_OK or FL_EIO /
- * FL_ENOMEM naming the file. */
+ * participants, loss, macro_auc, auc_<class>... for p's classes, then clip_norm when p has
+ * adaptive clipping). Returns FL_OK or FL_EIO / FL_ENOMEM naming the file. */
 fl_status fl_state_commit(const char *state_dir, const fl_plan *p, const fl_server_state *st,
                           fl_err *err);
 

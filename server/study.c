@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "crypto/dp_accountant.h"
+#include "fed/dp_clip.h"
 #include "server/gmodel.h"
 #include "study_impl.h"
 
@@ -211,6 +212,7 @@ void fl_study_step_begin(fl_study *s, study_step step, int64_t now) {
 static void round_begin(fl_study *s, int64_t now) {
     fl_agg_begin_round(&s->agg);
     s->participants = 0;
+    s->clip_bits = 0;
     s->evaluated = 0; /* a round without an evaluation step reports none */
     s->eval_loss = 0;
     s->eval_patients = 0;
@@ -272,7 +274,10 @@ static fl_status phase_finish(fl_study *s, fl_err *err) {
  * server counts the rounds before its restart. Each committed trained round of m sites is one
  * Gaussian mechanism on the uniform sum (sensitivity C) with noise std sigma C sqrt(m / (n - k)),
  * i.e. noise multiplier sigma sqrt(m / (n - k)), at sampling rate q = m / allowed sites (1
- * without an allow list). Returns FL_OK, or the accountant's failure. */
+ * without an allow list). Under adaptive clipping the sites' updates carry the larger
+ * multiplier z_delta and their bits noise sigma_b, which together cost what sigma alone does
+ * (fed/dp_clip.h): the accounting is the same, and the record adds the round's C, the mean of
+ * its bits and the next C. Returns FL_OK, or the accountant's failure. */
 static fl_status dp_round_record(fl_study *s, fl_err *err) {
     const fl_plan_privacy *pv = &s->plan->privacy;
     if (pv->mechanism != FL_DP_FEDAVG || !fl_plan_training_of(s->plan, s->phase)) return FL_OK;
@@ -293,18 +298,30 @@ static fl_status dp_round_record(fl_study *s, fl_err *err) {
         st = fl_accountant_epsilon(acc, pv->delta, FL_DP_CONVERSION_BALLE, &eps, NULL, err);
     fl_accountant_free(acc);
     if (st != FL_OK) return st;
-    char data[512], e[32] = "null";
+    const fl_journal_row *row = &s->rows[s->n_rows - 1];
+    char data[1024], e[32] = "null", adaptive[512] = "", line[160] = "";
     if (isfinite(eps)) snprintf(e, sizeof e, "%.17g", eps);
+    if (pv->adaptive_clip) {
+        snprintf(adaptive, sizeof adaptive,
+                 ",\"adaptive_clip\":true,\"noise_multiplier_update\":%.17g,"
+                 "\"clip_bit_noise\":%.17g,\"target_quantile\":%.17g,\"clip_lr\":%.17g,"
+                 "\"clip_bits_mean\":%.17g,\"clip_next\":%.17g",
+                 fl_plan_dp_fedavg_multiplier(pv), pv->clip_bit_noise, pv->target_quantile,
+                 pv->clip_lr, row->clip_bits_mean, row->clip_next);
+        snprintf(line, sizeof line, "; C %.4g, bits mean %.3f (target %g): next C %.4g",
+                 row->clip_norm, row->clip_bits_mean, pv->target_quantile, row->clip_next);
+    }
     snprintf(data, sizeof data,
              "{\"mechanism\":\"dp-fedavg\",\"phase\":\"%s\",\"participants\":%d,"
              "\"sample_rate\":%.17g,\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,"
-             "\"noise_multiplier_round\":%.17g,\"rounds\":%d,\"delta\":%.17g,\"epsilon\":%s}",
-             fl_phase_name(s->phase), s->participants, q, pv->clip_norm, pv->noise_multiplier,
-             sigma, rounds, pv->delta, e);
+             "\"noise_multiplier_round\":%.17g,\"rounds\":%d,\"delta\":%.17g,\"epsilon\":%s%s}",
+             fl_phase_name(s->phase), s->participants, q,
+             pv->adaptive_clip ? row->clip_norm : pv->clip_norm, pv->noise_multiplier, sigma,
+             rounds, pv->delta, e, adaptive);
     fl_study_event(s, "dp_round", "", data,
                    "round %lld: DP-FedAvg over %d sites (q %g, sigma %g), epsilon %.4g after %d "
-                   "rounds (delta %g)",
-                   (long long)s->round, s->participants, q, sigma, eps, rounds, pv->delta);
+                   "rounds (delta %g)%s",
+                   (long long)s->round, s->participants, q, sigma, eps, rounds, pv->delta, line);
     return FL_OK;
 }
 
@@ -335,6 +352,20 @@ static void commit(fl_study *s, int64_t now) {
     row.model_version = s->model ? s->model->version : 0;
     if (s->model) fl_hex_encode(s->model->sha256, 32, row.model_sha256);
     row.unix_ms = now;
+    /* adaptive clipping: this round's C, its bits' mean and the next C; a new phase starts
+     * again from the plan's clip_norm */
+    const fl_plan_privacy *pv = &s->plan->privacy;
+    int adaptive = pv->mechanism == FL_DP_FEDAVG && pv->adaptive_clip;
+    row.clip_norm = row.clip_bits_mean = row.clip_next = NAN;
+    if (adaptive && fl_plan_training_of(s->plan, s->phase)) {
+        row.clip_norm = s->clip;
+        row.clip_bits_mean = fl_dp_clip_bits_mean(s->clip_bits, s->participants, pv->dp_clients);
+        row.clip_next =
+            fl_dp_adaptive_clip_next(s->clip, row.clip_bits_mean, pv->target_quantile, pv->clip_lr);
+    }
+    double clip_after = !adaptive                                ? 0
+                        : row.phase_done || isnan(row.clip_next) ? pv->clip_norm
+                                                                 : row.clip_next;
 
     fl_server_state st;
     memset(&st, 0, sizeof st);
@@ -354,6 +385,7 @@ static void commit(fl_study *s, int64_t now) {
     }
     memcpy(st.has_std, s->has_std, sizeof st.has_std);
     memcpy(st.std, s->std, sizeof st.std);
+    st.clip = clip_after;
     if (row.phase_done && phase_finish(s, &err) != FL_OK) return fail(s, &err);
     if (fl_state_commit(s->cfg->state_dir, s->plan, &st, &err) != FL_OK) return fail(s, &err);
     fl_journal_row *grown = realloc(s->rows, (size_t)(s->n_rows + 1) * sizeof *grown);
@@ -375,6 +407,7 @@ static void commit(fl_study *s, int64_t now) {
     if (dp_round_record(s, &err) != FL_OK) return fail(s, &err);
     if (s->log->audit && fl_audit_checkpoint(s->log->audit, s->round, &err) != FL_OK)
         return fail(s, &err);
+    if (adaptive) s->clip = clip_after;
 
     s->round++;
     s->attempt = 0;
@@ -549,6 +582,24 @@ uint64_t fl_study_epoch(const fl_study *s) {
 
 /* ---- open, resume, free ---- */
 
+/* Adaptive clipping: the clip norm the next round uses, from the state file of the last
+ * committed round, which must agree with its journal line (the rule's next C, or the plan's
+ * clip_norm when the phase was done). */
+static fl_status resume_clip(fl_study *s, const fl_server_state *st, fl_err *err) {
+    const fl_plan_privacy *pv = &s->plan->privacy;
+    const fl_journal_row *last = &s->rows[s->n_rows - 1];
+    if (pv->mechanism != FL_DP_FEDAVG || !pv->adaptive_clip) return FL_OK;
+    double want = last->phase_done || isnan(last->clip_next) ? pv->clip_norm : last->clip_next;
+    if (st->clip != want)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s/state/round-%lld.bin: its clip norm %.17g is not the %.17g of "
+                       "journal.jsonl's round %lld (adaptive clipping)",
+                       s->cfg->state_dir, (long long)last->round, st->clip, want,
+                       (long long)last->round);
+    s->clip = st->clip;
+    return FL_OK;
+}
+
 fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_plan *p, fl_slog *log,
                         fl_err *err) {
     *out = NULL;
@@ -561,6 +612,7 @@ fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_pl
     s->plan = p;
     s->log = log;
     s->join_since_ms = fl_now_ms();
+    s->clip = p->privacy.clip_norm;
     fl_server_state st;
     fl_status rc = fl_state_load(cfg->state_dir, p, &s->rows, &s->n_rows, &st, err);
     if (rc != FL_OK) {
@@ -571,6 +623,7 @@ fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_pl
     s->round = 1;
     s->phase_round = 1;
     float *resume = NULL;
+    if (s->n_rows && (rc = resume_clip(s, &st, err)) != FL_OK) goto fail;
     if (s->n_rows) {
         const fl_journal_row *last = &s->rows[s->n_rows - 1];
         s->round = last->round + 1;
@@ -612,9 +665,10 @@ fl_status fl_study_open(fl_study **out, const fl_server_config *cfg, const fl_pl
         s->step = STEP_JOIN;
     }
     if (s->n_rows) {
-        char data[128];
-        snprintf(data, sizeof data, "{\"committed\":%lld,\"next_phase\":\"%s\"}",
-                 (long long)s->round - 1, fl_phase_name(ph));
+        char data[160], clip[48] = "";
+        if (p->privacy.adaptive_clip) snprintf(clip, sizeof clip, ",\"clip_norm\":%.17g", s->clip);
+        snprintf(data, sizeof data, "{\"committed\":%lld,\"next_phase\":\"%s\"%s}",
+                 (long long)s->round - 1, fl_phase_name(ph), clip);
         if (ph == FL_PHASE_NONE)
             fl_study_event(s, "resume", "", data,
                            "every phase was committed before the restart (%lld rounds)",

@@ -98,11 +98,14 @@ grpc_status_code fl_study_status(fl_study *s, grpc_byte_buffer **reply, fl_rpc_s
  * its unmask answer, each for the step of the round that holds its task (FAILED_PRECONDITION
  * otherwise; INVALID_ARGUMENT for what the protocol refuses: that site then counts as dropped
  * at the step's deadline). len and sha256 are the request's bytes as received (recorded and
- * echoed in the Receipt, as PutEval's). On OK *reply is a Receipt. */
-grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id,
-                                         const Fedlung__V1__SecAggAdvert *rq, uint64_t len,
-                                         const uint8_t sha256[32], grpc_byte_buffer **reply,
-                                         fl_rpc_status *st);
+ * echoed in the Receipt, as PutEval's). On OK *reply is a Receipt. An advert is accepted only
+ * when its certificate is the TLS peer's (peer_pem, peer_len bytes of PEM: the same CN and key;
+ * NULL under insecure, where it is not checked), chains to the server's CA as a client's with
+ * CN id, and signed it; the SHA-256 of that certificate goes into the advert's record. */
+grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id, const char *peer_pem,
+                                         size_t peer_len, const Fedlung__V1__SecAggAdvert *rq,
+                                         uint64_t len, const uint8_t sha256[32],
+                                         grpc_byte_buffer **reply, fl_rpc_status *st);
 grpc_status_code fl_study_share_keys(fl_study *s, const char *id,
                                      const Fedlung__V1__SecAggShares *rq, uint64_t len,
                                      const uint8_t sha256[32], grpc_byte_buffer **reply,

@@ -203,7 +203,7 @@ static grpc_status_code work_task(fl_study *s, const participant *p, grpc_byte_b
     const fl_plan_privacy *pv = &s->plan->privacy;
     if (pt && s->step == STEP_TRAIN && pv->mechanism != FL_DP_NONE) {
         pp.mechanism = (Fedlung__V1__DpMechanism)pv->mechanism;
-        pp.clip_norm = pv->clip_norm;
+        pp.clip_norm = pv->mechanism == FL_DP_FEDAVG ? s->clip : pv->clip_norm; /* adaptive */
         pp.noise_multiplier = pv->noise_multiplier;
         pp.sample_rate = pv->sample_rate;
         pp.delta = pv->delta;
@@ -374,17 +374,20 @@ grpc_status_code fl_study_update_begin(fl_study *s, const char *id,
     const fl_plan_training *pt = fl_plan_training_of(s->plan, s->phase);
     const fl_plan_privacy *pv = &s->plan->privacy;
     /* DP-FedAvg: uniform weights inside the DP sum (the plan has weighted = false), and the
-     * update must declare the plan's clipping and noise and carry no example count */
+     * update must declare the round's clipping and the plan's noise and carry no example count
+     * (and a clipping bit only under adaptive clipping) */
     if (pt && pv->mechanism == FL_DP_FEDAVG &&
         (h->mechanism != FEDLUNG__V1__DP_MECHANISM__DP_MECHANISM_DP_FEDAVG ||
          h->count_kind != FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED || h->example_count != 0 ||
-         h->clip_norm != pv->clip_norm || h->noise_multiplier != pv->noise_multiplier))
-        return fl_rpc_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                                 "the plan trains with DP-FedAvg (C %g, sigma %g, no example "
-                                 "count); the update declares mechanism %d, C %g, sigma %g, "
-                                 "count kind %d",
-                                 pv->clip_norm, pv->noise_multiplier, (int)h->mechanism,
-                                 h->clip_norm, h->noise_multiplier, (int)h->count_kind);
+         h->clip_norm != s->clip || h->noise_multiplier != pv->noise_multiplier ||
+         (!pv->adaptive_clip && h->clip_bit != 0)))
+        return fl_rpc_status_set(
+            st, GRPC_STATUS_INVALID_ARGUMENT,
+            "the plan trains with DP-FedAvg (C %g, sigma %g, no example "
+            "count%s); the update declares mechanism %d, C %g, sigma %g, "
+            "count kind %d, clipping bit %g",
+            s->clip, pv->noise_multiplier, pv->adaptive_clip ? "" : ", no clipping bit",
+            (int)h->mechanism, h->clip_norm, h->noise_multiplier, (int)h->count_kind, h->clip_bit);
     double weight = 1;
     if (pt && pt->weighted) {
         if (h->count_kind == FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED || !(h->example_count > 0))
@@ -412,6 +415,7 @@ stage:
     s->up.examples = h->example_count;
     s->up.clip_norm = h->clip_norm;
     s->up.noise_multiplier = h->noise_multiplier;
+    s->up.clip_bit = h->clip_bit;
     s->up.mechanism = (int)h->mechanism;
     return fl_rpc_status_set(st, GRPC_STATUS_OK, "ok");
 }
@@ -510,14 +514,19 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
     p->state = PART_DONE;
     p->last_round = (uint64_t)s->round;
     s->participants++;
-    char data[400];
+    char data[448], bit[48] = "";
+    if (s->plan->privacy.adaptive_clip && !masked && fl_plan_training_of(s->plan, s->phase)) {
+        /* the round's bits, for the next C */
+        s->clip_bits += s->up.clip_bit;
+        snprintf(bit, sizeof bit, ",\"clip_bit\":%.17g", s->up.clip_bit);
+    }
     static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
     snprintf(data, sizeof data,
              "{\"bytes\":%llu,\"sha256\":\"%s\",\"examples\":%.0f,\"mechanism\":\"%s\","
-             "\"clip_norm\":%.9g,\"noise_multiplier\":%.9g%s}",
+             "\"clip_norm\":%.17g,\"noise_multiplier\":%.9g%s%s}",
              (unsigned long long)s->up.length, hex, s->up.examples,
              s->up.mechanism >= 0 && s->up.mechanism <= 2 ? mech[s->up.mechanism] : "?",
-             s->up.clip_norm, s->up.noise_multiplier, masked ? ",\"masked\":true" : "");
+             s->up.clip_norm, s->up.noise_multiplier, bit, masked ? ",\"masked\":true" : "");
     fl_study_event(s, "update_accepted", id, data,
                    "update of round %lld accepted: %llu bytes, sha256 %.16s…", (long long)s->round,
                    (unsigned long long)s->up.length, hex);

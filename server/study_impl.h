@@ -3,6 +3,7 @@
 #ifndef FL_STUDY_IMPL_H
 #define FL_STUDY_IMPL_H
 
+#include "crypto/cert_sign.h"
 #include "crypto/hash.h"
 #include "crypto/secagg.h"
 #include "eval/metrics.h"
@@ -30,9 +31,11 @@ typedef struct {
     int has_features[4];
     int told_done; /* it was answered DONE */
     /* secure aggregation (study_secagg.c): its number in the round (0: not in it) and the
-     * Ed25519 public key its advert was signed with, relayed to the peers */
+     * certificate (DER) its advert was signed with, the TLS identity it connected with, relayed
+     * to the peers */
     uint32_t sa_index;
-    uint8_t sa_sign_pk[FL_SECAGG_KEY_LEN];
+    size_t sa_cert_len;
+    uint8_t sa_cert[FL_CERT_DER_MAX];
 } participant;
 
 /* A secure-aggregation round runs SA_ADVERTISE, SA_SHARE, TRAIN (the masked inputs), SA_UNMASK,
@@ -85,6 +88,7 @@ struct fl_study {
         uint8_t sha256[32];
         double examples;
         double clip_norm, noise_multiplier; /* declared by the site (DP) */
+        double clip_bit;                    /* its noised bit (adaptive clipping) */
         int mechanism;
         fl_sha256_ctx h;
         int has_h;
@@ -102,6 +106,11 @@ struct fl_study {
         fl_secagg_unmask_request req; /* survivors and dropped, once the masked step closed */
         int masked_upload;            /* the staged upload is a masked input (up.*) */
     } sa;
+    /* DP-FedAvg: the clip norm C of the round's trained updates (the plan's, or under adaptive
+     * clipping the one the rule reached: resumed from the state file), and the sum of the
+     * noised bits of the updates accepted in the round (study_calls.c) */
+    double clip;
+    double clip_bits;
     /* the round's evaluation */
     fl_score_hist hist;
     int has_hist;

@@ -15,15 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/cert_sign.h"
 #include "crypto/fixedpoint.h"
-#include "crypto/sign.h"
+#include "fed/plan_secagg.h"
 #include "study_impl.h"
 
 _Static_assert(FL_RPC_SECAGG_MAX_CLIENTS == FL_SECAGG_MAX_CLIENTS, "proto/rpc.h vs secagg.h");
 _Static_assert(FL_RPC_SECAGG_KEY_LEN == FL_SECAGG_KEY_LEN, "proto/rpc.h vs secagg.h");
 _Static_assert(FL_RPC_SECAGG_KEY_LEN == FL_X25519_LEN, "proto/rpc.h vs kex.h");
-_Static_assert(FL_RPC_SECAGG_KEY_LEN == FL_ED25519_PUB_LEN, "proto/rpc.h vs sign.h");
 _Static_assert(FL_RPC_SECAGG_SIG_MAX == FL_SECAGG_SIG_MAX, "proto/rpc.h vs secagg.h");
+_Static_assert(FL_CERT_SIG_MAX <= FL_SECAGG_SIG_MAX, "cert_sign.h vs secagg.h");
+_Static_assert(FL_RPC_SECAGG_CERT_MAX == FL_CERT_DER_MAX, "proto/rpc.h vs cert_sign.h");
 _Static_assert(FL_RPC_SECAGG_SHARE_CT_LEN == FL_SECAGG_SHARE_CT_LEN, "proto/rpc.h vs secagg.h");
 _Static_assert(FL_RPC_SECAGG_KEY_LEN == FL_SHAMIR_SECRET_LEN, "proto/rpc.h vs shamir.h");
 
@@ -33,10 +35,6 @@ _Static_assert(_Generic(&fl_secagg_server_add_masked,
                         fl_status (*)(fl_secagg_server *, const fl_secagg_masked *, fl_err *) : 1,
                         default : 0),
                "the server sums masked views only");
-
-/* Headroom bits of the fixed-point range (crypto/fixedpoint.h): no noise is added in the
- * encoded domain yet, one bit keeps the sum of n clipped encodings clear of 2^31. */
-#define SA_SCALE_MARGIN 1
 
 #define precondition(st, ...) fl_rpc_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, __VA_ARGS__)
 
@@ -52,7 +50,10 @@ void fl_study_sa_reset(fl_study *s) {
     s->sa.n_u1 = 0;
     s->sa.masked_upload = 0;
     memset(&s->sa.req, 0, sizeof s->sa.req);
-    for (size_t i = 0; i < s->n_parts; i++) s->parts[i].sa_index = 0;
+    for (size_t i = 0; i < s->n_parts; i++) {
+        s->parts[i].sa_index = 0;
+        s->parts[i].sa_cert_len = 0;
+    }
 }
 
 static participant *by_index(fl_study *s, uint32_t index) {
@@ -61,19 +62,23 @@ static participant *by_index(fl_study *s, uint32_t index) {
     return NULL;
 }
 
-/* Server-side check of an advert's signature with the Ed25519 key that came with it (the peers
- * check it again; binding that key to the site's TLS identity is remaining work). */
-static int verify_advert(void *ctx, uint32_t index, const char *id, const uint8_t *msg, size_t n,
-                         const uint8_t *sig, size_t sig_len) {
-    participant *p = by_index(ctx, index);
-    fl_sign_key *k = NULL;
-    fl_err err;
-    if (!p || strcmp(p->id, id) != 0 || sig_len != FL_ED25519_SIG_LEN ||
-        fl_sign_key_from_public(p->sa_sign_pk, &k, &err) != FL_OK)
-        return 0;
-    int ok = fl_sign_verify(k, msg, n, sig);
-    fl_sign_key_free(k);
-    return ok;
+/* Holds an advert to the connection it came on (peer_pem, the TLS peer's certificate): its
+ * certificate is the peer's (same CN, same key), chains to this server's CA as a client's with
+ * CN id, and its key signed the advert's bytes. Under insecure there is no TLS identity to hold
+ * it to: relayed unchecked (the peers check it all the same). */
+static fl_status check_advert(const fl_study *s, const char *id, const char *peer_pem,
+                              size_t peer_len, const fl_secagg_advert *a,
+                              const ProtobufCBinaryData *cert, fl_err *err) {
+    if (s->cfg->tls.insecure) return FL_OK;
+    if (!peer_pem) return fl_fail(err, FL_EINVAL, "the connection shows no TLS client certificate");
+    uint8_t msg[FL_SECAGG_ADVERT_BYTES_MAX];
+    size_t n = fl_secagg_advert_bytes(s->cfg->study, (uint64_t)s->round, a, msg);
+    fl_status st =
+        fl_cert_match_pem(cert->data, cert->len, peer_pem, peer_len, "its certificate", err);
+    if (st == FL_OK)
+        st = fl_cert_verify(s->cfg->tls.ca, cert->data, cert->len, id, msg, n, a->sig, a->sig_len,
+                            "its certificate", err);
+    return st;
 }
 
 /* The round cannot run or lost too many sites: recorded, then retried like a round below
@@ -104,15 +109,15 @@ void fl_study_sa_round_begin(fl_study *s, int64_t now) {
     fl_status st = FL_OK;
     if (n < 2 || s->sa.t > n)
         st = fl_fail(&err, FL_EINVAL, "secure aggregation needs t = %u of %u sites", s->sa.t, n);
-    if (st == FL_OK) st = fl_fixed_scale_for(pv->clip_norm, n, SA_SCALE_MARGIN, &s->sa.scale, &err);
+    if (st == FL_OK) st = fl_plan_sa_scale(pv, n, &s->sa.scale, &err);
     fl_secagg_params p = {.study = s->cfg->study,
                           .round = (uint64_t)s->round,
                           .n = n,
                           .t = s->sa.t,
                           .dim = s->sa.dim,
                           .cipher = (fl_stream_cipher)s->sa.cipher};
-    fl_secagg_hooks hooks = {.verify = verify_advert, .ctx = s};
-    if (st == FL_OK) st = fl_secagg_server_new(&p, &hooks, &s->sa.srv, &err);
+    /* no verify hook: fl_study_advertise_keys checks each advert with more to say */
+    if (st == FL_OK) st = fl_secagg_server_new(&p, NULL, &s->sa.srv, &err);
     if (st != FL_OK) {
         /* a step that asks nobody and ends at its deadline with a retry (sites may join) */
         char data[FL_ERR_LEN + 64], esc[FL_ERR_LEN];
@@ -285,8 +290,8 @@ grpc_status_code fl_study_sa_pack_task(fl_study *s, const participant *p, Fedlun
             adv[i].c_pk = (ProtobufCBinaryData){FL_X25519_LEN, (uint8_t *)a->c_pk};
             adv[i].s_pk = (ProtobufCBinaryData){FL_X25519_LEN, (uint8_t *)a->s_pk};
             adv[i].signature = (ProtobufCBinaryData){a->sig_len, (uint8_t *)a->sig};
-            adv[i].sign_public_key =
-                (ProtobufCBinaryData){FL_ED25519_PUB_LEN, q ? q->sa_sign_pk : (uint8_t *)""};
+            adv[i].certificate =
+                (ProtobufCBinaryData){q ? q->sa_cert_len : 0, q ? q->sa_cert : (uint8_t *)""};
             advp[i] = &adv[i];
         }
         t->n_secagg_adverts = n;
@@ -443,10 +448,10 @@ static grpc_status_code receipt(fl_study *s, participant *p, const char *kind, c
     return code;
 }
 
-grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id,
-                                         const Fedlung__V1__SecAggAdvert *rq, uint64_t len,
-                                         const uint8_t sha256[32], grpc_byte_buffer **reply,
-                                         fl_rpc_status *st) {
+grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id, const char *peer_pem,
+                                         size_t peer_len, const Fedlung__V1__SecAggAdvert *rq,
+                                         uint64_t len, const uint8_t sha256[32],
+                                         grpc_byte_buffer **reply, fl_rpc_status *st) {
     participant *p =
         sa_caller(s, id, rq->study_id, rq->round, STEP_SA_ADVERTISE, "key adverts", st);
     if (!p) return st->code;
@@ -461,17 +466,22 @@ grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id,
     memcpy(a.c_pk, rq->c_pk.data, FL_X25519_LEN);
     memcpy(a.s_pk, rq->s_pk.data, FL_X25519_LEN);
     a.sig_len = rq->signature.len;
-    memcpy(a.sig, rq->signature.data, a.sig_len);
-    memcpy(p->sa_sign_pk, rq->sign_public_key.data, FL_ED25519_PUB_LEN);
-    fl_err err;
-    fl_status fs = fl_secagg_server_add_advert(s->sa.srv, &a, &err);
+    memcpy(a.sig, rq->signature.data, a.sig_len); /* validated: 1..FL_SECAGG_SIG_MAX bytes */
+    fl_err err = {{0}};
+    uint8_t cert_sha[FL_SHA256_LEN];
+    fl_status fs = check_advert(s, id, peer_pem, peer_len, &a, &rq->certificate, &err);
+    if (fs == FL_OK && fl_sha256(rq->certificate.data, rq->certificate.len, cert_sha) != FL_OK)
+        fs = fl_fail(&err, FL_EBACKEND, "SHA-256 of its certificate failed");
+    if (fs == FL_OK) fs = fl_secagg_server_add_advert(s->sa.srv, &a, &err);
     if (fs != FL_OK) {
         fl_study_event(s, "secagg_refused", id, NULL, "advert refused: %s", err.msg);
         return fl_rpc_status_from(st, fs, &err);
     }
-    char data[200], kid[65];
-    fl_hex_encode(p->sa_sign_pk, FL_ED25519_PUB_LEN, kid);
-    snprintf(data, sizeof data, "\"index\":%u,\"sign_public_key\":\"%s\"", a.index, kid);
+    memcpy(p->sa_cert, rq->certificate.data, rq->certificate.len); /* validated: fits */
+    p->sa_cert_len = rq->certificate.len;
+    char data[200], hex[FL_SHA256_HEX];
+    fl_hex_encode(cert_sha, FL_SHA256_LEN, hex);
+    snprintf(data, sizeof data, "\"index\":%u,\"certificate_sha256\":\"%s\"", a.index, hex);
     return receipt(s, p, "secagg_advert", data, "key advert accepted", len, sha256, reply, st);
 }
 

@@ -1,5 +1,7 @@
-/* privacy.c - what DP-SGD cost each simulated hospital: the epsilon in the records of its
- * outbox log, gathered per round into DIR/privacy.csv, the round lines and DIR/epsilon.png.
+/* privacy.c - what DP cost each simulated hospital: the epsilon in the records of its outbox
+ * log (DP-SGD, or DP-FedAvg counted by the hospital at q 1), gathered per round into
+ * DIR/privacy.csv (with the round's clip norm under adaptive clipping), the round lines and
+ * DIR/epsilon.png.
  * Not an accountant: every number is the one the hospital's own client computed and recorded. */
 #include <math.h>
 #include <stdio.h>
@@ -44,7 +46,9 @@ typedef struct {
 static int on_record(const fl_audit_record *r, const char *problem, void *arg) {
     load_ctx *c = arg;
     if (problem || r->round < 1 || r->round > (1 << 20)) return 0;
-    int update = strcmp(r->kind, "update") == 0, refused = strcmp(r->kind, "refused") == 0;
+    /* a masked update (secure aggregation) records the same epsilon as a plain one */
+    int update = strcmp(r->kind, "update") == 0 || strcmp(r->kind, "masked_update") == 0;
+    int refused = strcmp(r->kind, "refused") == 0;
     if (!update && !refused) return 0;
     char *v = update ? fl_audit_data_get(r->data, "epsilon_total") : NULL;
     if (update && !v) return 0; /* an update without DP */
@@ -125,18 +129,23 @@ fl_status fl_sim_eps_write(const fl_sim_layout *L, const fl_sim_rounds *r, const
     fl_status s = fl_atomic_open(&af, path, err);
     int n_x = 0;
     if (s == FL_OK) {
-        fprintf(af.f, "round,phase,hospital,epsilon_total\n");
+        fprintf(af.f, "round,phase,hospital,epsilon_total%s\n", r->has_clip ? ",clip_norm" : "");
         for (int i = 0; i < r->n_rows; i++) {
             const fl_sim_row *w = &r->rows[i];
             if (!fl_sim_phase_trained(w->phase)) continue;
             x[n_x] = w->round;
+            char clip[40] = "";
+            if (r->has_clip && isfinite(w->clip_norm))
+                snprintf(clip, sizeof clip, ",%.9g", w->clip_norm);
+            else if (r->has_clip)
+                snprintf(clip, sizeof clip, ",");
             for (int k = 0; k < L->n; k++) {
                 double v = fl_sim_eps_total(e, k, w->round);
                 eps[(size_t)k * (size_t)r->n_rows + (size_t)n_x] = isfinite(v) ? v : NAN;
                 if (isfinite(v))
-                    fprintf(af.f, "%d,%s,hospital-%d,%.6f\n", w->round, w->phase, k + 1, v);
+                    fprintf(af.f, "%d,%s,hospital-%d,%.6f%s\n", w->round, w->phase, k + 1, v, clip);
                 else
-                    fprintf(af.f, "%d,%s,hospital-%d,inf\n", w->round, w->phase, k + 1);
+                    fprintf(af.f, "%d,%s,hospital-%d,inf%s\n", w->round, w->phase, k + 1, clip);
             }
             n_x++;
         }

@@ -22,9 +22,9 @@ double fl_sim_now(void) {
 
 /* ---- rounds.csv ---- */
 
-enum { C_ROUND, C_PHASE, C_PARTICIPANTS, C_LOSS, C_MACRO, N_FIXED };
-static const char *const fixed_columns[N_FIXED] = {"round", "phase", "participants", "loss",
-                                                   "macro_auc"};
+enum { C_ROUND, C_PHASE, C_PARTICIPANTS, C_LOSS, C_MACRO, C_CLIP, N_FIXED };
+static const char *const fixed_columns[N_FIXED] = {"round", "phase",     "participants",
+                                                   "loss",  "macro_auc", "clip_norm"};
 
 /* Splits line (modified in place, newline removed) at commas into at most cap fields. Returns
  * the number of fields. */
@@ -76,6 +76,7 @@ static int parse_header(char *line, fl_sim_rounds *r, int col[N_FIXED], int *auc
             auc_col[r->n_classes++] = i;
         }
     }
+    r->has_clip = col[C_CLIP] >= 0;
     return col[C_ROUND] >= 0 && col[C_PHASE] >= 0 ? 0 : -1;
 }
 
@@ -106,6 +107,7 @@ static int parse_row(char *line, fl_sim_rounds *r, const int col[N_FIXED], const
     int evaluated = strcmp(row->phase, "statistics") != 0 && strcmp(row->phase, "features") != 0;
     row->loss = evaluated ? v[C_LOSS] : NAN;
     row->macro_auc = evaluated ? v[C_MACRO] : NAN;
+    row->clip_norm = v[C_CLIP];
     for (int k = 0; k < r->n_classes; k++) {
         double *a = &r->auc[(size_t)r->n_rows * (size_t)r->n_classes + (size_t)k];
         if (auc_col[k] >= n || parse_cell(field[auc_col[k]], a) != 0) {
@@ -174,6 +176,7 @@ void fl_sim_rounds_print(const fl_sim_rounds *r, const fl_sim_eps *eps, int *pri
                 w->participants == 1 ? " " : "s");
         if (isfinite(w->loss)) fprintf(out, "  loss %.3f", w->loss);
         if (isfinite(w->macro_auc)) fprintf(out, "  macro AUC %.3f", w->macro_auc);
+        if (isfinite(w->clip_norm)) fprintf(out, "  C %.4g", w->clip_norm);
         if (eps && fl_sim_phase_trained(w->phase)) {
             fputs("  \u03b5", out);
             for (int k = 0; k < eps->n; k++) {

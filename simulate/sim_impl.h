@@ -23,7 +23,7 @@ typedef struct {
     int port;              /* 127.0.0.1:port, chosen once, kept across server restarts */
     int min_clients;
     int client_threads, server_threads; /* engine threads of each process */
-    int dp;                             /* the plan trains with DP-SGD: report epsilon */
+    int dp;                             /* the plan trains with DP: report epsilon */
 } fl_sim_layout;
 
 /* simulate.c: the plan's [privacy] section that o asks for (--dp, --secagg), starting with a
@@ -46,10 +46,12 @@ typedef struct {
     int round, participants;
     char phase[16];
     double loss, macro_auc;
+    double clip_norm; /* DP-FedAvg's adaptive clipping: the round's clip norm, else NaN */
 } fl_sim_row;
 
 typedef struct {
     int n_rows, n_classes;
+    int has_clip;            /* the file has a clip_norm column (adaptive clipping) */
     fl_sim_row *rows;        /* n_rows, in file order */
     double *auc;             /* n_rows x n_classes, NaN when not evaluated */
     char (*class_names)[64]; /* n_classes, from the header's auc_<class> columns */
@@ -62,9 +64,10 @@ fl_status fl_sim_rounds_load(const char *path, fl_sim_rounds *r, fl_err *err);
 void fl_sim_rounds_destroy(fl_sim_rounds *r);
 /* The highest round in r, 0 when empty: the rounds committed so far. */
 int fl_sim_rounds_last(const fl_sim_rounds *r);
-/* The epsilon each hospital has spent under DP-SGD, from the records of its outbox log
- * (DIR/hospitals/hospital-K/state/outbox.log): an "update" record carries the hospital's
- * epsilon_total after that round, a "refused" record says it refused the round. */
+/* The epsilon each hospital has spent under DP (DP-SGD, or DP-FedAvg counted at q 1), from the
+ * records of its outbox log (DIR/hospitals/hospital-K/state/outbox.log): an "update" record
+ * carries the hospital's epsilon_total after that round, a "refused" record says it refused
+ * the round. */
 typedef struct {
     int n, rounds; /* hospitals; rounds 1..rounds are covered */
     double *eps;   /* rounds x n: [(round - 1) * n + k], NaN where hospital k released nothing */
@@ -80,15 +83,17 @@ void fl_sim_eps_destroy(fl_sim_eps *e);
  * it, 0 before its first DP round, +inf for an infinite one. */
 double fl_sim_eps_total(const fl_sim_eps *e, int k, int round);
 /* Writes DIR/privacy.csv (round,phase,hospital,epsilon_total: one row per hospital per trained
- * round of r, epsilon_total as fl_sim_eps_total, "inf" when infinite) atomically, and, when plot
+ * round of r, epsilon_total as fl_sim_eps_total, "inf" when infinite; then the round's clip_norm
+ * when r has the column) atomically, and, when plot
  * is set, DIR/epsilon.png (each hospital's epsilon over those rounds). FL_EIO / FL_EBACKEND
  * naming the file. */
 fl_status fl_sim_eps_write(const fl_sim_layout *L, const fl_sim_rounds *r, const fl_sim_eps *e,
                            int plot, fl_err *err);
 
 /* Prints one line per row of r whose round is above *printed ("round 3  image  3 hospitals
- * loss 0.812  macro AUC 0.741") to out, and raises *printed. With eps (DP), a trained round's
- * line ends with each hospital's epsilon spent ("  ε 1:4.87 2:4.87 3:4.87(refused)"). */
+ * loss 0.812  macro AUC 0.741") to out, and raises *printed. A round with a clip norm
+ * (adaptive clipping) shows it ("  C 0.8312"); with eps (DP), a trained round's line ends with
+ * each hospital's epsilon spent ("  ε 1:4.87 2:4.87 3:4.87(refused)"). */
 void fl_sim_rounds_print(const fl_sim_rounds *r, const fl_sim_eps *eps, int *printed, FILE *out);
 
 /* Whether a rounds.csv phase is a trained one (image, fusion), which is evaluated and spends

@@ -20,6 +20,7 @@ void fl_sim_options_default(fl_sim_options *o) {
     o->clip_norm = FL_SIM_DEFAULT_CLIP_NORM;
     o->noise_multiplier = FL_SIM_DEFAULT_NOISE;
     o->sample_rate = FL_SIM_DEFAULT_SAMPLE_RATE;
+    o->update_clip = FL_SIM_DEFAULT_UPDATE_CLIP;
 }
 
 void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
@@ -42,11 +43,18 @@ void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
         /* the noise is shared out over the hospitals expected in every round */
         used += snprintf(out + used, cap - (size_t)used,
                          "mechanism = %s\nnoise_multiplier = %.15g\ndp_clients = %d\n"
-                         "dp_dropouts = %d\ndelta = %g\n",
+                         "dp_dropouts = %d\ndelta = %g\n%s",
                          mechanism[o->dp], o->noise_multiplier, o->hospitals, o->n_drops,
-                         FL_SIM_DELTA);
+                         FL_SIM_DELTA, o->adaptive_clip ? "adaptive_clip = true\n" : "");
+    if (used > 0 && (size_t)used < cap && o->dp == FL_SIM_DP_CLIENT && o->adaptive_clip &&
+        o->clip_bit_noise > 0)
+        used += snprintf(out + used, cap - (size_t)used, "clip_bit_noise = %.15g\n",
+                         o->clip_bit_noise);
     if (used > 0 && (size_t)used < cap && o->secagg)
-        snprintf(out + used, cap - (size_t)used, "secagg = true\n");
+        used += snprintf(out + used, cap - (size_t)used, "secagg = true\n");
+    /* DP-SGD bounds a patient's gradient; the masked sum needs a bound on the update */
+    if (used > 0 && (size_t)used < cap && o->secagg && o->dp == FL_SIM_DP_PATIENT)
+        snprintf(out + used, cap - (size_t)used, "update_clip = %.15g\n", o->update_clip);
 }
 
 /* FL_EINVAL unless the study plan's rules accept the [privacy] section of o: the section
@@ -75,7 +83,9 @@ static fl_status check_privacy(const fl_sim_options *o, fl_err *err) {
         if (*why == ':') why++;
         while (*why == ' ') why++;
     }
-    const char *what = o->dp == FL_SIM_DP_CLIENT ? "--dp client (DP-FedAvg)"
+    const char *what = o->dp == FL_SIM_DP_CLIENT && o->adaptive_clip
+                           ? "--dp client --adaptive-clip (DP-FedAvg)"
+                       : o->dp == FL_SIM_DP_CLIENT ? "--dp client (DP-FedAvg)"
                        : o->dp && o->secagg      ? "--dp patient with --secagg"
                        : o->secagg               ? "--secagg"
                                                  : "--dp patient";
@@ -112,11 +122,16 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
                                o->stragglers[i].hospital);
     if (o->n_drops >= o->hospitals)
         return fl_fail(err, FL_EINVAL, "--drop-client: at least one hospital must remain");
+    if ((o->adaptive_clip || o->clip_bit_noise > 0) && o->dp != FL_SIM_DP_CLIENT)
+        return fl_fail(err, FL_EINVAL, "--adaptive-clip and --clip-bit-noise need --dp client");
+    if (o->clip_bit_noise > 0 && !o->adaptive_clip)
+        return fl_fail(err, FL_EINVAL, "--clip-bit-noise needs --adaptive-clip");
     if ((s = check_privacy(o, err)) != FL_OK) return s;
-    if (o->dp == FL_SIM_DP_PATIENT && !(o->epsilon_max > 0))
+    if (o->dp != FL_SIM_DP_NONE && !(o->epsilon_max > 0))
         return fl_fail(err, FL_EINVAL,
-                       "--dp patient needs --epsilon-max E (each hospital's budget; a hospital "
-                       "takes no part in a DP study without one)");
+                       "--dp %s needs --epsilon-max E (each hospital's budget; a hospital "
+                       "takes no part in a DP study without one)",
+                       o->dp == FL_SIM_DP_CLIENT ? "client" : "patient");
     return FL_OK;
 }
 

@@ -21,6 +21,7 @@
 #define FL_SIM_DEFAULT_CLIP_NORM 1.0     /* [privacy] clip_norm of --dp patient and --secagg */
 #define FL_SIM_DEFAULT_NOISE 1.0         /* [privacy] noise_multiplier of --dp patient */
 #define FL_SIM_DEFAULT_SAMPLE_RATE 0.1   /* [privacy] sample_rate of --dp patient */
+#define FL_SIM_DEFAULT_UPDATE_CLIP 1000.0 /* [privacy] update_clip of --dp patient --secagg */
 #define FL_SIM_DELTA 1e-5                /* the plan's and every hospital's delta */
 
 /* --dp: the unit whose privacy is protected. */
@@ -58,9 +59,12 @@ typedef struct {
     fl_sim_dp dp;                       /* --dp: written into the plan's [privacy] */
     int secagg;                         /* --secagg: [privacy] secagg = true */
     double clip_norm;                   /* --clip-norm C (dp and secagg) */
+    double update_clip;                 /* --update-clip B (dp patient with secagg) */
     double noise_multiplier;            /* --noise-multiplier sigma (dp) */
     double sample_rate;                 /* --sample-rate q (dp) */
     double epsilon_max;                 /* --epsilon-max: every client.conf's; 0: not set */
+    int adaptive_clip;                  /* --adaptive-clip (dp client): adaptive_clip = true */
+    double clip_bit_noise;              /* --clip-bit-noise (adaptive): 0: the plan's default */
     volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
 } fl_sim_options;
 
@@ -69,9 +73,10 @@ typedef struct {
 void fl_sim_options_default(fl_sim_options *o);
 
 /* Checks what the command line cannot: fault hospitals within 1..N, no hospital dropped twice,
- * rounds >= 1, --dp patient with --epsilon-max, and a [privacy] section (--dp, --secagg) that
- * the study plan's rules accept (--dp client and --dp patient with --secagg are refused with the
- * plan's own sentence). FL_EINVAL with a sentence naming the option. */
+ * rounds >= 1, --dp with --epsilon-max, --adaptive-clip only with --dp client, and a [privacy]
+ * section (--dp, --secagg, --adaptive-clip) that the study plan's rules accept (one it refuses,
+ * e.g. a --clip-bit-noise too small for the noise multiplier, is refused with the plan's own
+ * sentence). FL_EINVAL with a sentence naming the option. */
 fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err);
 
 /* Runs the whole simulation (see the file comment). With a device other than cpu it first

@@ -105,18 +105,6 @@ wait_all() {
     done
     pids=()
 }
-# wait_server: the server ends by itself once the study is done; its exit status
-wait_server() {
-    local rc=124
-    if timeout 30 tail --pid="$t_server_pid" -f /dev/null; then
-        wait "$t_server_pid"
-        rc=$?
-    else
-        kill -KILL "$t_server_pid" 2>/dev/null
-    fi
-    t_server_pid=
-    return "$rc"
-}
 
 # ---- a whole study ----
 t_start_server "$fedlung" server.conf || exit 1
@@ -127,7 +115,7 @@ grep -q "fedlung: refused plan $plan_hash: not approved by this hospital (client
 run_client client0 --config a.conf --corrupt-downloads 1
 run_client client1 --config b.conf --delay-upload 0.5
 wait_all "study"
-wait_server
+t_wait_server 30 # it ends by itself once the study is done
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "the server exited $rc: $(tail -5 server.log)"
 grep -q "STUDY_DONE" server.log || t_fail "no STUDY_DONE: $(tail -5 server.log)"
@@ -183,7 +171,7 @@ cp server.log server-1.log
 sleep 1.5
 t_start_server "$fedlung" server.conf || exit 1
 wait_all "restart"
-wait_server
+t_wait_server 30 # it ends by itself once the study is done
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "restart: the server exited $rc: $(tail -5 server.log)"
 grep -q "STUDY_DONE" server.log || t_fail "restart: no STUDY_DONE: $(tail -5 server.log)"

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# check_dp_fedavg.sh - client-level DP-FedAvg with real processes on 127.0.0.1 over mutual TLS:
-# a server and three hospitals run a statistics + fusion plan with mechanism = dp-fedavg
-# (C 1, sigma 1, dp_clients 3, dp_dropouts 1). The study completes; every fusion update
-# declares dp-fedavg with the plan's C and sigma and no example count (server audit log and the
-# hospitals' outboxes); the server's audit log has one "dp_round" record per fusion round with
-# the epsilon of `fedlung privacy epsilon` for q = 1 and the per-round noise multiplier
-# sigma sqrt(3 / (3 - 1)); the evaluation records carry no per-site macro AUC.
+# check_dp_fedavg.sh - client-level DP-FedAvg with real processes on 127.0.0.1 over mutual TLS.
+# (1) A server and three hospitals run a statistics + fusion plan with mechanism = dp-fedavg
+# (C 1, sigma 1, dp_clients 3, dp_dropouts 1); a hospital without [privacy] epsilon_max refuses
+# the plan first. The study completes; every fusion update declares dp-fedavg with the plan's C
+# and sigma and no example count (server audit log and the hospitals' outboxes); the server's
+# audit log has one "dp_round" record per fusion round with the epsilon of `fedlung privacy
+# epsilon` for q = 1 and the per-round noise multiplier sigma sqrt(3 / (3 - 1)); each hospital's
+# ledger counts its rounds at q = 1, sigma 1 (outbox epsilon, privacy.state); the evaluation
+# records carry no per-site macro AUC.
+# (2) Adaptive clipping (Andrew et al. 2021) from a clip norm far above every update norm: C
+# shrinks every round, each step is C exp(-0.2 (b - 0.5)) for the mean b of the noised bits the
+# server received, the hospitals clip to the round's C and send a bit, rounds.csv has C, the
+# epsilon is that of the same plan without adaptive clipping, and hospital-3, whose epsilon_max
+# allows one round, is refused by its own ledger ("refused" in its log, its outbox and the
+# server's log) while the study goes on with the other two.
+# (3) From far below every update norm: C grows every round.
 # Usage (ctest, from tests/): bash check_dp_fedavg.sh /path/to/fedlung
 set -uo pipefail
 fedlung=$(realpath "${1:?usage: check_dp_fedavg.sh /path/to/fedlung}")
@@ -19,8 +28,16 @@ t_on_exit 'for p in "${pid[@]}"; do kill -KILL "$p" 2>/dev/null; done'
 
 t_federation_data "$fedlung" 3 --patients 90 --tile 0 \
     --genes 64 --probes 64 --no-missing --seed 3
+# eps Z T: epsilon of T Gaussian mechanisms of multiplier Z at q = 1, delta 1e-5
+eps() {
+    "$fedlung" privacy epsilon --sample-rate 1 --noise-multiplier "$1" --steps "$2" --delta 1e-5
+}
 
-cat >study.plan <<PLAN
+# plan ROUNDS PRIVACY-LINES...: study.plan of a statistics + fusion study
+plan() {
+    local rounds=$1
+    shift
+    cat >study.plan <<PLAN
 [study]
 id = dp-fedavg
 classes = LUAD,LUSC,NORMAL
@@ -28,60 +45,89 @@ phases = statistics,fusion
 [fusion]
 modalities = rna,clinical
 rna_features = 16
-rounds = 2
+rounds = $rounds
 epochs = 1
 optimizer = sgd
 lr = 0.1
 [privacy]
 mechanism = dp-fedavg
-clip_norm = 1
-noise_multiplier = 1
 dp_clients = 3
 dp_dropouts = 1
 PLAN
-t_study_confs dp-fedavg 3 3 "retries = 0" "round_timeout_s = 30"
+    printf '%s\n' "$@" >>study.plan
+}
 
-t_start_server "$fedlung" server.conf || exit 1
-for k in 1 2 3; do
-    OMP_WAIT_POLICY=PASSIVE "$fedlung" client --config h$k.conf 2>>h$k.log &
-    pid[c$k]=$!
-done
-for k in 1 2 3; do
-    if timeout 60 tail --pid="${pid[c$k]}" -f /dev/null; then
-        wait "${pid[c$k]}" || t_fail "hospital-$k exited $?: $(tail -3 h$k.log)"
-    else
-        t_fail "hospital-$k still runs after 60 s: $(tail -3 h$k.log)"
-    fi
-    unset "pid[c$k]"
-done
-rc=124
-if timeout 60 tail --pid="$t_server_pid" -f /dev/null; then
-    wait "$t_server_pid"
+# budgets EPS1 EPS2 EPS3: each hospital's [privacy] section
+budgets() {
+    local k e=("" "$@")
+    for k in 1 2 3; do
+        printf '[privacy]\nepsilon_max = %s\ndelta = 1e-5\n' "${e[$k]}" >>h$k.conf
+    done
+}
+
+# federation [ARG...]: runs the server and the three hospitals to the end (hospital-3 first,
+# with ARGs: with min_clients 2 a --delay-upload keeps the first round open until the third
+# hospital is in, so that all three take part from the second); the server must exit 0
+federation() {
+    local k rc
+    t_start_server "$fedlung" server.conf || return 1
+    for k in 3 1 2; do
+        if [ "$k" = 3 ]; then
+            OMP_WAIT_POLICY=PASSIVE "$fedlung" client --config h$k.conf "$@" 2>>h$k.log &
+        else
+            OMP_WAIT_POLICY=PASSIVE "$fedlung" client --config h$k.conf 2>>h$k.log &
+        fi
+        pid[c$k]=$!
+        if [ "$k" = 3 ]; then
+            for _ in $(seq 100); do
+                grep -q "JOIN hospital-3" server.log && break
+                sleep 0.1
+            done
+        fi
+    done
+    t_wait_clients 1 2 3
+    t_wait_server
     rc=$?
-else
-    kill -KILL "$t_server_pid" 2>/dev/null
-fi
-t_server_pid=
-[ "$rc" -eq 0 ] || t_fail "the server exited $rc: $(tail -5 server.log)"
+    [ "$rc" -eq 0 ] || t_fail "$(pwd): the server exited $rc: $(tail -5 server.log)"
+    t_expect 0 "$(pwd): audit verify server" -- \
+        "$fedlung" audit verify state/audit.log --key keys/server.pub
+    for k in 1 2 3; do
+        t_expect 0 "$(pwd): audit verify h$k" -- \
+            "$fedlung" audit verify h$k/outbox.log --key h$k/outbox.pub
+    done
+    grep -l "Sanitizer\|runtime error:" ./*.log 2>/dev/null &&
+        t_fail "$(pwd): sanitizer report:" \
+            "$(grep -h -A8 "Sanitizer\|runtime error:" ./*.log | head -20)"
+    return 0
+}
+
+# ---- (1) fixed clipping ----
+plan 2 "clip_norm = 1" "noise_multiplier = 1"
+t_study_confs dp-fedavg 3 3 "retries = 0" "round_timeout_s = 30"
+cp h1.conf noeps.conf
+budgets 100 100 100
+t_start_server "$fedlung" server.conf || exit 1
+t_expect 1 "(1) no epsilon_max" -- "$fedlung" client --config noeps.conf --max-attempts 3
+grep -q "it trains with DP-FedAvg and noeps.conf sets no \[privacy\] epsilon_max" err.txt ||
+    t_fail "(1) no epsilon_max: $(cat err.txt)"
+t_stop_server
+rm -rf state h1
+federation
 grep -q "DP-FedAvg (update clipped to C 1, noise std 0.707107 per coordinate" h1.log ||
     t_fail "hospital-1's log lacks the DP-FedAvg setting: $(grep privacy h1.log)"
-
-t_expect 0 "audit verify server" -- "$fedlung" audit verify state/audit.log --key keys/server.pub
-for k in 1 2 3; do
-    t_expect 0 "audit verify h$k" -- "$fedlung" audit verify h$k/outbox.log --key h$k/outbox.pub
-done
+grep -q "spent so far: epsilon 0 over 0 rounds, epsilon_max 100 at delta 1e-05" h1.log ||
+    t_fail "hospital-1's log lacks its budget: $(grep privacy h1.log)"
 # sigma per round: 1 * sqrt(3 / 2) (three sites, each with noise for two)
 sig=$(/usr/bin/python3 -c 'import math; print(repr(math.sqrt(1.5)))')
-e1=$("$fedlung" privacy epsilon --sample-rate 1 --noise-multiplier "$sig" --steps 1 --delta 1e-5)
-e2=$("$fedlung" privacy epsilon --sample-rate 1 --noise-multiplier "$sig" --steps 2 --delta 1e-5)
-/usr/bin/python3 - "$e1" "$e2" <<'PY' || t_fail "audit and outbox records"
+/usr/bin/python3 - "$(eps "$sig" 1)" "$(eps "$sig" 2)" "$(eps 1 1)" "$(eps 1 2)" <<'PY' ||
 import json, math, sys
-want = list(map(float, sys.argv[1:]))
+want = list(map(float, sys.argv[1:3]))
+site = list(map(float, sys.argv[3:5]))
 bad = 0
 def check(cond, what):
     global bad
     if not cond:
-        print("FAIL check_dp_fedavg: " + what, file=sys.stderr)
+        print("FAIL check_dp_fedavg: (1) " + what, file=sys.stderr)
         bad += 1
 audit = [json.loads(l) for l in open("state/audit.log")]
 dp = [r for r in audit if r["kind"] == "dp_round"]
@@ -90,34 +136,171 @@ for r, w in zip(dp, want):
     d = r["data"]
     check(d.get("mechanism") == "dp-fedavg" and d.get("phase") == "fusion" and
           d.get("participants") == 3 and d.get("sample_rate") == 1 and d.get("clip_norm") == 1 and
-          d.get("noise_multiplier") == 1 and
+          d.get("noise_multiplier") == 1 and "adaptive_clip" not in d and
           abs(d.get("noise_multiplier_round", 0) - math.sqrt(1.5)) < 1e-12 and
           d.get("delta") == 1e-5, "dp_round record %r" % d)
     check(d.get("epsilon") is not None and abs(d["epsilon"] - w) < 1e-6 * w,
           "round %d epsilon %r, expected %r" % (r["round"], d.get("epsilon"), w))
-check([r["data"]["rounds"] for r in dp] == [1, 2], "dp_round rounds %r" % [r["data"].get("rounds") for r in dp])
+rounds = [r["data"].get("rounds") for r in dp]
+check(rounds == [1, 2], "dp_round rounds %r" % rounds)
 ups = [r for r in audit if r["kind"] == "update_accepted"]
 fusion = [r for r in ups if r["round"] >= 2]
 check(len(fusion) == 6, "%d fusion updates accepted, not 6" % len(fusion))
 for r in fusion:
     d = r["data"]
     check(d.get("mechanism") == "dp-fedavg" and d.get("clip_norm") == 1 and
-          d.get("noise_multiplier") == 1 and d.get("examples") == 0, "update record %r" % d)
+          d.get("noise_multiplier") == 1 and d.get("examples") == 0 and "clip_bit" not in d,
+          "update record %r" % d)
 evals = [r for r in audit if r["kind"] == "evaluation"]
 check(len(evals) > 0, "no evaluation records")
 check(all("macro_auc" not in r["data"] for r in evals), "a site's macro AUC under DP: %r" % evals)
+joins = [r for r in audit if r["kind"] == "join" and "epsilon_max" in r["data"]]
+check(len(joins) >= 3, "the join records lack the hospitals' budgets: %r" % joins)
 for k in (1, 2, 3):
     out = [json.loads(l) for l in open("h%d/outbox.log" % k)]
     ups = [r for r in out if r["kind"] == "update" and r["data"]["phase"] == "fusion"]
     check(len(ups) == 2, "hospital-%d has %d fusion update records" % (k, len(ups)))
-    for r in ups:
+    for r, w in zip(ups, site):
         d = r["data"]
         check(d.get("mechanism") == "dp-fedavg" and "examples" not in d and
-              d.get("clip_norm") == 1 and abs(d.get("noise_std", 0) - 1 / math.sqrt(2)) < 1e-12,
-              "hospital-%d update record %r" % (k, d))
+              d.get("clip_norm") == 1 and abs(d.get("noise_std", 0) - 1 / math.sqrt(2)) < 1e-12 and
+              d.get("sample_rate") == 1 and d.get("noise_multiplier") == 1 and
+              "clip_bit" not in d, "hospital-%d update record %r" % (k, d))
+        check(abs(d.get("epsilon_total", -1) - w) < 1e-6 * w and d.get("epsilon_round", 0) > 0,
+              "hospital-%d round %d epsilon_total %r, expected %r"
+              % (k, r["round"], d.get("epsilon_total"), w))
+    ledger = [l for l in open("h%d/privacy.state" % k) if l.startswith("round=")]
+    check([l.split()[2:4] for l in ledger] == [["q=1", "sigma=1"]] * 2,
+          "hospital-%d privacy.state %r" % (k, ledger))
 sys.exit(1 if bad else 0)
 PY
-grep -q "DP_ROUND .*epsilon" server.log || t_fail "the server's log has no DP_ROUND line"
-grep -l "Sanitizer\|runtime error:" ./*.log 2>/dev/null &&
-    t_fail "sanitizer report: $(grep -h -A8 "Sanitizer\|runtime error:" ./*.log | head -20)"
+    t_fail "(1) audit and outbox records"
+grep -q "DP_ROUND .*epsilon" server.log || t_fail "(1) the server's log has no DP_ROUND line"
+
+# adaptive CASE C0 ROUNDS EPS3: a federation with adaptive clipping in folder CASE from C0
+# (noise_multiplier 0.2, the default clip_bit_noise 3 / 20 = 0.15, target 0.5, step 0.2) with
+# hospital-3's epsilon_max EPS3
+adaptive() {
+    mkdir -p "$1" && cd "$1" || return 1
+    ln -s ../pki ../parts ../keys .
+    plan "$3" "clip_norm = $2" "noise_multiplier = 0.2" "adaptive_clip = true"
+    t_study_confs dp-fedavg 3 2 "retries = 0" "round_timeout_s = 30"
+    budgets 1000 1000 "$4"
+    federation --delay-upload 1
+}
+
+# check_adaptive DIRECTION ROUNDS REFUSED...: the records of the adaptive study in ./: C moves
+# DIRECTION (down/up) every round, by the rule's step from the bits the server accepted; the
+# hospitals declare and record the round's C and their bit; the epsilon is the plan's at z; the
+# rounds in REFUSED are refused by hospital-3
+check_adaptive() {
+    local z=0.2 zd
+    zd=$(/usr/bin/python3 -c 'print(repr((0.2 ** -2 - (2 * 0.15) ** -2) ** -0.5))')
+    /usr/bin/python3 - "$1" "$2" "$zd" "$(eps $z 1)" "$(eps $z 2)" \
+        "$(eps "$(/usr/bin/python3 -c 'import math; print(repr(0.2 * math.sqrt(1.5)))')" 1)" \
+        "${@:3}" <<'PY' || t_fail "$(pwd): adaptive clipping records"
+import csv, json, math, sys
+direction, rounds, zd = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+site_eps = list(map(float, sys.argv[4:6]))
+eps_round3 = float(sys.argv[6])
+refused = list(map(int, sys.argv[7:]))
+bad = 0
+def check(cond, what):
+    global bad
+    if not cond:
+        print("FAIL check_dp_fedavg: (%s) %s" % (direction, what), file=sys.stderr)
+        bad += 1
+audit = [json.loads(l) for l in open("state/audit.log")]
+dp = [r["data"] for r in audit if r["kind"] == "dp_round"]
+check(len(dp) == rounds, "%d dp_round records, not %d" % (len(dp), rounds))
+cs = [d["clip_norm"] for d in dp]
+for i, d in enumerate(dp):
+    rnd = 2 + i
+    bits = [r["data"].get("clip_bit") for r in audit
+            if r["kind"] == "update_accepted" and r["round"] == rnd]
+    check(len(bits) == d["participants"] and None not in bits, "round %d bits %r" % (rnd, bits))
+    b = min(1.0, max(0.0, 0.5 + (sum(bits) - 0.5 * len(bits)) / 3))
+    check(abs(d["clip_bits_mean"] - b) < 1e-12,
+          "round %d bits mean %r, expected %r" % (rnd, d["clip_bits_mean"], b))
+    nxt = d["clip_norm"] * math.exp(-0.2 * (b - 0.5))
+    check(abs(d["clip_next"] - nxt) < 1e-12 * nxt,
+          "round %d next C %r, expected %r" % (rnd, d["clip_next"], nxt))
+    moved = "round %d: C %r -> %r (bits %r)" % (rnd, d["clip_norm"], d["clip_next"], b)
+    if direction == "down":
+        check(d["clip_next"] < d["clip_norm"] and b > 0.5, moved)
+    else:
+        check(d["clip_next"] > d["clip_norm"] and b < 0.5, moved)
+    if i + 1 < len(dp):
+        check(dp[i + 1]["clip_norm"] == d["clip_next"],
+              "round %d's C is not round %d's next C" % (rnd + 1, rnd))
+    check(d.get("adaptive_clip") is True and
+          abs(d.get("noise_multiplier_update", 0) - zd) < 1e-12 and
+          d.get("clip_bit_noise") == 0.15 and d.get("target_quantile") == 0.5 and
+          d.get("clip_lr") == 0.2 and d.get("noise_multiplier") == 0.2, "dp_round record %r" % d)
+    for r in audit:
+        if r["kind"] == "update_accepted" and r["round"] == rnd:
+            check(r["data"]["clip_norm"] == d["clip_norm"] and r["data"]["noise_multiplier"] == 0.2,
+                  "round %d update declares %r" % (rnd, r["data"]))
+# the accounting is that of the plan without adaptive clipping: z 0.2 sqrt(m / 2) per round
+check(abs(dp[0]["epsilon"] - eps_round3) < 1e-6 * eps_round3,
+      "round 2 epsilon %r, expected %r (z 0.2 over 3 sites, as without adaptive clipping)"
+      % (dp[0]["epsilon"], eps_round3))
+# rounds.csv: the round's C
+with open("state/rounds.csv") as f:
+    rows = [r for r in csv.DictReader(f) if r["phase"] == "fusion"]
+check([abs(float(r["clip_norm"]) - c) <= 1e-8 * c for r, c in zip(rows, cs)] == [True] * rounds,
+      "rounds.csv clip_norm %r, the audit's %r" % ([r["clip_norm"] for r in rows], cs))
+for k in (1, 2, 3):
+    out = [json.loads(l) for l in open("h%d/outbox.log" % k)]
+    ups = [r for r in out if r["kind"] == "update" and r["data"]["phase"] == "fusion"]
+    want = rounds - (len(refused) if k == 3 else 0)
+    check(len(ups) == want,
+          "hospital-%d has %d fusion update records, not %d" % (k, len(ups), want))
+    for j, r in enumerate(ups):
+        d = r["data"]
+        c = cs[r["round"] - 2]
+        check(d.get("clip_norm") == c and d.get("adaptive_clip") is True and
+              abs(d.get("noise_multiplier_update", 0) - zd) < 1e-12 and
+              abs(d.get("noise_std", 0) - zd * c / math.sqrt(2)) < 1e-12 * zd * c and
+              abs(d.get("clip_bit_std", 0) - 0.15 / math.sqrt(2)) < 1e-12 and
+              isinstance(d.get("clip_bit"), float), "hospital-%d update record %r" % (k, d))
+        if j < 2:
+            check(abs(d["epsilon_total"] - site_eps[j]) < 1e-6 * site_eps[j],
+                  "hospital-%d epsilon_total %r, expected %r"
+                  % (k, d["epsilon_total"], site_eps[j]))
+    if k == 3:
+        ref = [r for r in out if r["kind"] == "refused"]
+        got = [r["round"] for r in ref]
+        check(got == refused, "hospital-3 refused rounds %r, not %r" % (got, refused))
+        for r in ref:
+            d = r["data"]
+            check(d["reason"].startswith("refused: round %d would spend" % r["round"]) and
+                  d["epsilon_max"] == 50 and d["epsilon_total"] > 50 and
+                  d["mechanism"] == "dp-fedavg" and "clip_bit" not in d,
+                  "hospital-3 refusal %r" % d)
+sys.exit(1 if bad else 0)
+PY
+}
+
+# ---- (2) adaptive clipping from far above (update norms are about 0.25): C shrinks; hospital-3's
+# budget (50) allows one round at z 0.2 (35.1; two: 57.3) ----
+adaptive s2 5 3 50
+check_adaptive down 3 3 4
+e1=$(eps 0.2 1)
+e2=$(eps 0.2 2)
+er=$(/usr/bin/python3 -c "print('%.2f' % ($e2 - $e1))")
+want="refused: round 3 would spend ε $er, total $(printf %.2f "$e2") > epsilon_max 50.00"
+grep -qF "$want" h3.log || t_fail "(2) hospital-3's log lacks '$want': $(grep -i refused h3.log)"
+grep -q "REFUSED hospital-3 refused round 3: refused: round 3 would spend" server.log ||
+    t_fail "(2) the server's log lacks the refusal: $(grep -i refused server.log)"
+[ "$(tail -n +3 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')" = "3 2 2 " ] ||
+    t_fail "(2) participants: $(cat state/rounds.csv)"
+grep -q "DP-FedAvg: update norm .* (not sent), clipped to 5, .*; clipping bit 1 sent as" h1.log ||
+    t_fail "(2) hospital-1's log lacks its bit: $(grep 'update norm' h1.log | head -2)"
+cd ..
+
+# ---- (3) adaptive clipping from far below: C grows ----
+adaptive s3 0.005 3 1000
+check_adaptive up 3
+cd ..
 t_summary check_dp_fedavg

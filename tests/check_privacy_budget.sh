@@ -96,32 +96,6 @@ start_client() {
     pid[c$1]=$!
 }
 
-# wait_clients K...: each must exit 0 within 60 s
-wait_clients() {
-    local k
-    for k in "$@"; do
-        if timeout 60 tail --pid="${pid[c$k]}" -f /dev/null; then
-            wait "${pid[c$k]}" || t_fail "$(pwd): hospital-$k exited $?: $(tail -3 h$k.log)"
-        else
-            t_fail "$(pwd): hospital-$k still runs after 60 s: $(tail -3 h$k.log)"
-        fi
-        unset "pid[c$k]"
-    done
-}
-
-# wait_server: its exit status (124 if it had to be killed after 60 s)
-wait_server() {
-    local rc=124
-    if timeout 60 tail --pid="$t_server_pid" -f /dev/null; then
-        wait "$t_server_pid"
-        rc=$?
-    else
-        kill -KILL "$t_server_pid" 2>/dev/null
-    fi
-    t_server_pid=
-    return "$rc"
-}
-
 # no_sanitizer_reports: the logs of this folder hold no sanitizer report (sanitizer builds)
 no_sanitizer_reports() {
     grep -l "Sanitizer\|runtime error:" ./*.log 2>/dev/null &&
@@ -163,8 +137,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 for k in 1 2; do start_client $k; done
-wait_clients 1 2 3
-wait_server
+t_wait_clients 1 2 3
+t_wait_server
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "(1) the server exited $rc: $(tail -5 server.log)"
 # rounds: 1 statistics, 2-5 fusion; hospital-3 takes part in 2 and 3 only (hospital-2 may have
@@ -236,10 +210,10 @@ cp -r s1/h3 s2/h2 # hospital-2 starts from what hospital-3 spent in (1)
 cd s2 || exit 1
 t_start_server "$fedlung" server.conf || exit 1
 for k in 1 2; do start_client $k; done
-wait_server
+t_wait_server
 rc=$?
 [ "$rc" -eq 3 ] || t_fail "(2) the server exited $rc, not 3: $(tail -5 server.log)"
-wait_clients 1 2
+t_wait_clients 1 2
 grep -q "spent so far: epsilon $(printf %.4g "$(eps 8)") over 2 rounds" h2.log ||
     t_fail "(2) hospital-2 did not remember what it spent: $(grep privacy h2.log)"
 grep -qF "refused: round 2 would spend ε" h2.log || t_fail "(2) hospital-2 did not refuse round 2"

@@ -3,7 +3,10 @@
 # hospital clients on 127.0.0.1 over mutual TLS, the statistics phase (plain), then 2 fusion
 # rounds whose updates are clipped, encoded ENCODING_FIXED32, masked (crypto/secagg.h) and only
 # summed by the server (AdvertiseKeys, ShareKeys, masked PutUpdate, Unmask).
-#  a) secagg = true: the study completes; the audit log verifies and holds the secagg records.
+#  a) secagg = true: the study completes; the audit log verifies and holds the secagg records,
+#     each key advert with the SHA-256 of the certificate that signed it (the hospital's own,
+#     which the server checked against the TLS connection before relaying it to the peers, who
+#     checked it against the CA; the refusals of tampered adverts are test_task_secagg.c's).
 #  b) the same plan with secagg = false (same clip norm, uniform weights): the final models agree
 #     up to the fixed-point rounding (the predictions of both on every pooled patient, and the
 #     federated losses, to 1e-4; see the tolerance below).
@@ -163,6 +166,13 @@ for kind in secagg_round secagg_adverts secagg_shares secagg_masked secagg_unmas
 done
 n=$(grep -c '"kind":"secagg_unmasked","round":[23],[^}]*"answers":4,"survivors":4' a/state/audit.log)
 [ "$n" -eq 2 ] || t_fail "a: $n rounds unmasked from all 4 sites, not 2"
+for k in 1 2 3 4; do # the certificates relayed are the hospitals' own
+    crt=$(openssl x509 -in pki/hospital-$k.crt -outform DER | sha256sum | cut -d' ' -f1)
+    n=$(grep '"kind":"secagg_advert"' a/state/audit.log | grep "\"hospital-$k\"" |
+        grep -c "\"certificate_sha256\":\"$crt\"")
+    [ "$n" -eq 2 ] || t_fail "a: $n adverts of hospital-$k recorded with its certificate, not 2"
+done
+grep -q "key adverts signed as hospital-1" a/h1.log || t_fail "a: hospital-1 did not say how it signs"
 for k in 1 2 3 4; do
     t_expect 0 "a: outbox verify $k" -- "$fedlung" audit verify a/h$k/outbox.log --key a/h$k/outbox.pub
     n=$(grep -c '"masked_update"' a/h$k/outbox.log)

@@ -6,8 +6,10 @@
 # the server is killed during round 2 and restarted on the same port: the study still
 # completes and rounds.csv has each round exactly once. With --dp patient (fusion only) the
 # hospitals' epsilon per round lands in privacy.csv and the round lines, and a small
-# --epsilon-max makes them refuse; --secagg completes with masked sums. A SIGINT stops the run
-# with exit 1.
+# --epsilon-max makes them refuse; --dp client --adaptive-clip, with the server killed during
+# a round, resumes with the clip norm the rule had reached, and rounds.csv, privacy.csv and the
+# round lines show the clip norm shrinking from far above the update norms; --secagg completes
+# with masked sums, with --dp patient too (the same epsilon). A SIGINT stops the run with exit 1.
 # No run leaves a process behind. Also the command line's exit codes.
 # Usage (ctest, from tests/): bash check_simulate.sh /path/to/fedlung
 set -uo pipefail
@@ -118,11 +120,12 @@ grep -q "^--- fedlung simulate: server killed" kill/server/server.log ||
     t_fail "no restart marker in the server's log"
 
 # ---- privacy: --dp patient with a budget, --secagg ----
-t_expect 2 "--dp client with --secagg" -- "$fedlung" simulate --dp client --secagg
-grep -q "is not supported yet" err.txt || t_fail "--dp client --secagg: $(head -1 err.txt)"
-t_expect 2 "--dp patient with --secagg" -- "$fedlung" simulate --dp patient --epsilon-max 9 --secagg
-grep -q "secagg = true with mechanism = dp-sgd is not supported" err.txt ||
-    t_fail "--dp patient --secagg: $(head -1 err.txt)"
+t_expect 2 "--update-clip without --dp patient --secagg" -- "$fedlung" simulate --dp client \
+    --secagg --update-clip 5
+grep -q "update-clip needs --dp patient and --secagg" err.txt || t_fail "--update-clip: $(head -1 err.txt)"
+t_expect 2 "--dp client --secagg with too little noise" -- "$fedlung" simulate --dp client \
+    --secagg --noise-multiplier 1e-9
+grep -q "below 4" err.txt || t_fail "--dp client --secagg tiny noise: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
 # statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1:
@@ -166,12 +169,61 @@ grep -q "refused: round 3 would spend" dp5/hospitals/hospital-1/client.log ||
 grep -q "too few hospitals" err.txt || t_fail "--epsilon-max 5: $(tail -2 err.txt)"
 [ "$(tail -n +2 dp5/privacy.csv | wc -l)" -eq 3 ] || t_fail "--epsilon-max 5: $(cat dp5/privacy.csv)"
 [ -z "$(leftovers dp5)" ] || t_fail "--epsilon-max 5: processes left behind: $(leftovers dp5)"
+# ---- --dp client --adaptive-clip: C from 5 (update norms are about 0.3) shrinks each round;
+# the server killed during round 3 resumes with round 2's next C ----
+t_expect 2 "--adaptive-clip without --dp client" -- "$fedlung" simulate --adaptive-clip
+grep -q "need --dp client" err.txt || t_fail "--adaptive-clip alone: $(head -1 err.txt)"
+t_expect 2 "--dp client without --epsilon-max" -- "$fedlung" simulate --dp client
+grep -q "dp client needs --epsilon-max" err.txt || t_fail "--dp client: $(head -1 err.txt)"
+t_expect 2 "--adaptive-clip, default bit noise" -- "$fedlung" simulate --dp client --adaptive-clip \
+    --epsilon-max 9
+grep -q "adaptive_clip needs clip_bit_noise above noise_multiplier / 2" err.txt ||
+    t_fail "--adaptive-clip, sigma 1: $(head -1 err.txt)"
+t_expect 0 "--dp client --adaptive-clip" -- "$fedlung" simulate --out ada "${dp[@]}" --dp client \
+    --adaptive-clip --noise-multiplier 0.2 --clip-norm 5 --epsilon-max 1000 --kill-server-at 3 \
+    --straggler 1:2
+grep -q "^adaptive_clip = true$" ada/study.plan || t_fail "--adaptive-clip: the plan has none"
+grep -q "restarting the server" err.txt || t_fail "--adaptive-clip: no restart: $(cat err.txt)"
+grep -Eq "^round 3 +fusion .*  C 4\.[5-7][0-9]*  ε 1:" out.txt ||
+    t_fail "--adaptive-clip: $(cat out.txt)"
+/usr/bin/python3 - <<'PY' || t_fail "--adaptive-clip: rounds.csv, privacy.csv, audit.log"
+import csv, json, sys
+bad = 0
+def check(cond, what):
+    global bad
+    if not cond:
+        print("FAIL check_simulate: --adaptive-clip: " + what, file=sys.stderr)
+        bad += 1
+rows = [r for r in csv.DictReader(open("ada/rounds.csv")) if r["phase"] == "fusion"]
+cs = [float(r["clip_norm"]) for r in rows]
+check(len(cs) == 3 and cs[0] == 5 and cs[0] > cs[1] > cs[2], "rounds.csv clip norms %r" % cs)
+priv = list(csv.DictReader(open("ada/privacy.csv")))
+check(len(priv) == 9 and all(float(p["clip_norm"]) == cs[int(p["round"]) - 2] for p in priv),
+      "privacy.csv %r" % priv)
+audit = [json.loads(l) for l in open("ada/audit.log")]
+dp = {r["round"]: r["data"] for r in audit if r["kind"] == "dp_round"}
+resume = [r["data"] for r in audit if r["kind"] == "resume"]
+check(len(resume) == 1 and resume[0].get("clip_norm") == dp[2]["clip_next"] == dp[3]["clip_norm"],
+      "resumed with C %r, round 2's next C %r, round 3's C %r" %
+      (resume and resume[0].get("clip_norm"), dp[2]["clip_next"], dp[3]["clip_norm"]))
+sys.exit(1 if bad else 0)
+PY
+[ -z "$(leftovers ada)" ] || t_fail "--adaptive-clip: processes left behind: $(leftovers ada)"
 t_expect 0 "--secagg" -- "$fedlung" simulate --out secagg "${dp[@]}" --secagg
 grep -q "^secagg = true$" secagg/study.plan || t_fail "--secagg: the plan has no secagg"
 [ "$(grep -c '"kind":"secagg_unmasked"' secagg/audit.log)" -eq 3 ] ||
     t_fail "--secagg: not 3 unmasked sums in the audit log"
 [ -e secagg/privacy.csv ] && t_fail "--secagg: a privacy.csv without DP"
 [ -z "$(leftovers secagg)" ] || t_fail "--secagg: processes left behind: $(leftovers secagg)"
+# DP-SGD under secure aggregation: the same epsilon as without it, the updates masked
+t_expect 0 "--dp patient --secagg" -- "$fedlung" simulate --out dpsa "${dp[@]}" --dp patient \
+    --sample-rate 0.25 --epsilon-max 100 --secagg --update-clip 50
+grep -q "^update_clip = 50$" dpsa/study.plan || t_fail "--dp patient --secagg: no update_clip"
+[ "$(grep -c '"kind":"secagg_unmasked"' dpsa/audit.log)" -eq 3 ] ||
+    t_fail "--dp patient --secagg: not 3 unmasked sums in the audit log"
+grep -Eq "^round 4 +fusion .* ε 1:7\.33 2:7\.33 3:7\.33$" out.txt ||
+    t_fail "--dp patient --secagg: $(cat out.txt)"
+[ -z "$(leftovers dpsa)" ] || t_fail "--dp patient --secagg: processes left behind: $(leftovers dpsa)"
 
 # ---- Ctrl-C: the children are stopped, exit 1 ----
 "$fedlung" simulate --out int "${small[@]}" --straggler 2:5 >int.out 2>int.err &

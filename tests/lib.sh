@@ -38,6 +38,13 @@
 #   t_stop_server            SIGTERM to $t_server_pid, waits 10 s at most (then SIGKILL), clears
 #                            it; returns the server's exit status (124 if it had to be killed),
 #                            with a t_fail if server.log holds a sanitizer report.
+#   t_wait_clients K...      waits for each hospital client K, started by the script with its pid
+#                            in ${pid[cK]} (an associative array `pid` the script declares), to
+#                            end within 60 s; a t_fail (with the end of ./hK.log) when it exits
+#                            non-zero or is still running; unsets pid[cK].
+#   t_wait_server [SECONDS]  waits SECONDS (60) at most for $t_server_pid to end by itself (then
+#                            SIGKILL), clears it; returns the server's exit status (124 if it had
+#                            to be killed).
 #   t_federation_data FEDLUNG N SYNTH_OPTION...
 #                            what a federation test needs in ./: a synthetic cohort pooled.h5 of N
 #                            sites (`cohort synth --sites N SYNTH_OPTION...`), split by site into
@@ -166,6 +173,30 @@ t_stop_server() {
     t_server_pid=
     # a sanitizer build reports errors and leaks on stderr at exit
     grep -q "Sanitizer" server.log && t_fail "sanitizer report: $(grep -A8 Sanitizer server.log | head -20)"
+    return "$rc"
+}
+
+t_wait_clients() {
+    local k
+    for k in "$@"; do
+        if timeout 60 tail --pid="${pid[c$k]}" -f /dev/null; then
+            wait "${pid[c$k]}" || t_fail "$(pwd): hospital-$k exited $?: $(tail -3 h$k.log)"
+        else
+            t_fail "$(pwd): hospital-$k still runs after 60 s: $(tail -3 h$k.log)"
+        fi
+        unset "pid[c$k]"
+    done
+}
+
+t_wait_server() {
+    local rc=124
+    if timeout "${1:-60}" tail --pid="$t_server_pid" -f /dev/null; then
+        wait "$t_server_pid"
+        rc=$?
+    else
+        kill -KILL "$t_server_pid" 2>/dev/null
+    fi
+    t_server_pid=
     return "$rc"
 }
 

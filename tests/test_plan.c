@@ -355,7 +355,7 @@ static void check_secagg(void) {
         {"[privacy]\nsecagg = true\nclip_norm = 1\nsecagg_cipher = rot13\n", "aes-ctr, chacha20"},
         {"[privacy]\nsecagg = true\nclip_norm = 1\nmechanism = dp-sgd\nnoise_multiplier = 1\n"
          "sample_rate = 0.1\n",
-         "not supported yet"},
+         "needs update_clip"},
         {"[privacy]\nnoise_multiplier = 1\n", "no mechanism"},
     };
     char buf[1024];

@@ -134,7 +134,7 @@ static void expect_invalid(const ProtobufCMessage *m, const char *text, int line
 /* The secure-aggregation messages: key, signature and ciphertext lengths, indices, lists. */
 static void test_secagg_validation(void) {
     fl_err err = {{0}};
-    uint8_t k[32] = {1}, sig[64] = {2}, ct[88] = {3};
+    uint8_t k[32] = {1}, sig[64] = {2}, ct[88] = {3}, cert[4097] = {4};
     Fedlung__V1__SecAggAdvert a = FEDLUNG__V1__SEC_AGG_ADVERT__INIT;
     a.study_id = "s";
     a.round = 2;
@@ -143,7 +143,14 @@ static void test_secagg_validation(void) {
     a.c_pk = (ProtobufCBinaryData){32, k};
     a.s_pk = (ProtobufCBinaryData){32, k};
     a.signature = (ProtobufCBinaryData){64, sig};
-    a.sign_public_key = (ProtobufCBinaryData){32, k};
+    a.certificate = (ProtobufCBinaryData){600, cert};
+    CHECK_OK(fl_rpc_validate(&a.base, &err), &err);
+    a.certificate.len = 0; /* no certificate: no identity to check the signature with */
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    CHECK_MSG(err, "certificate");
+    a.certificate.len = 4097;
+    CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
+    a.certificate.len = 4096;
     CHECK_OK(fl_rpc_validate(&a.base, &err), &err);
     a.c_pk.len = 31;
     CHECK(fl_rpc_validate(&a.base, &err) == FL_EFORMAT);
@@ -269,6 +276,11 @@ static void test_validation(void) {
     INVALID(S.update_hdr, "UpdateHeader.example_count is -1");
     S.update_hdr.example_count = -3; /* a noised count may be negative */
     CHECK_OK(fl_rpc_validate(&S.update_hdr.base, &err), &err);
+    S.update_hdr.clip_bit = -2.5; /* a noised bit may be anything finite */
+    CHECK_OK(fl_rpc_validate(&S.update_hdr.base, &err), &err);
+    S.update_hdr.clip_bit = NAN;
+    INVALID(S.update_hdr, "UpdateHeader.clip_bit is nan");
+    S.update_hdr.clip_bit = 0;
     S.update_hdr.noise_multiplier = INFINITY;
     INVALID(S.update_hdr, "UpdateHeader.noise_multiplier is inf");
     S.update_chunk_data.part_case = FEDLUNG__V1__UPDATE_CHUNK__PART__NOT_SET;
