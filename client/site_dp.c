@@ -2,7 +2,7 @@
  * (Poisson sampling of patients, each patient's gradient clipped, Gaussian noise on the sum),
  * the CSPRNG as the source of that randomness, and the ledger of what the site spent
  * (state_dir/privacy.state). Not the accountant's mathematics (crypto/dp_accountant.h) nor the
- * decision to take part in a round (client/task.c). */
+ * decision to take part in a round (client/task_privacy.c). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

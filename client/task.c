@@ -1,8 +1,8 @@
 /* task.c - the hospital client's task loop (client/task.h): the plan check, the site, the
- * NextTask long poll, one function per kind of task, the privacy budget (a DP round that would
- * exceed epsilon_max is refused) and the outbox log. The network calls are client.c's and
- * transfer.c's, the local work site.c's; this file only sequences them and decides what a
- * failure means (go on, join again, or stop). */
+ * NextTask long poll, one function per kind of task and the outbox log. The network calls are
+ * client.c's and transfer.c's, the local work site.c's, the privacy bookkeeping (the budget, a
+ * DP round that would exceed epsilon_max refused, DP-FedAvg's noise) task_privacy.c's; this file
+ * only sequences them and decides what a failure means (go on, join again, or stop). */
 #include "task.h"
 
 #include <inttypes.h>
@@ -11,17 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/site.h"
-#include "client/task_dp.h"
-#include "client/task_secagg.h"
-#include "fed/plan_secagg.h"
-#include "client/transfer.h"
-#include "crypto/audit.h"
-#include "crypto/cert_sign.h"
-#include "crypto/hash.h"
-#include "crypto/sign.h"
-#include "fed/dp_clip.h"
-#include "fed/plan.h"
+#include "client/task_impl.h"
 
 /* PutUpdate attempts while the server answers UNAVAILABLE (busy, or unreachable for a while),
  * before the loop joins again. */
@@ -30,52 +20,6 @@
 fl_task_options fl_task_options_default(void) {
     return (fl_task_options){.retry = fl_client_retry_default(), .threads = -1, .wait_ms = 10000};
 }
-
-typedef struct {
-    fl_client *c;
-    const fl_client_config *cfg;
-    const fl_task_options *o;
-    fl_transfer *tr;
-    fl_plan plan;
-    int have_plan;
-    char plan_hex[FL_SHA256_HEX];
-    fl_site *site;
-    fl_site_summary summary;
-    fl_sign_key *key;       /* the outbox's */
-    fl_cert_signer *signer; /* a plan with secure aggregation: the TLS key signs the adverts */
-    fl_audit *outbox;
-    char client_id[FL_RPC_MAX_ID + 1]; /* as the server saw us */
-    uint64_t last_round;               /* the last round of a task */
-    int64_t unsigned_round;            /* round of outbox records not yet checkpointed, or -1 */
-    fl_phase model_phase;              /* the phase of the model in the transfer cache */
-    fl_phase evaluated; /* the phase of the last task if it was an EVAL (its model is cached) */
-    int E;              /* the embedding width, once the features phase ran */
-    unsigned std_set;   /* modalities whose standardization was applied */
-    uint8_t std_sha[4][FL_SHA256_LEN]; /* ... and the hash of what was applied */
-    float *buf;                        /* a work vector of cap floats (deltas, statistics) */
-    size_t cap;
-    /* a plan with differential privacy */
-    fl_dp_ledger *ledger;   /* what this site spent (state_dir/privacy.state) */
-    fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling; DP-FedAvg's noise */
-    uint64_t refused_round; /* a refused TRAIN round, for the next NextTask (0: none) */
-    char refused_reason[256];
-    fl_sa_site sa; /* the current secure-aggregation round (client/task_secagg.h) */
-} loop;
-
-/* A DP round's numbers, for the update header and the outbox. DP-FedAvg fills r.q = 1,
- * r.sigma = the plan's z, r.clip = the round's C and r.steps = 1: what this hospital's ledger
- * counts (it cannot verify the server's sampling of sites), and the server accounts the same z
- * over the rounds it ran. */
-typedef struct {
-    fl_site_dp_round r;
-    double eps_round, eps_total, delta;
-    int fedavg;       /* 1: DP-FedAvg (clipped, noised update), 0: DP-SGD */
-    double noise_std; /* DP-FedAvg: the std added per coordinate, z_update C / sqrt(n - k) */
-    /* DP-FedAvg with adaptive clipping: the updates' noise multiplier (fed/dp_clip.h), the
-     * noised bit sent and the std of its noise */
-    int adaptive;
-    double z_update, bit, bit_std;
-} dp_spend;
 
 /* What a failed call means for the loop. */
 static int network_code(grpc_status_code code) {
@@ -146,81 +90,6 @@ static fl_status outbox_key(loop *L, fl_err *err) {
     return FL_OK;
 }
 
-/* A plan with DP: this hospital's budget must be set and its delta at least the plan's; the
- * ledger of what was spent before, and the CSPRNG for the site. */
-static fl_status privacy_start(loop *L, fl_err *err) {
-    const fl_plan_privacy *pv = &L->plan.privacy;
-    if (pv->mechanism == FL_DP_NONE) {
-        if (L->cfg->epsilon_max > 0)
-            fl_client_log("privacy: the plan trains without differential privacy (epsilon_max "
-                          "is not used)");
-        return FL_OK;
-    }
-    int fedavg = pv->mechanism == FL_DP_FEDAVG;
-    if (!(L->cfg->epsilon_max > 0))
-        return fl_fail(err, FL_EINVAL,
-                       "refused plan %.16s..: it trains with %s and %s sets no [privacy] "
-                       "epsilon_max",
-                       L->plan_hex, fedavg ? "DP-FedAvg" : "DP-SGD", L->cfg->path);
-    if (pv->delta > L->cfg->delta)
-        return fl_fail(err, FL_EINVAL,
-                       "refused plan %.16s..: its delta %g is larger than this hospital's %g "
-                       "([privacy] delta)",
-                       L->plan_hex, pv->delta, L->cfg->delta);
-    char path[FL_CONF_MAX_PATH + 16];
-    snprintf(path, sizeof path, "%s/privacy.state", L->cfg->state_dir);
-    double eps;
-    fl_status st = fl_dp_ledger_open(path, &L->ledger, err);
-    if (st == FL_OK) st = fl_dp_ledger_epsilon(L->ledger, NULL, pv->delta, &eps, err);
-    if (st != FL_OK) return st;
-    fl_client_set_budget(L->c, L->cfg->epsilon_max, eps, pv->delta);
-    if (!(L->csprng = malloc(sizeof *L->csprng)))
-        return fl_fail(err, FL_ENOMEM, "out of memory for the CSPRNG source");
-    fl_dp_csprng_init(L->csprng);
-    if (fedavg) { /* client-level: each round counted here as the Gaussian mechanism at q 1 */
-        char adaptive[160] = "";
-        if (pv->adaptive_clip)
-            snprintf(adaptive, sizeof adaptive,
-                     "; adaptive clipping towards the %g quantile (step %g), update noise "
-                     "multiplier %g, bit noise std %g",
-                     pv->target_quantile, pv->clip_lr, fl_plan_dp_fedavg_multiplier(pv),
-                     fl_plan_dp_fedavg_bit_std(pv));
-        fl_client_log("privacy: DP-FedAvg (update clipped to C %g, noise std %g per coordinate: "
-                      "sigma %g over %d sites, %d may drop out%s); spent so far: epsilon %.4g "
-                      "over %d rounds, epsilon_max %g at delta %g (each round counted at q 1, "
-                      "sigma %g)",
-                      pv->clip_norm, fl_plan_dp_fedavg_std(pv), pv->noise_multiplier,
-                      pv->dp_clients, pv->dp_dropouts, adaptive, eps,
-                      fl_dp_ledger_rounds(L->ledger), L->cfg->epsilon_max, pv->delta,
-                      pv->noise_multiplier);
-        return FL_OK;
-    }
-    fl_dp_source src = fl_dp_csprng_source(L->csprng);
-    fl_site_set_dp_source(L->site, &src);
-    fl_client_log("privacy: DP-SGD (C %g, sigma %g, q %g); spent so far: epsilon %.4g over %d "
-                  "rounds, epsilon_max %g at delta %g",
-                  pv->clip_norm, pv->noise_multiplier, pv->sample_rate, eps,
-                  fl_dp_ledger_rounds(L->ledger), L->cfg->epsilon_max, pv->delta);
-    return FL_OK;
-}
-
-/* A plan with secure aggregation: the TLS client key and certificate that sign this site's key
- * adverts, and the CA that its peers' certificates must chain to, all from [tls] (which
- * insecure = true makes optional, but not for secure aggregation). */
-static fl_status secagg_identity(loop *L, fl_err *err) {
-    const fl_conf_tls *tls = &L->cfg->tls;
-    if (!tls->key[0] || !tls->cert[0] || !tls->ca[0])
-        return fl_fail(err, FL_EINVAL,
-                       "refused plan %.16s..: its secure aggregation signs this site's keys with "
-                       "its TLS client key, and %s does not set all of [tls] key, cert and ca",
-                       L->plan_hex, L->cfg->path);
-    fl_status st = fl_cert_signer_load(tls->key, tls->cert, &L->signer, err);
-    if (st == FL_OK)
-        fl_client_log("secure aggregation: key adverts signed as %s (%s), peers checked against %s",
-                      fl_cert_signer_cn(L->signer), tls->cert, tls->ca);
-    return st;
-}
-
 /* After the first Join with a plan: parse it, open the site and the outbox. */
 static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *err) {
     fl_status st = check_plan(L, jr, err);
@@ -237,8 +106,7 @@ static fl_status start_study(loop *L, const Fedlung__V1__JoinReply *jr, fl_err *
         return st;
     fl_site_set_device(L->site, L->cfg->device, L->cfg->precision);
     fl_site_summarize(L->site, &L->summary);
-    if ((st = privacy_start(L, err)) != FL_OK) return st;
-    if (L->plan.privacy.secagg && (st = secagg_identity(L, err)) != FL_OK) return st;
+    if ((st = fl_task_privacy_start(L, err)) != FL_OK) return st;
     if ((st = outbox_key(L, err)) != FL_OK) return st;
     char path[FL_CONF_MAX_PATH + 16];
     snprintf(path, sizeof path, "%s/outbox.log", L->cfg->state_dir);
@@ -292,42 +160,6 @@ static fl_status checkpoint(loop *L, int64_t next_round, fl_err *err) {
     return st;
 }
 
-/* x as a JSON number, or null when it is not finite (sigma = 0 spends an infinite epsilon). */
-static const char *json_num(double x, char out[32]) {
-    if (isfinite(x))
-        snprintf(out, 32, "%.17g", x);
-    else
-        snprintf(out, 32, "null");
-    return out;
-}
-
-/* The DP numbers of an outbox record: ",\"clip_norm\":..." (or "" without DP). */
-static void dp_json(const dp_spend *dp, char *out, size_t cap) {
-    char a[32], b[32];
-    out[0] = 0;
-    if (dp && dp->fedavg) {
-        int n = snprintf(out, cap,
-                         ",\"mechanism\":\"dp-fedavg\",\"clip_norm\":%.17g,"
-                         "\"noise_multiplier\":%.17g,\"noise_std\":%.17g,\"sample_rate\":1,"
-                         "\"delta\":%.17g,\"epsilon_round\":%s,\"epsilon_total\":%s",
-                         dp->r.clip, dp->r.sigma, dp->noise_std, dp->delta,
-                         json_num(dp->eps_round, a), json_num(dp->eps_total, b));
-        if (dp->adaptive && n > 0 && (size_t)n < cap)
-            n += snprintf(out + n, cap - (size_t)n,
-                          ",\"adaptive_clip\":true,\"noise_multiplier_update\":%.17g,"
-                          "\"clip_bit_std\":%.17g",
-                          dp->z_update, dp->bit_std);
-        if (dp->adaptive && !isnan(dp->bit) && n > 0 && (size_t)n < cap) /* it was sent */
-            snprintf(out + n, cap - (size_t)n, ",\"clip_bit\":%.17g", dp->bit);
-    } else if (dp)
-        snprintf(out, cap,
-                 ",\"clip_norm\":%.17g,\"noise_multiplier\":%.17g,\"sample_rate\":%.17g,"
-                 "\"steps\":%" PRId64 ",\"delta\":%.17g,\"epsilon_round\":%s,"
-                 "\"epsilon_total\":%s",
-                 dp->r.clip, dp->r.sigma, dp->r.q, dp->r.steps, dp->delta,
-                 json_num(dp->eps_round, a), json_num(dp->eps_total, b));
-}
-
 /* One outbox record for a message that left (examples < 0: no count was sent). */
 static fl_status record(loop *L, const char *kind, const Fedlung__V1__Task *t, size_t bytes,
                         const uint8_t sha[FL_SHA256_LEN], double examples, const dp_spend *dp,
@@ -335,7 +167,7 @@ static fl_status record(loop *L, const char *kind, const Fedlung__V1__Task *t, s
     char hex[FL_SHA256_HEX], data[1024], count[48] = "", dps[512];
     fl_hex_encode(sha, FL_SHA256_LEN, hex);
     if (examples >= 0) snprintf(count, sizeof count, ",\"examples\":%.17g", examples);
-    dp_json(dp, dps, sizeof dps);
+    fl_task_dp_json(dp, dps, sizeof dps);
     snprintf(data, sizeof data,
              "{\"phase\":\"%s\",\"model_version\":%" PRIu64 ",\"bytes\":%zu,\"sha256\":\"%s\"%s%s}",
              fl_phase_name((fl_phase)t->phase), t->model_version, bytes, hex, count, dps);
@@ -530,72 +362,15 @@ static fl_plan_training task_training(const loop *L, const Fedlung__V1__Task *t,
     return h;
 }
 
-/* Refuses round t: logged, recorded in the outbox, and told to the server with the next
- * NextTask. */
-static fl_status refuse(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
-                        fl_err *err) {
-    snprintf(L->refused_reason, sizeof L->refused_reason,
-             "refused: round %" PRIu64 " would spend ε %.2f, total %.2f > epsilon_max %.2f",
-             t->round, dp->eps_round, dp->eps_total, L->cfg->epsilon_max);
-    L->refused_round = t->round;
-    if (dp->fedavg)
-        fl_client_log("round %" PRIu64 " %s: %s (delta %g, a DP-FedAvg round counted at q 1, "
-                      "sigma %g)",
-                      t->round, fl_phase_name(ph), L->refused_reason, dp->delta, dp->r.sigma);
-    else
-        fl_client_log("round %" PRIu64 " %s: %s (delta %g, %" PRId64 " steps at q %g, sigma %g)",
-                      t->round, fl_phase_name(ph), L->refused_reason, dp->delta, dp->r.steps,
-                      dp->r.q, dp->r.sigma);
-    char data[1024], dps[512];
-    dp_json(dp, dps, sizeof dps);
-    /* the reason is our own sentence: no character to escape */
-    snprintf(data, sizeof data, "{\"phase\":\"%s\",\"reason\":\"%s\",\"epsilon_max\":%.17g%s}",
-             fl_phase_name(ph), L->refused_reason, L->cfg->epsilon_max, dps);
-    fl_status st =
-        fl_audit_append(L->outbox, "refused", (int64_t)t->round, L->client_id, data, err);
-    if (st == FL_OK) L->unsigned_round = (int64_t)t->round;
-    return st;
-}
-
-/* A DP-FedAvg round as this hospital counts it: the Gaussian mechanism at q 1 with the plan's
- * noise multiplier z on an update clipped to the task's C (check_privacy accepted it), and the
- * noise it adds: std z_update C / sqrt(n - k) per coordinate, and its bit's share of sigma_b
- * under adaptive clipping. */
-static void fedavg_round(const loop *L, const Fedlung__V1__Task *t, dp_spend *dp) {
-    const fl_plan_privacy *pv = &L->plan.privacy;
-    dp->fedavg = 1;
-    dp->r.q = 1;
-    dp->r.sigma = pv->noise_multiplier;
-    dp->r.clip = t->privacy->clip_norm;
-    dp->r.steps = 1;
-    dp->adaptive = pv->adaptive_clip;
-    dp->z_update = fl_plan_dp_fedavg_multiplier(pv);
-    dp->noise_std = fl_plan_dp_fedavg_std_at(pv, dp->r.clip);
-    dp->bit_std = fl_plan_dp_fedavg_bit_std(pv);
-    dp->bit = NAN; /* until one is sent */
-}
-
 static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
                             grpc_status_code *code, fl_err *err) {
     fl_plan_training h = task_training(L, t, ph);
-    const fl_plan_privacy *pv = &L->plan.privacy;
     dp_spend dps = {0}, *dp = NULL;
     fl_status st = FL_OK;
     if (L->ledger) { /* what the round would spend, before anything else */
+        int refused;
         dp = &dps;
-        memset(dp, 0, sizeof *dp);
-        double before;
-        dp->delta = pv->delta;
-        if (pv->mechanism == FL_DP_FEDAVG)
-            fedavg_round(L, t, dp);
-        else
-            st = fl_site_dp_plan(L->site, ph, &h, &dp->r, err);
-        if (st != FL_OK ||
-            (st = fl_dp_ledger_epsilon(L->ledger, NULL, dp->delta, &before, err)) != FL_OK ||
-            (st = fl_dp_ledger_epsilon(L->ledger, &dp->r, dp->delta, &dp->eps_total, err)) != FL_OK)
-            return st;
-        dp->eps_round = dp->eps_total - before;
-        if (!(dp->eps_total <= L->cfg->epsilon_max)) return refuse(L, t, ph, dp, err);
+        if ((st = fl_task_dp_price(L, t, ph, &h, dp, &refused, err)) != FL_OK || refused) return st;
     }
     const fl_transfer_model *m;
     if (L->plan.privacy.secagg && !t->secagg) /* never a plain update under an approved secagg */
@@ -616,70 +391,14 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     double examples = 0, loss = 0;
     if ((st = fl_site_train(L->site, ph, &h, m->w, n, delta, &examples, &loss, err)) != FL_OK)
         return st;
-    /* without DP-SGD a plan's clip_norm bounds the update itself (secure aggregation's
-     * fixed-point range needs it): clip the delta that is sent */
     size_t n_sent = (size_t)m->n_params + (h.fedbn ? 0 : (size_t)m->n_buffers);
-    if (dp && dp->fedavg && !t->secagg) { /* clipped and noised: nothing un-noised leaves */
-        fl_dp_source src = fl_dp_csprng_source(L->csprng);
-        double norm;
-        char bit[96] = "";
-        if ((st = fl_dp_fedavg_privatize(delta, n_sent, dp->r.clip, dp->noise_std, &src, &norm,
-                                         err)) != FL_OK)
-            return st;
-        if (dp->adaptive) { /* [norm <= C] leaves only noised */
-            dp->bit = fl_dp_clip_bit(norm, dp->r.clip, dp->bit_std, &src);
-            if (isnan(dp->bit))
-                return fl_fail(err, FL_EBACKEND,
-                               "the noise source failed: the DP-FedAvg update is not sent");
-            snprintf(bit, sizeof bit, "; clipping bit %d sent as %.4g (noise std %g)",
-                     norm <= dp->r.clip, dp->bit, dp->bit_std);
-        }
-        fl_client_log("round %" PRIu64
-                      " %s: DP-FedAvg: update norm %.4g (not sent), clipped to %g, "
-                      "noise std %g per coordinate%s",
-                      t->round, fl_phase_name(ph), norm, dp->r.clip, dp->noise_std, bit);
-    } else if (t->secagg || (!dp && pv->clip_norm > 0)) {
-        /* the update's L2 bound: the fixed-point range under secure aggregation (under DP-SGD a
-         * post-processing of its output), else the plan's clip on the update itself */
-        double B = t->secagg ? fl_plan_sa_clip_for(pv, L->sa.scale, n_sent) : pv->clip_norm;
-        if (!(B > 0))
-            return fl_fail(err, FL_EINVAL,
-                           "round %" PRIu64 ": the fixed-point scale %g is too coarse for %zu "
-                           "coordinates under DP-FedAvg (rounding alone exceeds clip_norm %g)",
-                           t->round, L->sa.scale, n_sent, pv->clip_norm);
-        double norm = fl_sa_clip(delta, n_sent, B);
-        if (dp && dp->fedavg)
-            fl_client_log("round %" PRIu64 " %s: DP-FedAvg under secure aggregation: update norm "
-                          "%.4g (not sent), clipped to %g; discrete Gaussian noise of std %g "
-                          "joins the encoding",
-                          t->round, fl_phase_name(ph), norm, B, dp->noise_std);
-        else
-            fl_client_log("round %" PRIu64 " %s: update norm %.4g, clipped to %g", t->round,
-                          fl_phase_name(ph), norm, B);
-    }
-    /* spent once the update exists, before it can leave: a crash from here on over-counts */
-    if (dp && (st = fl_dp_ledger_spend(L->ledger, (int64_t)t->round, ph, &dp->r, err)) != FL_OK)
-        return st;
-    if (dp) fl_client_set_budget(L->c, L->cfg->epsilon_max, dp->eps_total, dp->delta);
+    if ((st = fl_task_privatize_update(L, t, ph, dp, delta, n_sent, err)) != FL_OK) return st;
     char sent[96];
     if ((st = send_update(L, t, t->secagg ? "masked_update" : "update", delta, m->n_params,
                           h.fedbn ? 0 : m->n_buffers, examples, dp, sent, code, err)) != FL_OK)
         return st;
-    if (dp && dp->fedavg) {
-        fl_client_log("round %" PRIu64 " %s: trained, loss %.4g, DP-FedAvg update (no example "
-                      "count), ε this round %.3f, total %.3f of %g (delta %g), %s",
-                      t->round, fl_phase_name(ph), loss, dp->eps_round, dp->eps_total,
-                      L->cfg->epsilon_max, dp->delta, sent);
-        return FL_OK;
-    }
     if (dp) {
-        const fl_site_dp_round *r = fl_site_dp_last(L->site);
-        fl_client_log("round %" PRIu64 " %s: DP-SGD %" PRId64 " steps on %d patients (q %g, %.1f "
-                      "drawn per step, C %g, sigma %g, %.2f s), loss %.4g, ε this round %.3f, "
-                      "total %.3f of %g (delta %g), %s",
-                      t->round, fl_phase_name(ph), r->steps, r->n_patients, r->q,
-                      r->sampled / (double)r->steps, r->clip, r->sigma, r->seconds, loss,
-                      dp->eps_round, dp->eps_total, L->cfg->epsilon_max, dp->delta, sent);
+        fl_task_dp_report(L, t, ph, dp, loss, sent);
         return FL_OK;
     }
     int k = h.local_steps ? h.local_steps : h.epochs;
@@ -776,46 +495,6 @@ static fl_status task_done(loop *L, const Fedlung__V1__Task *t, grpc_status_code
     return FL_OK;
 }
 
-/* Under adaptive clipping, whether the task's clip norm is one the rule can have reached by
- * round t from the plan's clip_norm: the bits' mean lies in [0, 1], so each committed round moves
- * log C by at most clip_lr max(gamma, 1 - gamma); a phase starts again from clip_norm, and the
- * rounds before it only loosen the bound. Any C > 0 keeps the noise at z C per sensitivity C;
- * this only keeps a server from choosing C freely. */
-static int clip_allowed(const fl_plan_privacy *pv, const Fedlung__V1__Task *t, double C) {
-    if (!pv->adaptive_clip) return C == pv->clip_norm;
-    return fl_dp_clip_reachable(C, pv->clip_norm, pv->target_quantile, pv->clip_lr,
-                                t->round > 0 ? (long)t->round - 1 : 0);
-}
-
-/* A TRAIN task's privacy must be the approved plan's: its mechanism with its very parameters in
- * the trained phases of a DP plan (the clip norm moving only as adaptive clipping can), none
- * otherwise. The server can neither weaken nor drop it. */
-static fl_status check_privacy(loop *L, const Fedlung__V1__Task *t, fl_phase ph, fl_err *err) {
-    const fl_plan_privacy *pv = &L->plan.privacy;
-    const Fedlung__V1__PrivacyParams *tp = t->privacy;
-    int want = fl_plan_training_of(&L->plan, ph) ? (int)pv->mechanism : FL_DP_NONE;
-    int got = tp ? (int)tp->mechanism : FL_DP_NONE;
-    if (got == want &&
-        (want == FL_DP_NONE ||
-         (clip_allowed(pv, t, tp->clip_norm) && tp->noise_multiplier == pv->noise_multiplier &&
-          tp->sample_rate == pv->sample_rate && tp->delta == pv->delta)))
-        return FL_OK;
-    if (got == want && pv->adaptive_clip && tp->noise_multiplier == pv->noise_multiplier &&
-        tp->sample_rate == pv->sample_rate && tp->delta == pv->delta)
-        return fl_fail(err, FL_EINVAL,
-                       "round %" PRIu64 ": the task's clip norm %g is not one adaptive clipping "
-                       "can reach from the approved plan's %g (target quantile %g, clip_lr %g)",
-                       t->round, tp->clip_norm, pv->clip_norm, pv->target_quantile, pv->clip_lr);
-    return fl_fail(err, FL_EINVAL,
-                   "round %" PRIu64 ": the task's privacy (mechanism %d, C %g, sigma %g, q %g, "
-                   "delta %g) is not the approved plan's (mechanism %d, C %g, sigma %g, q %g, "
-                   "delta %g)",
-                   t->round, got, tp ? tp->clip_norm : 0, tp ? tp->noise_multiplier : 0,
-                   tp ? tp->sample_rate : 0, tp ? tp->delta : 0, want, want ? pv->clip_norm : 0,
-                   want ? pv->noise_multiplier : 0, want ? pv->sample_rate : 0,
-                   want ? pv->delta : 0);
-}
-
 /* A secure-aggregation step (client/task_secagg.h): the message made from the task, sent and
  * recorded in the outbox. A task whose parameters are not the approved plan's stops the client
  * (as a TRAIN task's privacy would); a failure of the protocol takes the site out of this round
@@ -882,7 +561,7 @@ static fl_status do_task(loop *L, const Fedlung__V1__Task *t, grpc_status_code *
     fl_phase ph = (fl_phase)t->phase;
     int train = t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_TRAIN;
     fl_status st;
-    if (train && (st = check_privacy(L, t, ph, err)) != FL_OK) return st;
+    if (train && (st = fl_task_check_privacy(L, t, ph, err)) != FL_OK) return st;
     if (train && ph == FL_PHASE_STATISTICS) return task_statistics(L, t, code, err);
     if (train && ph == FL_PHASE_FEATURES) return task_features(L, t, code, err);
     if (ph != FL_PHASE_IMAGE && ph != FL_PHASE_FUSION)

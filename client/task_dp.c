@@ -1,5 +1,5 @@
 /* task_dp.c - DP-FedAvg's clipping and noise at a site, and its adaptive-clipping bit
- * (client/task_dp.h). Not the decision to send (client/task.c), the noise source
+ * (client/task_dp.h). Not the decision to send (client/task_privacy.c), the noise source
  * (client/site_dp.c) nor the clip norm's update (fed/dp_clip.c). */
 #include "client/task_dp.h"
 

@@ -2,7 +2,7 @@
  * DP-FedAvg"): the update delta clipped to L2 norm C and Gaussian noise added to each coordinate
  * before it leaves; and, under adaptive clipping (Andrew et al. 2021), the noised bit that says
  * whether the update was under C. Not the accountants (the server composes the rounds,
- * server/study.c; the hospital's ledger, client/task.c), not the clip norm's update rule
+ * server/study.c; the hospital's ledger, client/task_privacy.c), not the clip norm's update rule
  * (fed/dp_clip.h) and not the noise source (client/site.h's fl_dp_source, the CSPRNG in real
  * use). */
 #ifndef FL_TASK_DP_H
