@@ -214,7 +214,7 @@ void fl_cuda_conv2d_plan_free(fl_backend *be, void *plan) {
 fl_status fl_cuda_conv2d_plan(fl_backend *be, const fl_conv2d_shape *s, void **out, fl_err *err) {
     fl_cuda *cu = FL_CUDA(be);
     fl_status status = FL_OK;
-    char shape[96];
+    char shape[128]; /* nine ints of up to 11 characters and the text between */
     snprintf(shape, sizeof shape, "%dx%dx%dx%d -> %d (%dx%d/%d pad %d)", s->N, s->C, s->H, s->W,
              s->K, s->R, s->S, s->stride, s->pad);
     *out = NULL;

@@ -148,8 +148,19 @@ static fl_backend *create(const fl_cuda_options *o, fl_err *err) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count < 1) {
-        set_err(err, "no usable GPU: %s",
-                e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present");
+        /* cudart reports a missing driver as "insufficient": say which of the two it is. */
+        int drv = 0;
+        if (e == cudaErrorInsufficientDriver && cudaDriverGetVersion(&drv) != cudaSuccess) drv = 0;
+        if (e == cudaErrorInsufficientDriver && drv == 0)
+            set_err(err, "no usable GPU: no NVIDIA driver is loaded (no libcuda.so.1, or a stub)");
+        else if (e == cudaErrorInsufficientDriver)
+            set_err(err,
+                    "no usable GPU: the NVIDIA driver supports CUDA %d.%d, this module was built "
+                    "with CUDA %d.%d (update the driver, or rebuild with an older CUDA)",
+                    drv / 1000, drv % 1000 / 10, CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        else
+            set_err(err, "no usable GPU: %s",
+                    e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device is present");
         (void)cudaGetLastError();
         return NULL;
     }

@@ -31,7 +31,7 @@ typedef struct {
     /* (reduce holds FL_CUDA_REDUCE_SLOTS doubles and reduce_host as many, both allocated by
      * cuda_backend.cu; ops use reduce only within one call, on the stream: it is also the
      * device-side scratch of maxpool_backward's window bounds. Nothing else may keep it.) */
-    void *bf16_scratch;  /* BF16: bf16 copies of an op's inputs, grown by fl_cuda_bf16_scratch */
+    void *bf16_scratch; /* BF16: bf16 copies of an op's inputs, grown by fl_cuda_bf16_scratch */
     size_t bf16_bytes;
 } fl_cuda;
 
@@ -47,17 +47,17 @@ typedef struct {
         cudaError_t e_ = (call);                                                                \
         if (e_ != cudaSuccess) fl_cuda_die(__FILE__, __LINE__, "CUDA", cudaGetErrorString(e_)); \
     } while (0)
-#define FL_CUBLAS(call)                                                                    \
-    do {                                                                                   \
-        cublasStatus_t e_ = (call);                                                        \
-        if (e_ != CUBLAS_STATUS_SUCCESS)                                                   \
-            fl_cuda_die(__FILE__, __LINE__, "cuBLAS", cublasGetStatusString(e_));          \
+#define FL_CUBLAS(call)                                                           \
+    do {                                                                          \
+        cublasStatus_t e_ = (call);                                               \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                          \
+            fl_cuda_die(__FILE__, __LINE__, "cuBLAS", cublasGetStatusString(e_)); \
     } while (0)
-#define FL_CUDNN(call)                                                                          \
-    do {                                                                                        \
-        cudnnStatus_t e_ = (call);                                                              \
-        if (e_ != CUDNN_STATUS_SUCCESS)                                                         \
-            fl_cuda_die(__FILE__, __LINE__, "cuDNN", cudnnGetErrorString(e_));                  \
+#define FL_CUDNN(call)                                                         \
+    do {                                                                       \
+        cudnnStatus_t e_ = (call);                                             \
+        if (e_ != CUDNN_STATUS_SUCCESS)                                        \
+            fl_cuda_die(__FILE__, __LINE__, "cuDNN", cudnnGetErrorString(e_)); \
     } while (0)
 /* After a kernel launch: launch errors surface here, execution errors at the next sync. */
 #define FL_CU_LAUNCHED() FL_CU(cudaGetLastError())
@@ -118,8 +118,8 @@ void fl_cuda_maxpool_forward(fl_backend *be, const float *x, float *y, int32_t *
 void fl_cuda_maxpool_backward(fl_backend *be, const float *dy, const int32_t *idx, float *dx,
                               float beta_acc, int N, int H, int W, int C, int P, int Q);
 void fl_cuda_gap_forward(fl_backend *be, const float *x, float *y, int N, int HW, int C);
-void fl_cuda_gap_backward(fl_backend *be, const float *dy, float *dx, float beta_acc, int N,
-                          int HW, int C);
+void fl_cuda_gap_backward(fl_backend *be, const float *dy, float *dx, float beta_acc, int N, int HW,
+                          int C);
 void fl_cuda_linear_forward(fl_backend *be, const float *x, const float *w, const float *b,
                             float *y, int M, int IN, int OUT);
 void fl_cuda_linear_backward(fl_backend *be, const float *x, const float *w, const float *dy,
@@ -131,8 +131,8 @@ void fl_cuda_dropout_backward(fl_backend *be, const float *dy, const float *mask
                               float beta_acc, size_t n);
 void fl_cuda_add(fl_backend *be, const float *a, const float *b, float *y, size_t n);
 void fl_cuda_accumulate(fl_backend *be, float *dst, const float *src, float beta, size_t n);
-void fl_cuda_copy_cols(fl_backend *be, const float *src, int src_ld, float *dst, int dst_ld,
-                       int M, int F, float beta);
+void fl_cuda_copy_cols(fl_backend *be, const float *src, int src_ld, float *dst, int dst_ld, int M,
+                       int F, float beta);
 void fl_cuda_rowscale(fl_backend *be, const float *x, const float *s, float *y, int M, int F);
 void fl_cuda_scale(fl_backend *be, float *x, float a, size_t n);
 double fl_cuda_sumsq(fl_backend *be, const float *x, size_t n);

@@ -128,8 +128,8 @@ enum { FL_COL_SUM = 0, FL_COL_SHIFT = 1, FL_COL_GRAD = 2, FL_COL_ROW = 3 };
 
 /* Chunks per segment: at least 64 rows each, about 1024 blocks in all (8 per SM of an H100). */
 static inline int fl_cuda_col_chunks(int S, int R, int C) {
-    long long cb = C > 0 ? (C + 31) / 32 : 1, seg = S > 0 ? S : 1;
-    long long want = (R + 63) / 64, cap = 1024 / (cb * seg);
+    long long cb = C > 0 ? ((long long)C + 31) / 32 : 1, seg = S > 0 ? S : 1;
+    long long want = ((long long)R + 63) / 64, cap = 1024 / (cb * seg);
     long long nc = want < cap ? want : cap;
     return (int)(nc < 1 ? 1 : nc);
 }

@@ -142,6 +142,14 @@ static void apply_grad(cudaStream_t st, const float *x, const float *dy, float *
 
 /* ---- batchnorm: x (M, C) ---- */
 
+/* Whether cuDNN takes a training batch of M rows: not fewer than 2 (its running variance
+ * divides by M - 1, where PyTorch refuses the batch and the CPU keeps the biased variance), and
+ * fewer than 2^31 elements (its 32-bit indexing). Our kernels take the others, forward and
+ * backward alike. */
+static bool bn_cudnn(int M, int C) {
+    return M >= 2 && (size_t)M * C < (size_t)INT32_MAX;
+}
+
 /* Eval mode: save_mean = running_mean, save_invstd = 1/sqrt(running_var + eps) (in double, as
  * the CPU), sc = gamma * save_invstd. */
 static __global__ void bn_eval_coef_k(const float *rm, const float *rv, const float *gamma,
@@ -155,10 +163,10 @@ static __global__ void bn_eval_coef_k(const float *rm, const float *rv, const fl
     }
 }
 
-/* Training statistics from our own sums, where cuDNN cannot take the batch (no rows, or 2^31
- * elements and more: its 32-bit indexing): s1 = sum (x - k), s2 = sum (x - k)^2 with k the first
- * row (nn/cpu/norm.c's shift); mean, biased variance, the running update with the unbiased one
- * (in double, as the CPU), and sc = gamma * save_invstd for apply. */
+/* Training statistics from our own sums, where cuDNN does not take the batch (!bn_cudnn):
+ * s1 = sum (x - k), s2 = sum (x - k)^2 with k the first row (nn/cpu/norm.c's shift); mean,
+ * biased variance, the running update with the unbiased one (the biased one for a single row),
+ * in double, as the CPU; and sc = gamma * save_invstd for apply. */
 static __global__ void bn_train_stats_k(const double *s1, const double *s2, const float *k, int M,
                                         const float *gamma, float momentum, float eps, int C,
                                         float *rm, float *rv, float *save_mean, float *save_invstd,
@@ -196,7 +204,7 @@ void fl_cuda_batchnorm_forward(fl_backend *be, const float *x, float *y, int M, 
     }
     float *rm = running_mean && running_var ? running_mean : NULL;
     float *rv = rm ? running_var : NULL;
-    if (M == 0 || (size_t)M * C >= (size_t)INT32_MAX) {
+    if (!bn_cudnn(M, C)) {
         int R = M;
         size_t nd = fl_cuda_col_doubles(1, R, C);
         char *ws = (char *)fl_cuda_workspace(be, fl_cuda_align(nd * 8) + (size_t)C * 4);
@@ -260,7 +268,7 @@ void fl_cuda_batchnorm_backward(fl_backend *be, const float *x, const float *dy,
     cudaStream_t st = cu->stream;
     if (C <= 0) return;
     if (M < 0) M = 0;
-    if (train && dx && M > 0 && (size_t)M * C < (size_t)INT32_MAX) {
+    if (train && dx && bn_cudnn(M, C)) {
         /* cuDNN: dx = 1*grad + beta_acc*dx, parameter gradients overwritten (beta 0). It needs
          * scale and both parameter outputs: ones and scratch stand in for absent ones. */
         float *ws = NULL;
@@ -279,7 +287,7 @@ void fl_cuda_batchnorm_backward(fl_backend *be, const float *x, const float *dy,
         return;
     }
     /* Frozen statistics (dx = gamma*invstd*dy), only the parameter gradients wanted, or a batch
-     * too large for cuDNN. */
+     * cuDNN does not take (!bn_cudnn). */
     if (!dx && !dgamma && !dbeta) return;
     size_t nd = fl_cuda_col_doubles(1, M, C);
     char *ws = (char *)fl_cuda_workspace(be, fl_cuda_align(nd * 8) + (size_t)4 * C * 4);
