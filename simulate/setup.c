@@ -298,12 +298,17 @@ static void write_demo_plan(FILE *f, const conf_ctx *ctx) {
     for (int m = 0; m < FL_N_OMICS; m++) n_omics += co->omics[m].F > 0;
     fprintf(f, "\nphases = %s%s%s\nseed = 1\n", n_omics ? "statistics," : "",
             tiles ? "image,features," : "", "fusion");
+    /* Under DP-SGD the image batch is the tiles of each sampled patient per step (each patient's
+     * gradient is its own pass): 4 keeps a round's work near the plain demo's 20 x 32 tiles. */
     if (tiles)
         fprintf(f,
                 "\n[image]\narch = resnet18\nstem = small\ntile = %d\nwidth = 1\nrounds = %d\n"
-                "local_steps = 20\nbatch = 32\noptimizer = sgd\nlr = 0.05\nmomentum = 0.9\n"
+                "local_steps = 20\n%sbatch = %d\noptimizer = sgd\nlr = 0.05\nmomentum = 0.9\n"
                 "weight_decay = 1e-4\nstrategy = fedavg\n",
-                co->tile, o->rounds);
+                co->tile, o->rounds,
+                o->dp == FL_SIM_DP_PATIENT ? "# DP-SGD: tiles of each sampled patient per step\n"
+                                           : "",
+                o->dp == FL_SIM_DP_PATIENT ? FL_SIM_DP_IMAGE_BATCH : 32);
     fprintf(f, "\n[fusion]\nmodalities = ");
     int first = 1;
     if (tiles) fprintf(f, "image"), first = 0;

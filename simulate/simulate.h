@@ -21,6 +21,7 @@
 #define FL_SIM_DEFAULT_CLIP_NORM 1.0     /* [privacy] clip_norm of --dp patient and --secagg */
 #define FL_SIM_DEFAULT_NOISE 1.0         /* [privacy] noise_multiplier of --dp patient */
 #define FL_SIM_DEFAULT_SAMPLE_RATE 0.1   /* [privacy] sample_rate of --dp patient */
+#define FL_SIM_DP_IMAGE_BATCH 4          /* the demo plan's [image] batch under --dp patient */
 #define FL_SIM_DEFAULT_UPDATE_CLIP 1000.0 /* [privacy] update_clip of --dp patient --secagg */
 #define FL_SIM_DELTA 1e-5                /* the plan's and every hospital's delta */
 
