@@ -3,6 +3,7 @@
  * NCHW <-> NHWC layout changes. Grid-stride kernels on the backend's stream; none allocates.
  * Not fused kernels: those belong to the ops that need them. */
 #include "cuda_impl.h"
+#include "kernels.cuh"
 
 #define THREADS 256u
 
@@ -167,32 +168,20 @@ void fl_cuda_rowscale(fl_backend *be, const float *x, const float *s, float *y, 
 
 #define SUMSQ_BLOCKS (FL_CUDA_REDUCE_SLOTS - 1)
 
-/* Sums v over the block (blockDim.x == THREADS, a power of two); thread 0 gets the total. */
-__device__ static double block_sum(double v) {
-    __shared__ double s[THREADS];
-    s[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned h = THREADS / 2; h > 0; h >>= 1) {
-        if (threadIdx.x < h) s[threadIdx.x] += s[threadIdx.x + h];
-        __syncthreads();
-    }
-    return s[0];
-}
-
 static __global__ void sumsq_part_k(const float *x, size_t n, double *part) {
     double acc = 0;
     FOR_EACH(i, n) {
         double v = x[i];
         acc += v * v;
     }
-    double total = block_sum(acc);
+    double total = fl_block_sum<THREADS>(acc);
     if (threadIdx.x == 0) part[blockIdx.x] = total;
 }
 
 static __global__ void sum_parts_k(const double *part, unsigned nparts, double *out) {
     double acc = 0;
     for (unsigned i = threadIdx.x; i < nparts; i += blockDim.x) acc += part[i];
-    double total = block_sum(acc);
+    double total = fl_block_sum<THREADS>(acc);
     if (threadIdx.x == 0) *out = total;
 }
 

@@ -239,4 +239,20 @@ static inline void fl_cuda_colsum(cudaStream_t st, const float *dy, int M, int C
                                     out);
 }
 
+/* Sums v over the block (blockDim.x == N, a power of two) by a fixed tree, so the result is the
+ * same on every run; every thread gets the total, and the shared memory is free again on return. */
+template <unsigned N>
+__device__ static inline double fl_block_sum(double v) {
+    __shared__ double s[N];
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned h = N / 2; h > 0; h >>= 1) {
+        if (threadIdx.x < h) s[threadIdx.x] += s[threadIdx.x + h];
+        __syncthreads();
+    }
+    double total = s[0];
+    __syncthreads();
+    return total;
+}
+
 #endif

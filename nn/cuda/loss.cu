@@ -6,6 +6,7 @@
  *
  * Labels and class weights are device pointers (the model uploads them before the call). */
 #include "cuda_impl.h"
+#include "kernels.cuh"
 
 #include <math.h>
 
@@ -20,19 +21,6 @@
 #define R_PARTS 3
 #define MAX_ROW_BLOCKS (FL_CUDA_REDUCE_SLOTS - R_PARTS)
 
-/* Sums v over the block (blockDim.x == THREADS) by a fixed tree; every thread gets the total. */
-__device__ static double block_sum(double v) {
-    __shared__ double s[THREADS];
-    s[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned h = THREADS / 2; h > 0; h >>= 1) {
-        if (threadIdx.x < h) s[threadIdx.x] += s[threadIdx.x + h];
-        __syncthreads();
-    }
-    double total = s[0];
-    __syncthreads();
-    return total;
-}
 
 /* log(sum(exp(l))) over a row of K logits, computed by the 32 lanes of a warp (each lane gets
  * it), as the CPU's softmax_row: the max ignores NaN, falls back to 0 when not finite (all -inf,
@@ -87,7 +75,7 @@ static __global__ void ce_count_k(const int32_t *__restrict__ labels,
         acc += class_w ? (double)class_w[y] : 1.0;
     }
     bad = __syncthreads_or(bad);
-    double total = block_sum(acc);
+    double total = fl_block_sum<THREADS>(acc);
     if (threadIdx.x == 0) {
         red[R_WSUM] = total;
         red[R_BAD] = bad;
@@ -137,7 +125,7 @@ static __global__ void ce_rows_k(const float *__restrict__ logits,
 static __global__ void ce_final_k(unsigned nparts, double *red) {
     double acc = 0;
     for (unsigned j = threadIdx.x; j < nparts; j += blockDim.x) acc += red[R_PARTS + j];
-    double total = block_sum(acc);
+    double total = fl_block_sum<THREADS>(acc);
     if (threadIdx.x == 0) {
         double wsum = red[R_WSUM], inv = wsum != 0 ? 1.0 / wsum : 0.0;
         red[R_LOSS] = red[R_BAD] != 0 ? (double)NAN : total * inv;
