@@ -92,6 +92,28 @@ static fl_status check_privacy(const fl_sim_options *o, fl_err *err) {
     return fl_fail(err, FL_EINVAL, "%s: the study plan refuses it: %s", what, why);
 }
 
+/* FL_EINVAL when --plan FILE has a [privacy] section of its own and --dp or --secagg would
+ * append a second one (its keys would be set twice): said before any work starts. */
+static fl_status check_plan_privacy(const fl_sim_options *o, fl_err *err) {
+    if (!o->plan || (o->dp == FL_SIM_DP_NONE && !o->secagg)) return FL_OK;
+    FILE *f = fopen(o->plan, "r");
+    if (!f) return fl_fail(err, FL_EIO, "--plan %s: cannot read it", o->plan);
+    char line[512];
+    int at = 0, found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        at++;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        found = strncmp(p, "[privacy]", 9) == 0;
+    }
+    fclose(f);
+    if (!found) return FL_OK;
+    return fl_fail(err, FL_EINVAL,
+                   "--plan %s:%d has a [privacy] section of its own: set DP and secure "
+                   "aggregation there, or remove the section to use --dp/--secagg",
+                   o->plan, at);
+}
+
 /* FL_EINVAL unless every fault names a hospital in 1..n. */
 static fl_status check_faults(const fl_sim_fault *f, int n_faults, int n, const char *option,
                               fl_err *err) {
@@ -126,7 +148,8 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
         return fl_fail(err, FL_EINVAL, "--adaptive-clip and --clip-bit-noise need --dp client");
     if (o->clip_bit_noise > 0 && !o->adaptive_clip)
         return fl_fail(err, FL_EINVAL, "--clip-bit-noise needs --adaptive-clip");
-    if ((s = check_privacy(o, err)) != FL_OK) return s;
+    if ((s = check_plan_privacy(o, err)) != FL_OK || (s = check_privacy(o, err)) != FL_OK)
+        return s;
     if (o->dp != FL_SIM_DP_NONE && !(o->epsilon_max > 0))
         return fl_fail(err, FL_EINVAL,
                        "--dp %s needs --epsilon-max E (each hospital's budget; a hospital "

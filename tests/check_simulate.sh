@@ -126,6 +126,12 @@ grep -q "update-clip needs --dp patient and --secagg" err.txt || t_fail "--updat
 t_expect 2 "--dp client --secagg with too little noise" -- "$fedlung" simulate --dp client \
     --secagg --noise-multiplier 1e-9
 grep -q "below 4" err.txt || t_fail "--dp client --secagg tiny noise: $(head -1 err.txt)"
+printf '[study]\nid = p\nclasses = A,B\nphases = statistics,fusion\n[fusion]\nmodalities = rna\n\
+rounds = 1\nepochs = 1\n[privacy]\nclip_norm = 1\n' >own-privacy.plan
+t_expect 2 "--plan with its own [privacy] and --secagg" -- "$fedlung" simulate \
+    --plan own-privacy.plan --secagg
+grep -q "own-privacy.plan:10 has a \[privacy\] section of its own" err.txt ||
+    t_fail "--plan [privacy] --secagg: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
 # statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1:
