@@ -23,6 +23,9 @@ struct fl_accountant {
     double *orders; /* [n] */
     double *rdp;    /* [n] RDP spent at each order */
     double *work;   /* [n] scratch for one phase's curve */
+    double *curve;  /* [n + 3] the per-step RDP of the last (q, sigma) asked, then q, sigma, and
+                       1 when it holds them: a round is priced, then spent, with the same
+                       mechanism, and the series at fractional orders is the whole cost */
     int phases;
     int64_t steps;
 };
@@ -238,7 +241,7 @@ fl_status fl_accountant_new(const double *orders, size_t n, fl_accountant **out,
     fl_status s = check_orders(orders, n, err);
     if (s != FL_OK) return s;
     fl_accountant *acc = calloc(1, sizeof *acc);
-    double *slab = calloc(3 * n, sizeof *slab); /* orders | rdp | work */
+    double *slab = calloc(4 * n + 3, sizeof *slab); /* orders | rdp | work | curve, key */
     if (!acc || !slab) {
         free(acc);
         free(slab);
@@ -248,6 +251,7 @@ fl_status fl_accountant_new(const double *orders, size_t n, fl_accountant **out,
     acc->orders = slab;
     acc->rdp = slab + n;
     acc->work = slab + 2 * n;
+    acc->curve = slab + 3 * n;
     memcpy(acc->orders, orders, n * sizeof *orders);
     *out = acc;
     return FL_OK;
@@ -259,9 +263,28 @@ void fl_accountant_free(fl_accountant *acc) {
     free(acc);
 }
 
+/* The RDP of `steps` steps of (q, sigma) at every order into out, from acc's kept per-step curve
+ * when it is of the same (q, sigma) (exactly fl_rdp_compute's values: r * steps either way). */
+static fl_status phase_curve(const fl_accountant *acc, double q, double sigma, int64_t steps,
+                             double *out, fl_err *err) {
+    double *key = acc->curve + acc->n;
+    fl_status s = check_mechanism(q, sigma, steps, err);
+    if (s != FL_OK) return s;
+    if (!(key[2] == 1.0 && key[0] == q && key[1] == sigma)) {
+        key[2] = 0.0;
+        if ((s = fl_rdp_compute(q, sigma, 1, acc->orders, acc->n, acc->curve, err)) != FL_OK)
+            return s;
+        key[0] = q;
+        key[1] = sigma;
+        key[2] = 1.0;
+    }
+    for (size_t k = 0; k < acc->n; k++) out[k] = steps == 0 ? 0.0 : acc->curve[k] * (double)steps;
+    return FL_OK;
+}
+
 fl_status fl_accountant_add(fl_accountant *acc, double q, double sigma, int64_t steps,
                             fl_err *err) {
-    fl_status s = fl_rdp_compute(q, sigma, steps, acc->orders, acc->n, acc->work, err);
+    fl_status s = phase_curve(acc, q, sigma, steps, acc->work, err);
     if (s != FL_OK) return s;
     for (size_t k = 0; k < acc->n; k++) acc->rdp[k] += acc->work[k];
     acc->phases++;
@@ -288,7 +311,7 @@ fl_status fl_accountant_epsilon(const fl_accountant *acc, double delta, fl_dp_co
 static fl_status epsilon_with(const fl_accountant *acc, double *work, double q, double sigma,
                               int64_t steps, double delta, fl_dp_conversion conv, double *eps,
                               double *best_order, fl_err *err) {
-    fl_status s = fl_rdp_compute(q, sigma, steps, acc->orders, acc->n, work, err);
+    fl_status s = phase_curve(acc, q, sigma, steps, work, err);
     if (s != FL_OK) return s;
     for (size_t k = 0; k < acc->n; k++) work[k] += acc->rdp[k];
     return fl_rdp_epsilon(work, acc->orders, acc->n, delta, conv, eps, best_order, err);

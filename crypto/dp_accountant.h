@@ -45,7 +45,10 @@ fl_status fl_rdp_compute(double q, double sigma, int64_t steps, const double *or
 fl_status fl_rdp_epsilon(const double *rdp, const double *orders, size_t n, double delta,
                          fl_dp_conversion conv, double *eps, double *best_order, fl_err *err);
 
-/* ---- the accountant: RDP summed over phases (composition) ---- */
+/* ---- the accountant: RDP summed over phases (composition) ----
+ * An accountant keeps the per-step curve of the last mechanism it computed (pricing a round and
+ * then spending it costs one series evaluation), so even its const calls write to it: one
+ * thread at a time. */
 
 typedef struct fl_accountant fl_accountant;
 
