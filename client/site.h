@@ -155,8 +155,9 @@ typedef struct fl_dp_ledger fl_dp_ledger;
  * not a round (an edited or damaged ledger is never silently reset); FL_ENOMEM. */
 fl_status fl_dp_ledger_open(const char *path, fl_dp_ledger **out, fl_err *err);
 void fl_dp_ledger_free(fl_dp_ledger *l);
-/* Rounds recorded so far. */
+/* Training rounds recorded so far; evaluations recorded so far. */
 int fl_dp_ledger_rounds(const fl_dp_ledger *l);
+int fl_dp_ledger_evaluations(const fl_dp_ledger *l);
 /* The epsilon spent for delta (0 when nothing was), after one more round next if it is
  * non-NULL (l unchanged). Returns FL_OK (+inf when a round had sigma = 0), or the accountant's
  * FL_EINVAL. */
@@ -167,13 +168,30 @@ fl_status fl_dp_ledger_epsilon(const fl_dp_ledger *l, const fl_site_dp_round *ne
  * unchanged), FL_EINVAL or FL_ENOMEM. */
 fl_status fl_dp_ledger_spend(fl_dp_ledger *l, int64_t round, fl_phase ph, const fl_site_dp_round *r,
                              fl_err *err);
+/* The same for the noised evaluation report of round `round` (phase ph's model): one Gaussian
+ * mechanism, q 1, noise multiplier sigma, 1 step (a line "... steps=1 eval"). To be called
+ * before the report leaves. */
+fl_status fl_dp_ledger_spend_eval(fl_dp_ledger *l, int64_t round, fl_phase ph, double sigma,
+                                  fl_err *err);
+
+/* Noised evaluation (docs/privacy.md, "Noised evaluation"): the report's n_hist counts, its
+ * patients and its K patients per class each plus Gaussian noise of std count_std, its loss_sum
+ * plus noise of std loss_std, all drawn from src, into the noised_* outputs (caller-owned,
+ * n_hist and K doubles). Returns FL_OK; FL_EBACKEND when the source failed (a non-finite
+ * draw: nothing is to be sent); FL_ENOMEM. */
+fl_status fl_dp_eval_noise(const fl_dp_source *src, double count_std, double loss_std,
+                           const uint64_t *hist, size_t n_hist, uint64_t patients,
+                           const uint64_t *per_class, size_t K, double loss_sum,
+                           double *noised_hist, double *noised_patients, double *noised_per_class,
+                           double *noised_loss, fl_err *err);
 
 /* Federated evaluation: scores the site's test patients with the global model of phase ph
  * (patient score = mean tile probability for the image phase) and fills hist (n_classes * 2 *
  * bins counts, the layout of eval/metrics.h's fl_score_hist), *loss_sum (summed cross-entropy
- * of the patient scores), *patients and per_class (n_classes counts). */
+ * of the patient scores, each patient's clipped to loss_clip when it is > 0: noised reports
+ * need the bound), *patients and per_class (n_classes counts). */
 fl_status fl_site_evaluate(fl_site *s, fl_phase ph, const float *global, size_t n, int bins,
-                           uint64_t *hist, double *loss_sum, uint64_t *patients,
+                           double loss_clip, uint64_t *hist, double *loss_sum, uint64_t *patients,
                            uint64_t *per_class, fl_err *err);
 
 /* Writes the global model of phase ph as a checkpoint a hospital can use with `fedlung eval`

@@ -358,6 +358,7 @@ typedef struct {
     fl_phase phase;
     double q, sigma, clip;
     int64_t steps;
+    int eval; /* 1: a noised evaluation report (q 1, 1 step) */
 } spent;
 
 struct fl_dp_ledger {
@@ -367,10 +368,10 @@ struct fl_dp_ledger {
     int n, cap;
 };
 
-#define LEDGER_HEADER                                                                          \
-    "# fedlung privacy.state 1: the DP-SGD rounds whose updates this site released, written "  \
-    "before each\n# upload; the client composes all of them (RDP) into the epsilon it checks " \
-    "against epsilon_max. Do not edit.\n"
+#define LEDGER_HEADER                                                                         \
+    "# fedlung privacy.state 1: the DP rounds whose updates, and the noised evaluation "      \
+    "reports (eval),\n# this site released, written before each upload; the client composes " \
+    "all of them (RDP)\n# into the epsilon it checks against epsilon_max. Do not edit.\n"
 
 static fl_status ledger_push(fl_dp_ledger *l, const spent *x, fl_err *err) {
     if (l->n == l->cap) {
@@ -394,9 +395,13 @@ static int parse_line(const char *line, spent *x) {
     x->phase = strcmp(phase, "image") == 0    ? FL_PHASE_IMAGE
                : strcmp(phase, "fusion") == 0 ? FL_PHASE_FUSION
                                               : FL_PHASE_NONE;
-    return line[used + strspn(line + used, " \r\n")] == 0 && x->phase != FL_PHASE_NONE &&
-           x->round >= 0 && x->q > 0 && x->q <= 1 && x->sigma >= 0 && x->clip > 0 &&
-           x->steps >= 0 && isfinite(x->sigma) && isfinite(x->clip);
+    const char *rest = line + used;
+    x->eval = strncmp(rest, " eval", 5) == 0; /* a noised evaluation report: q 1, 1 step */
+    if (x->eval && (x->q != 1 || x->steps != 1)) return 0;
+    if (x->eval) rest += 5;
+    return rest[strspn(rest, " \r\n")] == 0 && x->phase != FL_PHASE_NONE && x->round >= 0 &&
+           x->q > 0 && x->q <= 1 && x->sigma >= 0 && x->clip > 0 && x->steps >= 0 &&
+           isfinite(x->sigma) && isfinite(x->clip);
 }
 
 static fl_status ledger_read(fl_dp_ledger *l, FILE *f, fl_err *err) {
@@ -408,10 +413,11 @@ static fl_status ledger_read(fl_dp_ledger *l, FILE *f, fl_err *err) {
         if (!strchr(line, '\n') && !feof(f))
             return fl_fail(err, FL_EFORMAT, "%s:%d: the line is too long", l->path, no);
         if (!parse_line(line, &x))
-            return fl_fail(err, FL_EFORMAT,
-                           "%s:%d: not a round (round=R phase=P q=Q sigma=S clip=C steps=T); "
-                           "the ledger was edited or damaged",
-                           l->path, no);
+            return fl_fail(
+                err, FL_EFORMAT,
+                "%s:%d: not a round (round=R phase=P q=Q sigma=S clip=C steps=T[ eval]); "
+                "the ledger was edited or damaged",
+                l->path, no);
         if ((st = fl_accountant_add(l->acc, x.q, x.sigma, x.steps, err)) != FL_OK ||
             (st = ledger_push(l, &x, err)) != FL_OK)
             return st;
@@ -450,7 +456,13 @@ void fl_dp_ledger_free(fl_dp_ledger *l) {
 }
 
 int fl_dp_ledger_rounds(const fl_dp_ledger *l) {
-    return l->n;
+    int n = 0;
+    for (int i = 0; i < l->n; i++) n += !l->e[i].eval;
+    return n;
+}
+
+int fl_dp_ledger_evaluations(const fl_dp_ledger *l) {
+    return l->n - fl_dp_ledger_rounds(l);
 }
 
 fl_status fl_dp_ledger_epsilon(const fl_dp_ledger *l, const fl_site_dp_round *next, double delta,
@@ -473,26 +485,66 @@ static fl_status ledger_write(const fl_dp_ledger *l, fl_err *err) {
     for (int i = 0; i < l->n; i++) {
         const spent *x = &l->e[i];
         fprintf(af.f,
-                "round=%" PRId64 " phase=%s q=%.17g sigma=%.17g clip=%.17g steps=%" PRId64 "\n",
-                x->round, fl_phase_name(x->phase), x->q, x->sigma, x->clip, x->steps);
+                "round=%" PRId64 " phase=%s q=%.17g sigma=%.17g clip=%.17g steps=%" PRId64 "%s\n",
+                x->round, fl_phase_name(x->phase), x->q, x->sigma, x->clip, x->steps,
+                x->eval ? " eval" : "");
     }
     return fl_atomic_commit(&af, err);
 }
 
-fl_status fl_dp_ledger_spend(fl_dp_ledger *l, int64_t round, fl_phase ph, const fl_site_dp_round *r,
-                             fl_err *err) {
+/* Records x: the accountant's checks first (so that what the file says it can also compose),
+ * the file, then the accountant. */
+static fl_status ledger_spend(fl_dp_ledger *l, const spent *x, fl_err *err) {
     double eps;
-    /* the accountant's checks first, so that what the file says it can also compose */
-    fl_status st = fl_accountant_epsilon_with(l->acc, r->q, r->sigma, r->steps, 1e-5,
+    fl_status st = fl_accountant_epsilon_with(l->acc, x->q, x->sigma, x->steps, 1e-5,
                                               FL_DP_CONVERSION_BALLE, &eps, NULL, err);
     if (st != FL_OK) return st;
-    if (ph != FL_PHASE_IMAGE && ph != FL_PHASE_FUSION)
-        return fl_fail(err, FL_EINVAL, "the %s phase spends no privacy", fl_phase_name(ph));
-    spent x = {round, ph, r->q, r->sigma, r->clip, r->steps};
-    if ((st = ledger_push(l, &x, err)) != FL_OK) return st;
+    if (x->phase != FL_PHASE_IMAGE && x->phase != FL_PHASE_FUSION)
+        return fl_fail(err, FL_EINVAL, "the %s phase spends no privacy", fl_phase_name(x->phase));
+    if ((st = ledger_push(l, x, err)) != FL_OK) return st;
     if ((st = ledger_write(l, err)) != FL_OK) {
         l->n--;
         return st;
     }
-    return fl_accountant_add(l->acc, r->q, r->sigma, r->steps, err);
+    return fl_accountant_add(l->acc, x->q, x->sigma, x->steps, err);
+}
+
+fl_status fl_dp_ledger_spend(fl_dp_ledger *l, int64_t round, fl_phase ph, const fl_site_dp_round *r,
+                             fl_err *err) {
+    spent x = {round, ph, r->q, r->sigma, r->clip, r->steps, 0};
+    return ledger_spend(l, &x, err);
+}
+
+fl_status fl_dp_ledger_spend_eval(fl_dp_ledger *l, int64_t round, fl_phase ph, double sigma,
+                                  fl_err *err) {
+    spent x = {round, ph, 1, sigma, 1, 1, 1}; /* clip 1: the counts' normalized units */
+    return ledger_spend(l, &x, err);
+}
+
+/* ---- noised evaluation ---- */
+
+fl_status fl_dp_eval_noise(const fl_dp_source *src, double count_std, double loss_std,
+                           const uint64_t *hist, size_t n_hist, uint64_t patients,
+                           const uint64_t *per_class, size_t K, double loss_sum,
+                           double *noised_hist, double *noised_patients, double *noised_per_class,
+                           double *noised_loss, fl_err *err) {
+    size_t n = n_hist + K + 2;
+    float *z = malloc(n * sizeof *z); /* N(0, 1) draws, scaled in double below */
+    if (!z) return fl_fail(err, FL_ENOMEM, "out of memory for the evaluation noise");
+    src->noise(src->user, z, n, 1.0);
+    fl_status st = FL_OK;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(z[i]))
+            st = fl_fail(err, FL_EBACKEND,
+                         "the noise source failed: the evaluation report is not sent");
+    if (st == FL_OK) {
+        for (size_t i = 0; i < n_hist; i++) noised_hist[i] = (double)hist[i] + count_std * z[i];
+        for (size_t k = 0; k < K; k++)
+            noised_per_class[k] = (double)per_class[k] + count_std * z[n_hist + k];
+        *noised_patients = (double)patients + count_std * z[n_hist + K];
+        *noised_loss = loss_sum + loss_std * z[n_hist + K + 1];
+    }
+    memset(z, 0, n * sizeof *z); /* the noise, like the CSPRNG's words, is not kept */
+    free(z);
+    return st;
 }

@@ -245,7 +245,7 @@ done:
 }
 
 fl_status fl_site_evaluate(fl_site *s, fl_phase ph, const float *global, size_t n, int bins,
-                           uint64_t *hist, double *loss_sum, uint64_t *patients,
+                           double loss_clip, uint64_t *hist, double *loss_sum, uint64_t *patients,
                            uint64_t *per_class, fl_err *err) {
     if (ph != FL_PHASE_IMAGE && ph != FL_PHASE_FUSION)
         return fl_fail(err, FL_EINVAL, "the %s phase has no model to evaluate", fl_phase_name(ph));
@@ -264,7 +264,8 @@ fl_status fl_site_evaluate(fl_site *s, fl_phase ph, const float *global, size_t 
     for (int i = 0; i < scored; i++) {
         labels[i] = s->c.label[rows[i]];
         float p_true = probs[(size_t)i * K + labels[i]];
-        ce -= log(p_true > 1e-12f ? (double)p_true : 1e-12);
+        double l = -log(p_true > 1e-12f ? (double)p_true : 1e-12);
+        ce += loss_clip > 0 && l > loss_clip ? loss_clip : l; /* in [0, L]: its sensitivity */
         per_class[labels[i]]++;
     }
     fl_score_hist h = {.K = K, .B = bins, .counts = hist}; /* filled in the caller's memory */

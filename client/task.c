@@ -408,14 +408,50 @@ static fl_status task_train(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     return FL_OK;
 }
 
+/* Noises the exact report rep (hist, patients, per_class, loss_sum) into its noised form for
+ * dp (fl_dp_eval_noise with the CSPRNG), into nh (K * 2 * bins) and npc (K), and empties the
+ * exact fields: nothing exact leaves. */
+static fl_status noise_report(loop *L, const dp_spend *dp, Fedlung__V1__EvalReport *rep, double *nh,
+                              double *npc, fl_err *err) {
+    fl_dp_source src = fl_dp_csprng_source(L->csprng);
+    double loss;
+    fl_status st =
+        fl_dp_eval_noise(&src, dp->count_std, dp->loss_std, rep->histogram, rep->n_histogram,
+                         rep->patients, rep->patients_per_class, rep->n_patients_per_class,
+                         rep->loss_sum, nh, &rep->noised_patients, npc, &loss, err);
+    if (st != FL_OK) return st;
+    rep->n_noised_histogram = rep->n_histogram;
+    rep->noised_histogram = nh;
+    rep->n_noised_patients_per_class = rep->n_patients_per_class;
+    rep->noised_patients_per_class = npc;
+    rep->noise_multiplier = dp->r.sigma;
+    rep->loss_sum = loss;
+    rep->n_histogram = rep->n_patients_per_class = 0;
+    rep->histogram = rep->patients_per_class = NULL;
+    rep->patients = 0;
+    return FL_OK;
+}
+
 static fl_status task_eval(loop *L, const Fedlung__V1__Task *t, fl_phase ph, grpc_status_code *code,
                            fl_err *err) {
-    fl_status st = apply_standardization(L, t, err);
+    dp_spend dps = {0}, *dp = NULL;
+    fl_status st = FL_OK;
+    if (L->ledger) { /* what the report would spend, before anything else */
+        int refused;
+        dp = &dps;
+        if ((st = fl_task_eval_price(L, t, ph, dp, &refused, err)) != FL_OK || refused) return st;
+    }
+    int noised = dp && dp->eval == DP_EVAL_NOISED;
+    st = apply_standardization(L, t, err);
     const fl_transfer_model *m;
     if (st != FL_OK || (st = get_model(L, t, ph, &m, code, err)) != FL_OK) return st;
     size_t K = (size_t)L->plan.n_classes, bins = (size_t)L->plan.bins;
     uint64_t *hist = calloc(K * 2 * bins, sizeof *hist), per_class[FL_PLAN_MAX_CLASSES] = {0};
-    if (!hist) return fl_fail(err, FL_ENOMEM, "out of memory for the evaluation histograms");
+    double *nh = noised ? calloc(K * 2 * bins, sizeof *nh) : NULL, npc[FL_PLAN_MAX_CLASSES] = {0};
+    if (!hist || (noised && !nh)) {
+        free(hist);
+        return fl_fail(err, FL_ENOMEM, "out of memory for the evaluation histograms");
+    }
     Fedlung__V1__EvalReport rep = FEDLUNG__V1__EVAL_REPORT__INIT;
     rep.study_id = (char *)L->cfg->study;
     rep.round = t->round;
@@ -426,8 +462,13 @@ static fl_status task_eval(loop *L, const Fedlung__V1__Task *t, fl_phase ph, grp
     rep.histogram = hist;
     rep.n_patients_per_class = K;
     rep.patients_per_class = per_class;
-    st = fl_site_evaluate(L->site, ph, m->w, (size_t)(m->n_params + m->n_buffers), (int)bins, hist,
-                          &rep.loss_sum, &rep.patients, per_class, err);
+    st = fl_site_evaluate(L->site, ph, m->w, (size_t)(m->n_params + m->n_buffers), (int)bins,
+                          noised ? dp->loss_clip : 0, hist, &rep.loss_sum, &rep.patients, per_class,
+                          err);
+    uint64_t patients = rep.patients;
+    double loss = patients ? rep.loss_sum / (double)patients : 0.0;
+    if (st == FL_OK && noised) st = noise_report(L, dp, &rep, nh, npc, err);
+    if (noised) memset(hist, 0, K * 2 * bins * sizeof *hist); /* the exact counts are not kept */
     ProtobufCMessage *rc = NULL;
     size_t bytes = protobuf_c_message_get_packed_size(&rep.base);
     uint8_t *packed = st == FL_OK ? malloc(bytes ? bytes : 1) : NULL;
@@ -439,19 +480,28 @@ static fl_status task_eval(loop *L, const Fedlung__V1__Task *t, fl_phase ph, grp
             st = fl_fail(err, FL_EBACKEND, "SHA-256 failed");
     }
     free(packed);
+    /* spent once the noised report exists, before it can leave */
+    if (st == FL_OK && dp) st = fl_task_eval_charge(L, t, ph, dp, err);
     if (st == FL_OK) st = fl_client_call(L->c, FL_RPC_PUT_EVAL, &rep.base, 60.0, code, &rc, err);
-    if (st == FL_OK) st = record(L, "eval", t, bytes, sha, (double)rep.patients, NULL, err);
+    if (st == FL_OK) st = record(L, "eval", t, bytes, sha, dp ? -1 : (double)patients, dp, err);
     if (st == FL_OK) {
-        char hex[FL_SHA256_HEX], hb[32];
+        char hex[FL_SHA256_HEX], hb[32], how[192] = "";
         fl_hex_encode(sha, FL_SHA256_LEN, hex);
+        if (noised)
+            snprintf(how, sizeof how,
+                     " (not sent: the report left noised, noise multiplier %g, std %g per count; "
+                     "ε this evaluation %.3f, total %.3f of %g)",
+                     dp->r.sigma, dp->count_std, dp->eps_round, dp->eps_total, L->cfg->epsilon_max);
+        else if (dp)
+            snprintf(how, sizeof how, " (sent un-noised: eval_noise_multiplier = 0)");
         fl_client_log("round %" PRIu64 " %s: evaluated model %" PRIu64 " on %" PRIu64
-                      " test patients, loss %.4g, sent %s sha256 %.8s..",
-                      t->round, fl_phase_name(ph), t->model_version, rep.patients,
-                      rep.patients ? rep.loss_sum / (double)rep.patients : 0.0,
+                      " test patients, loss %.4g%s, sent %s sha256 %.8s..",
+                      t->round, fl_phase_name(ph), t->model_version, patients, loss, how,
                       human_bytes((double)bytes, hb), hex);
     }
     if (rc) protobuf_c_message_free_unpacked(rc, NULL);
     free(hist);
+    free(nh);
     return st;
 }
 
@@ -620,7 +670,9 @@ static fl_status run(loop *L, int *no_plan, grpc_status_code *code, fl_err *err)
         } else if ((st = checkpoint(L, (int64_t)t->round, err)) == FL_OK) {
             L->last_round = t->round;
             st = do_task(L, t, code, err);
-            L->evaluated = st == FL_OK && t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_EVAL
+            /* a refused evaluation (its budget) fetched no model */
+            L->evaluated = st == FL_OK && t->kind == FEDLUNG__V1__TASK_KIND__TASK_KIND_EVAL &&
+                                   L->refused_round != t->round
                                ? (fl_phase)t->phase
                                : FL_PHASE_NONE;
             if (st != FL_OK) st = recover(L, st, *code, err);

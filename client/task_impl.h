@@ -48,7 +48,7 @@ typedef struct {
     /* a plan with differential privacy */
     fl_dp_ledger *ledger;   /* what this site spent (state_dir/privacy.state) */
     fl_dp_csprng *csprng;   /* DP-SGD's noise and sampling; DP-FedAvg's noise */
-    uint64_t refused_round; /* a refused TRAIN round, for the next NextTask (0: none) */
+    uint64_t refused_round; /* a refused TRAIN or EVAL round, for the next NextTask (0: none) */
     char refused_reason[256];
     fl_sa_site sa; /* the current secure-aggregation round (client/task_secagg.h) */
 } loop;
@@ -66,7 +66,13 @@ typedef struct {
      * noised bit sent and the std of its noise */
     int adaptive;
     double z_update, bit, bit_std;
+    /* an evaluation report (r: q 1, sigma z_e, clip 1, steps 1): DP_EVAL_NOISED, or
+     * DP_EVAL_PLAIN when the plan sends it un-noised (eval_noise_multiplier = 0, nothing spent);
+     * the noise std of its counts and of its loss_sum, and the loss clip */
+    int eval;
+    double count_std, loss_std, loss_clip;
 } dp_spend;
+enum { DP_EVAL_NOISED = 1, DP_EVAL_PLAIN = 2 };
 
 /* ---- task_privacy.c ---- */
 
@@ -106,6 +112,17 @@ fl_status fl_task_privatize_update(loop *L, const Fedlung__V1__Task *t, fl_phase
  * the round and in all, and sent (send_update's "sent ... sha256 .."). */
 void fl_task_dp_report(const loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
                        double loss, const char *sent);
+
+/* Under DP (L->ledger open), before anything else of EVAL task t of phase ph: fills *dp with the
+ * report's mechanism (noised: q 1, sigma eval_noise_multiplier, 1 step, priced as a round is;
+ * DP_EVAL_PLAIN with nothing priced when the plan sends reports un-noised). Refuses the
+ * evaluation past epsilon_max as fl_task_dp_price refuses a round (*refused = 1). */
+fl_status fl_task_eval_price(loop *L, const Fedlung__V1__Task *t, fl_phase ph, dp_spend *dp,
+                             int *refused, fl_err *err);
+/* After the report is noised, before it leaves: charges it to the ledger (DP_EVAL_NOISED) and
+ * declares the new total to the client. */
+fl_status fl_task_eval_charge(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
+                              fl_err *err);
 
 /* The DP numbers of an outbox record into out (cap bytes): ",\"clip_norm\":..." (or "" when dp
  * is NULL). */

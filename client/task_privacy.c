@@ -49,6 +49,17 @@ static fl_status dp_start(loop *L, fl_err *err) {
     if (!(L->csprng = malloc(sizeof *L->csprng)))
         return fl_fail(err, FL_ENOMEM, "out of memory for the CSPRNG source");
     fl_dp_csprng_init(L->csprng);
+    if (fl_plan_eval_noised(&L->plan))
+        fl_client_log("privacy: evaluation reports noised: noise multiplier %g, std %g on each "
+                      "count and %g on the loss sum (each patient's loss clipped to %g); %d "
+                      "spent so far, each counted as one Gaussian mechanism at q 1",
+                      pv->eval_noise_multiplier, fl_plan_eval_count_std(&L->plan),
+                      fl_plan_eval_loss_std(&L->plan), pv->eval_loss_clip,
+                      fl_dp_ledger_evaluations(L->ledger));
+    else
+        fl_client_log("privacy: warning: the plan sends evaluation reports un-noised "
+                      "(eval_noise_multiplier = 0): the test patients' score histograms, counts "
+                      "and loss leave this hospital exact");
     if (fedavg) { /* client-level: each round counted here as the Gaussian mechanism at q 1 */
         char adaptive[160] = "";
         if (pv->adaptive_clip)
@@ -114,7 +125,16 @@ static const char *json_num(double x, char out[32]) {
 void fl_task_dp_json(const dp_spend *dp, char *out, size_t cap) {
     char a[32], b[32];
     out[0] = 0;
-    if (dp && dp->fedavg) {
+    if (dp && dp->eval == DP_EVAL_PLAIN)
+        snprintf(out, cap, ",\"noised\":false,\"noise_multiplier\":0");
+    else if (dp && dp->eval)
+        snprintf(out, cap,
+                 ",\"noised\":true,\"noise_multiplier\":%.17g,\"noise_std\":%.17g,"
+                 "\"loss_clip\":%.17g,\"loss_noise_std\":%.17g,\"sample_rate\":1,\"steps\":1,"
+                 "\"delta\":%.17g,\"epsilon_round\":%s,\"epsilon_total\":%s",
+                 dp->r.sigma, dp->count_std, dp->loss_clip, dp->loss_std, dp->delta,
+                 json_num(dp->eps_round, a), json_num(dp->eps_total, b));
+    else if (dp && dp->fedavg) {
         int n = snprintf(out, cap,
                          ",\"mechanism\":\"dp-fedavg\",\"clip_norm\":%.17g,"
                          "\"noise_multiplier\":%.17g,\"noise_std\":%.17g,\"sample_rate\":1,"
@@ -202,10 +222,15 @@ static void fedavg_round(const loop *L, const Fedlung__V1__Task *t, dp_spend *dp
 static fl_status refuse(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
                         fl_err *err) {
     snprintf(L->refused_reason, sizeof L->refused_reason,
-             "refused: round %" PRIu64 " would spend ε %.2f, total %.2f > epsilon_max %.2f",
-             t->round, dp->eps_round, dp->eps_total, L->cfg->epsilon_max);
+             "refused: %sround %" PRIu64 " would spend ε %.2f, total %.2f > epsilon_max %.2f",
+             dp->eval ? "the evaluation of " : "", t->round, dp->eps_round, dp->eps_total,
+             L->cfg->epsilon_max);
     L->refused_round = t->round;
-    if (dp->fedavg)
+    if (dp->eval)
+        fl_client_log("round %" PRIu64 " %s: %s (delta %g, a noised evaluation report at "
+                      "noise multiplier %g)",
+                      t->round, fl_phase_name(ph), L->refused_reason, dp->delta, dp->r.sigma);
+    else if (dp->fedavg)
         fl_client_log("round %" PRIu64 " %s: %s (delta %g, a DP-FedAvg round counted at q 1, "
                       "sigma %g)",
                       t->round, fl_phase_name(ph), L->refused_reason, dp->delta, dp->r.sigma);
@@ -216,8 +241,10 @@ static fl_status refuse(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const 
     char data[1024], dps[512];
     fl_task_dp_json(dp, dps, sizeof dps);
     /* the reason is our own sentence: no character to escape */
-    snprintf(data, sizeof data, "{\"phase\":\"%s\",\"reason\":\"%s\",\"epsilon_max\":%.17g%s}",
-             fl_phase_name(ph), L->refused_reason, L->cfg->epsilon_max, dps);
+    snprintf(data, sizeof data,
+             "{\"phase\":\"%s\",\"task\":\"%s\",\"reason\":\"%s\",\"epsilon_max\":%.17g%s}",
+             fl_phase_name(ph), dp->eval ? "eval" : "train", L->refused_reason, L->cfg->epsilon_max,
+             dps);
     fl_status st =
         fl_audit_append(L->outbox, "refused", (int64_t)t->round, L->client_id, data, err);
     if (st == FL_OK) L->unsigned_round = (int64_t)t->round;
@@ -244,6 +271,41 @@ fl_status fl_task_dp_price(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
     if (dp->eps_total <= L->cfg->epsilon_max) return FL_OK;
     *refused = 1;
     return refuse(L, t, ph, dp, err);
+}
+
+fl_status fl_task_eval_price(loop *L, const Fedlung__V1__Task *t, fl_phase ph, dp_spend *dp,
+                             int *refused, fl_err *err) {
+    const fl_plan *p = &L->plan;
+    *refused = 0;
+    memset(dp, 0, sizeof *dp);
+    dp->delta = p->privacy.delta;
+    if (!fl_plan_eval_noised(p)) {
+        dp->eval = DP_EVAL_PLAIN;
+        return FL_OK;
+    }
+    dp->eval = DP_EVAL_NOISED;
+    dp->r = (fl_site_dp_round){
+        .q = 1, .sigma = p->privacy.eval_noise_multiplier, .clip = 1, .steps = 1};
+    dp->count_std = fl_plan_eval_count_std(p);
+    dp->loss_std = fl_plan_eval_loss_std(p);
+    dp->loss_clip = p->privacy.eval_loss_clip;
+    double before;
+    fl_status st;
+    if ((st = fl_dp_ledger_epsilon(L->ledger, NULL, dp->delta, &before, err)) != FL_OK ||
+        (st = fl_dp_ledger_epsilon(L->ledger, &dp->r, dp->delta, &dp->eps_total, err)) != FL_OK)
+        return st;
+    dp->eps_round = dp->eps_total - before;
+    if (dp->eps_total <= L->cfg->epsilon_max) return FL_OK;
+    *refused = 1;
+    return refuse(L, t, ph, dp, err);
+}
+
+fl_status fl_task_eval_charge(loop *L, const Fedlung__V1__Task *t, fl_phase ph, const dp_spend *dp,
+                              fl_err *err) {
+    if (dp->eval != DP_EVAL_NOISED) return FL_OK;
+    fl_status st = fl_dp_ledger_spend_eval(L->ledger, (int64_t)t->round, ph, dp->r.sigma, err);
+    if (st == FL_OK) fl_client_set_budget(L->c, L->cfg->epsilon_max, dp->eps_total, dp->delta);
+    return st;
 }
 
 fl_status fl_task_privatize_update(loop *L, const Fedlung__V1__Task *t, fl_phase ph, dp_spend *dp,

@@ -258,19 +258,26 @@ void fl_curves_destroy(fl_metrics_curves *out) {
 /* ------------------------------------------------------------------------------------------ */
 /* histograms                                                                                  */
 
-fl_status fl_score_hist_init(fl_score_hist *h, int K, int B, fl_err *err) {
-    memset(h, 0, sizeof *h);
+/* Zeroed counts (elem bytes each) for K classes and B bins; what names the histogram in the
+ * sentence of a failure. */
+static fl_status hist_alloc(int K, int B, size_t elem, const char *what, void **counts,
+                            fl_err *err) {
+    *counts = NULL;
     if (K < 1 || K > FL_MAX_CLASSES || B < 1 || B > (1 << 24))
         return fl_fail(err, FL_EINVAL,
-                       "score histogram: %d classes and %d bins, expected 1 to %d "
-                       "classes and 1 to 2^24 bins",
-                       K, B, FL_MAX_CLASSES);
-    h->counts = calloc((size_t)K * 2 * B, sizeof *h->counts);
-    if (!h->counts)
-        return fl_fail(err, FL_ENOMEM, "score histogram: out of memory for %d x %d bins", K, B);
-    h->K = K;
-    h->B = B;
+                       "%s: %d classes and %d bins, expected 1 to %d classes and 1 to 2^24 bins",
+                       what, K, B, FL_MAX_CLASSES);
+    if (!(*counts = calloc((size_t)K * 2 * B, elem)))
+        return fl_fail(err, FL_ENOMEM, "%s: out of memory for %d x %d bins", what, K, B);
     return FL_OK;
+}
+
+fl_status fl_score_hist_init(fl_score_hist *h, int K, int B, fl_err *err) {
+    memset(h, 0, sizeof *h);
+    void *c;
+    fl_status st = hist_alloc(K, B, sizeof *h->counts, "score histogram", &c, err);
+    if (st == FL_OK) *h = (fl_score_hist){K, B, c};
+    return st;
 }
 
 void fl_score_hist_destroy(fl_score_hist *h) {
@@ -309,24 +316,56 @@ fl_status fl_score_hist_merge(fl_score_hist *dst, const fl_score_hist *src, fl_e
 }
 
 /* Streams the groups of class k from its bins, highest bin first (threshold: the bin's lower
- * edge); an empty bin is no threshold. Keeps nothing, so it needs no memory. */
-static void hist_groups(const fl_score_hist *h, int k, groups *g) {
-    const uint64_t *neg = h->counts + (size_t)k * 2 * h->B, *pos = neg + h->B;
-    groups_start(g);
-    for (int b = h->B - 1; b >= 0; b--)
-        if (pos[b] || neg[b]) groups_step(g, (double)b / h->B, (double)pos[b], (double)neg[b]);
+ * edge); an empty bin is no threshold. The counts are whole (u) or real (d, each read clamped at
+ * 0). Keeps nothing, so it needs no memory. Returns AUC, or AP when ap is 1; NaN when k is out
+ * of range. */
+static double hist_metric(const uint64_t *u, const double *d, int K, int B, int k, int ap) {
+    if ((!u && !d) || k < 0 || k >= K) return NAN;
+    size_t at = (size_t)k * 2 * B; /* negatives, then positives */
+    groups g = {0};
+    groups_start(&g);
+    for (int b = B - 1; b >= 0; b--) {
+        double n = u ? (double)u[at + b] : fmax(d[at + b], 0);
+        double p = u ? (double)u[at + B + b] : fmax(d[at + B + b], 0);
+        if (p > 0 || n > 0) groups_step(&g, (double)b / B, p, n);
+    }
+    return ap ? groups_ap(&g) : groups_auc(&g);
 }
 
 double fl_hist_auc(const fl_score_hist *h, int k) {
-    if (!h || !h->counts || k < 0 || k >= h->K) return NAN;
-    groups g = {0};
-    hist_groups(h, k, &g);
-    return groups_auc(&g);
+    return h ? hist_metric(h->counts, NULL, h->K, h->B, k, 0) : NAN;
 }
 
 double fl_hist_ap(const fl_score_hist *h, int k) {
-    if (!h || !h->counts || k < 0 || k >= h->K) return NAN;
-    groups g = {0};
-    hist_groups(h, k, &g);
-    return groups_ap(&g);
+    return h ? hist_metric(h->counts, NULL, h->K, h->B, k, 1) : NAN;
+}
+
+/* real-valued (noised) histograms */
+
+fl_status fl_score_histd_init(fl_score_histd *h, int K, int B, fl_err *err) {
+    void *c; /* NULL on failure, when h is all zero */
+    fl_status st = hist_alloc(K, B, sizeof *h->counts, "noised score histogram", &c, err);
+    *h = st == FL_OK ? (fl_score_histd){K, B, c} : (fl_score_histd){0, 0, NULL};
+    return st;
+}
+
+void fl_score_histd_destroy(fl_score_histd *h) {
+    if (h) free(h->counts), *h = (fl_score_histd){0, 0, NULL};
+}
+
+fl_status fl_score_histd_add(fl_score_histd *h, const double *counts, fl_err *err) {
+    size_t total = (size_t)h->K * 2 * h->B;
+    for (size_t i = 0; i < total; i++)
+        if (!isfinite(counts[i]))
+            return fl_fail(err, FL_EINVAL, "noised score histogram: count %zu is not finite", i);
+    for (size_t i = 0; i < total; i++) h->counts[i] += counts[i];
+    return FL_OK;
+}
+
+double fl_histd_auc(const fl_score_histd *h, int k) {
+    return h ? hist_metric(NULL, h->counts, h->K, h->B, k, 0) : NAN;
+}
+
+double fl_histd_ap(const fl_score_histd *h, int k) {
+    return h ? hist_metric(NULL, h->counts, h->K, h->B, k, 1) : NAN;
 }

@@ -112,4 +112,22 @@ int fl_score_hist_bin(float s, int B);
 double fl_hist_auc(const fl_score_hist *h, int k);
 double fl_hist_ap(const fl_score_hist *h, int k);
 
+/* The same layout with real-valued counts: the sum of the sites' noised histograms under
+ * differential privacy (docs/privacy.md, "Noised evaluation"). A noised count may be negative or
+ * fractional; the merge adds them as they are, and the metrics read each merged count clamped at
+ * 0 (a post-processing, so it costs no privacy), an empty bin (both counts 0 after the clamp)
+ * being no threshold. With whole non-negative counts they equal fl_hist_auc / fl_hist_ap. */
+typedef struct {
+    int K, B;
+    double *counts; /* K x 2 x B, as fl_score_hist's */
+} fl_score_histd;
+
+/* As fl_score_hist_init / _destroy. */
+fl_status fl_score_histd_init(fl_score_histd *h, int K, int B, fl_err *err);
+void fl_score_histd_destroy(fl_score_histd *h);
+/* h += counts[0 .. K*2*B), each finite; FL_EINVAL (h unchanged) on a non-finite count. */
+fl_status fl_score_histd_add(fl_score_histd *h, const double *counts, fl_err *err);
+double fl_histd_auc(const fl_score_histd *h, int k);
+double fl_histd_ap(const fl_score_histd *h, int k);
+
 #endif

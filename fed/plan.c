@@ -80,6 +80,8 @@ enum {
     P_CLIP_LR,
     P_CLIP_BIT_NOISE,
     P_UPDATE_CLIP,
+    P_EVAL_NOISE,
+    P_EVAL_LOSS_CLIP,
     N_KEYS
 };
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
@@ -87,9 +89,11 @@ static const char *const image_names[] = {"arch", "stem", "tile", "width", "mode
 static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
                                            "enc_dim",    "hidden",       "dropout"};
 static const char *const privacy_names[] = {
-    "mechanism",     "clip_norm",        "noise_multiplier", "sample_rate",   "delta",
-    "secagg",        "secagg_threshold", "secagg_cipher",    "dp_clients",    "dp_dropouts",
-    "adaptive_clip", "target_quantile",  "clip_lr",          "clip_bit_noise", "update_clip"};
+    "mechanism",     "clip_norm",      "noise_multiplier", "sample_rate",
+    "delta",         "secagg",         "secagg_threshold", "secagg_cipher",
+    "dp_clients",    "dp_dropouts",    "adaptive_clip",    "target_quantile",
+    "clip_lr",       "clip_bit_noise", "update_clip",      "eval_noise_multiplier",
+    "eval_loss_clip"};
 _Static_assert(N_KEYS <= FL_CONF_MAX_KEYS, "the plan's keys are tracked in common/conf.h's bits");
 /* Whether key k was seen (bits from fl_conf_parse_text). The checks written before the plan had
  * more than 64 keys take the first word alone: their keys are all below 64. */
@@ -364,6 +368,11 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.clip_bit_noise);
     case P_UPDATE_CLIP:
         return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.update_clip);
+    case P_EVAL_NOISE:
+        return set_double(msg, name, value, 0, 1, INFINITY, ">= 0",
+                          &p->privacy.eval_noise_multiplier);
+    case P_EVAL_LOSS_CLIP:
+        return set_double(msg, name, value, 0, 0, INFINITY, "> 0", &p->privacy.eval_loss_clip);
     default:
         if (k >= F_TRAINING) return set_training(&p->fusion, k - F_TRAINING, name, value, msg);
         return set_training(&p->image, k - I_TRAINING, name, value, msg);
@@ -605,6 +614,44 @@ static fl_status check_adaptive(const char *name, fl_plan *p, const uint64_t *se
                    pv->noise_multiplier);
 }
 
+/* [privacy] eval_noise_multiplier and eval_loss_clip (docs/privacy.md, "Noised evaluation"):
+ * only with a DP mechanism, where they default to FL_PLAN_EVAL_NOISE and FL_PLAN_EVAL_LOSS_CLIP;
+ * with noised reports the histogram has at most FL_PLAN_EVAL_MAX_BINS bins (default
+ * FL_PLAN_EVAL_BINS): the noise of every bin adds up over the bins a threshold sweeps. */
+static fl_status check_eval_noise(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err) {
+    fl_plan_privacy *pv = &p->privacy;
+    if (pv->mechanism == FL_DP_NONE) {
+        for (int k = P_EVAL_NOISE; k <= P_EVAL_LOSS_CLIP; k++)
+            if (SEEN(seen, k))
+                return fl_fail(err, FL_EFORMAT,
+                               "%s: [privacy] %s is only for a DP mechanism (dp-sgd or "
+                               "dp-fedavg); without one the evaluation reports are exact",
+                               name, privacy_names[k - P_MECHANISM]);
+        return FL_OK;
+    }
+    if (!SEEN(seen, P_EVAL_NOISE)) pv->eval_noise_multiplier = FL_PLAN_EVAL_NOISE;
+    if (!SEEN(seen, P_EVAL_LOSS_CLIP)) pv->eval_loss_clip = FL_PLAN_EVAL_LOSS_CLIP;
+    if (!(pv->eval_noise_multiplier > 0)) {
+        if (SEEN(seen, P_EVAL_LOSS_CLIP))
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [privacy] eval_loss_clip is set but eval_noise_multiplier = 0 "
+                           "sends the evaluation reports un-noised (remove one of them)",
+                           name);
+        return FL_OK;
+    }
+    if (!SEEN(seen, K_BINS)) p->bins = FL_PLAN_EVAL_BINS;
+    if (p->bins > FL_PLAN_EVAL_MAX_BINS)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: [study] bins = %d is too many for noised evaluation reports "
+                       "([privacy] eval_noise_multiplier %g adds noise of std %g to every bin): "
+                       "use at most %d (default %d), or eval_noise_multiplier = 0 to send the "
+                       "reports un-noised",
+                       name, p->bins, pv->eval_noise_multiplier,
+                       pv->eval_noise_multiplier * sqrt((double)p->n_classes + 3),
+                       FL_PLAN_EVAL_MAX_BINS, FL_PLAN_EVAL_BINS);
+    return FL_OK;
+}
+
 static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
     fl_status st;
     if ((st = check_training(name, p, FL_PHASE_IMAGE, seen, I_TRAINING, err)) != FL_OK ||
@@ -649,6 +696,7 @@ static fl_status parse_owned(char *text, size_t n, const char *name, fl_plan *p,
     if (st == FL_OK) st = check_plan(name, p, seen[0], err);
     if (st == FL_OK) st = check_adaptive(name, p, seen, err);
     if (st == FL_OK) st = check_secagg(name, p, seen, err);
+    if (st == FL_OK) st = check_eval_noise(name, p, seen, err);
     if (st == FL_OK) {
         p->net.classes = p->n_classes;
         st = fl_sha256(text, n, p->sha256);
@@ -725,6 +773,19 @@ double fl_plan_dp_fedavg_bit_std(const fl_plan_privacy *pv) {
     if (pv->mechanism != FL_DP_FEDAVG || !pv->adaptive_clip || pv->dp_clients <= pv->dp_dropouts)
         return 0;
     return pv->clip_bit_noise / sqrt((double)(pv->dp_clients - pv->dp_dropouts));
+}
+
+int fl_plan_eval_noised(const fl_plan *p) {
+    return p->privacy.mechanism != FL_DP_NONE && p->privacy.eval_noise_multiplier > 0;
+}
+
+double fl_plan_eval_count_std(const fl_plan *p) {
+    if (!fl_plan_eval_noised(p)) return 0;
+    return p->privacy.eval_noise_multiplier * sqrt((double)p->n_classes + 3);
+}
+
+double fl_plan_eval_loss_std(const fl_plan *p) {
+    return fl_plan_eval_count_std(p) * (fl_plan_eval_noised(p) ? p->privacy.eval_loss_clip : 0);
 }
 
 void fl_plan_hash_hex(const fl_plan *p, char hex[65]) {

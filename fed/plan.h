@@ -73,7 +73,20 @@ typedef struct {
                                   crypto/stream.h's fl_stream_cipher) */
     double update_clip;        /* DP-SGD with secagg: the L2 bound of each site's update (a
                                   post-processing of the DP-SGD output: it costs no epsilon) */
+    /* Noised evaluation (docs/privacy.md, "Noised evaluation"), under a DP mechanism only: each
+     * site's EvalReport is one Gaussian mechanism of noise multiplier z_e on the vector (the
+     * histogram's counts, the patients, the patients per class, loss_sum / L) of L2
+     * sensitivity sqrt(K + 3) for one patient, each patient's cross-entropy clipped to [0, L];
+     * the site's ledger counts it at q 1, sigma z_e, 1 step. */
+    double eval_noise_multiplier; /* z_e >= 0 (default FL_PLAN_EVAL_NOISE under DP; 0: the
+                                     reports travel un-noised) */
+    double eval_loss_clip;        /* L > 0 (default FL_PLAN_EVAL_LOSS_CLIP under DP) */
 } fl_plan_privacy;
+
+#define FL_PLAN_EVAL_NOISE 4.0      /* default eval_noise_multiplier under DP */
+#define FL_PLAN_EVAL_LOSS_CLIP 10.0 /* default eval_loss_clip under DP */
+#define FL_PLAN_EVAL_BINS 20        /* default [study] bins with noised evaluation reports */
+#define FL_PLAN_EVAL_MAX_BINS 50    /* the most bins noised reports may have */
 
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;
 typedef enum { FL_LOCAL_SGD = 1, FL_LOCAL_ADAM = 2, FL_LOCAL_ADAMW = 3 } fl_local_optimizer;
@@ -102,7 +115,8 @@ typedef struct {
     char class_names[FL_PLAN_MAX_CLASSES][64];   /* in label order; must equal each cohort's */
     unsigned phases;                             /* bit (1 << phase) for each phase run */
     uint64_t seed;                               /* initial weights of every global model */
-    int bins;                                    /* evaluation histogram bins (default 1000) */
+    int bins; /* evaluation histogram bins (default 1000; FL_PLAN_EVAL_BINS and at most
+                 FL_PLAN_EVAL_MAX_BINS when fl_plan_eval_noised) */
     /* [image] */
     fl_resnet_config net;                        /* depth, tile, stem, width (classes = n_classes) */
     fl_plan_training image;
@@ -148,6 +162,15 @@ double fl_plan_dp_fedavg_multiplier(const fl_plan_privacy *pv);
 /* Adaptive clipping: the std of the noise each site adds to its bit, sigma_b / sqrt(n - k), so
  * that the bits of n - k sites sum to noise of std sigma_b; 0 without adaptive clipping. */
 double fl_plan_dp_fedavg_bit_std(const fl_plan_privacy *pv);
+
+/* Whether the sites' evaluation reports travel noised: a DP mechanism with
+ * eval_noise_multiplier > 0. */
+int fl_plan_eval_noised(const fl_plan *p);
+/* With noised reports, the noise std of each count of a report (histogram bins, patients,
+ * patients per class): z_e sqrt(K + 3) for the plan's K classes; of its loss_sum: that times
+ * eval_loss_clip. 0 when the reports are not noised. */
+double fl_plan_eval_count_std(const fl_plan *p);
+double fl_plan_eval_loss_std(const fl_plan *p);
 
 /* "statistics", "image", "features", "fusion" (and "none"). */
 const char *fl_phase_name(fl_phase ph);

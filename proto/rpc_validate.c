@@ -298,14 +298,46 @@ static fl_status eval_report(const Fedlung__V1__EvalReport *m, fl_err *err) {
     TRY(check_range(n, "n_classes", m->n_classes, 1, FL_RPC_MAX_CLASSES, err));
     TRY(check_range(n, "bins", m->bins, 1, FL_RPC_MAX_BINS, err));
     size_t want = (size_t)m->n_classes * 2 * m->bins; /* <= 64 * 2 * 1e5: no overflow */
-    if (m->n_histogram != want)
+    /* one form or the other: the exact counts, or the noised ones (docs/privacy.md) */
+    int noised = m->n_noised_histogram != 0;
+    size_t got = noised ? m->n_noised_histogram : m->n_histogram;
+    if (noised && (m->n_histogram || m->patients || m->n_patients_per_class))
         return fl_fail(err, FL_EFORMAT,
-                       "%s.histogram has %zu counts, not n_classes * 2 * bins = %zu", n,
-                       m->n_histogram, want);
-    TRY(check_range(n, "loss_sum", m->loss_sum, 0, INFINITY, err));
-    if (m->n_patients_per_class != 0 && m->n_patients_per_class != m->n_classes)
-        return fl_fail(err, FL_EFORMAT, "%s.patients_per_class has %zu counts for %u classes", n,
-                       m->n_patients_per_class, m->n_classes);
+                       "%s has both the exact counts and the noised ones (one form only)", n);
+    if (got != want)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s.%shistogram has %zu counts, not n_classes * 2 * "
+                       "bins = %zu",
+                       n, noised ? "noised_" : "", got, want);
+    if (!noised &&
+        (m->noised_patients != 0 || m->n_noised_patients_per_class || m->noise_multiplier != 0))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s has noised counts or a noise_multiplier but no noised_histogram", n);
+    if (!noised) {
+        TRY(check_range(n, "loss_sum", m->loss_sum, 0, INFINITY, err));
+        if (m->n_patients_per_class != 0 && m->n_patients_per_class != m->n_classes)
+            return fl_fail(err, FL_EFORMAT, "%s.patients_per_class has %zu counts for %u classes",
+                           n, m->n_patients_per_class, m->n_classes);
+        return FL_OK;
+    }
+    /* noised: any finite number (a noised count may be negative) */
+    TRY(check_range(n, "noise_multiplier", m->noise_multiplier, 0, INFINITY, err));
+    if (!(m->noise_multiplier > 0) || !isfinite(m->loss_sum) || !isfinite(m->noised_patients))
+        return fl_fail(err, FL_EFORMAT,
+                       "%s: a noised report needs a noise_multiplier > 0 and finite loss_sum "
+                       "and noised_patients",
+                       n);
+    for (size_t i = 0; i < m->n_noised_histogram; i++)
+        if (!isfinite(m->noised_histogram[i]))
+            return fl_fail(err, FL_EFORMAT, "%s.noised_histogram[%zu] is not finite", n, i);
+    if (m->n_noised_patients_per_class != 0 && m->n_noised_patients_per_class != m->n_classes)
+        return fl_fail(err, FL_EFORMAT,
+                       "%s.noised_patients_per_class has %zu counts for %u classes", n,
+                       m->n_noised_patients_per_class, m->n_classes);
+    for (size_t i = 0; i < m->n_noised_patients_per_class; i++)
+        if (!isfinite(m->noised_patients_per_class[i]))
+            return fl_fail(err, FL_EFORMAT, "%s.noised_patients_per_class[%zu] is not finite", n,
+                           i);
     return FL_OK;
 }
 

@@ -339,12 +339,18 @@ static void commit(fl_study *s, int64_t now) {
     row.loss = row.macro_auc = NAN;
     for (int k = 0; k < FL_PLAN_MAX_CLASSES; k++) row.auc[k] = row.ap[k] = NAN;
     if (s->evaluated && s->has_hist) {
-        row.loss = s->eval_patients ? s->eval_loss / (double)s->eval_patients : NAN;
+        int noised = fl_plan_eval_noised(s->plan); /* the noised sums, clamped at 0 */
+        if (noised) { /* a mean of losses clipped to [0, L]: so is its noised estimate */
+            double L = s->plan->privacy.eval_loss_clip;
+            row.loss = s->eval_loss / (s->eval_patients_noised > 1 ? s->eval_patients_noised : 1);
+            row.loss = row.loss < 0 ? 0 : row.loss > L ? L : row.loss;
+        } else
+            row.loss = s->eval_patients ? s->eval_loss / (double)s->eval_patients : NAN;
         double sum = 0;
         int n = 0;
         for (int k = 0; k < s->plan->n_classes; k++) {
-            row.auc[k] = fl_hist_auc(&s->hist, k);
-            row.ap[k] = fl_hist_ap(&s->hist, k);
+            row.auc[k] = noised ? fl_histd_auc(&s->histd, k) : fl_hist_auc(&s->hist, k);
+            row.ap[k] = noised ? fl_histd_ap(&s->histd, k) : fl_hist_ap(&s->hist, k);
             if (!isnan(row.auc[k])) sum += row.auc[k], n++;
         }
         row.macro_auc = n ? sum / n : NAN;
@@ -490,10 +496,15 @@ void fl_study_finish_train(fl_study *s, int64_t now) {
                    (long long)s->round, s->participants, (unsigned long long)m->version);
     if (!eval_due(s)) return commit(s, now);
     fl_score_hist_destroy(&s->hist);
-    s->has_hist = fl_score_hist_init(&s->hist, s->plan->n_classes, s->plan->bins, &err) == FL_OK;
+    fl_score_histd_destroy(&s->histd);
+    s->has_hist =
+        fl_score_hist_init(&s->hist, s->plan->n_classes, s->plan->bins, &err) == FL_OK &&
+        (!fl_plan_eval_noised(s->plan) ||
+         fl_score_histd_init(&s->histd, s->plan->n_classes, s->plan->bins, &err) == FL_OK);
     if (!s->has_hist) return fail(s, &err);
     s->eval_loss = 0;
     s->eval_patients = 0;
+    s->eval_patients_noised = 0;
     s->evaluated = 0;
     fl_study_step_begin(s, STEP_EVAL, now);
 }
@@ -696,6 +707,7 @@ void fl_study_free(fl_study *s) {
     free(s->rnet);
     for (int k = 0; k < 4; k++) fl_stats_result_destroy(&s->std[k]);
     if (s->has_hist) fl_score_hist_destroy(&s->hist);
+    fl_score_histd_destroy(&s->histd);
     free(s->rows);
     free(s->parts);
     free(s);

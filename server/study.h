@@ -93,6 +93,11 @@ void fl_study_update_abort(fl_study *s, const char *id, const char *why);
 grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V1__EvalReport *rq,
                                    uint64_t len, const uint8_t sha256[32], grpc_byte_buffer **reply,
                                    fl_rpc_status *st);
+/* Whether an EvalReport's form (proto/rpc.c validated it) is the one plan p asks for: noised,
+ * with the plan's noise multiplier, under a DP plan with eval_noise_multiplier > 0; exact
+ * otherwise. Returns 1, or 0 with one sentence in why (cap bytes). */
+int fl_study_eval_form_ok(const fl_plan *p, const Fedlung__V1__EvalReport *rq, char *why,
+                          size_t cap);
 grpc_status_code fl_study_status(fl_study *s, grpc_byte_buffer **reply, fl_rpc_status *st);
 /* Secure aggregation (server/study_secagg.c): a site's key advert, its sealed key shares and
  * its unmask answer, each for the step of the round that holds its task (FAILED_PRECONDITION

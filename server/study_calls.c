@@ -240,18 +240,22 @@ int fl_study_next_task(fl_study *s, const char *id, const Fedlung__V1__TaskReque
     }
     p->last_seen_ms = fl_now_ms();
     /* the site refuses the training task it holds (its privacy budget): it leaves the round */
-    if (rq->refused_round && rq->refused_round == (uint64_t)s->round && s->step == STEP_TRAIN &&
-        p->state == PART_WORKING && s->state == FL_STUDY_RUNNING) {
-        if (s->up.active && strcmp(s->up.id, id) == 0)
+    if (rq->refused_round && rq->refused_round == (uint64_t)s->round &&
+        (s->step == STEP_TRAIN || s->step == STEP_EVAL) && p->state == PART_WORKING &&
+        s->state == FL_STUDY_RUNNING) {
+        /* an evaluation refused counts as one not sent */
+        if (s->step == STEP_TRAIN && s->up.active && strcmp(s->up.id, id) == 0)
             fl_study_update_abort(s, id, "the site refused the round");
         p->state = PART_DROPPED;
         const char *why =
             rq->refused_reason && rq->refused_reason[0] ? rq->refused_reason : "(no reason given)";
         char data[FL_RPC_MAX_TEXT + 64], esc[FL_RPC_MAX_TEXT];
         fl_slog_json_str(why, esc, sizeof esc);
-        snprintf(data, sizeof data, "{\"refused_round\":%llu,\"reason\":\"%s\"}",
-                 (unsigned long long)rq->refused_round, esc);
-        fl_study_event(s, "refused", id, data, "refused round %lld: %s", (long long)s->round, why);
+        snprintf(data, sizeof data, "{\"refused_round\":%llu,\"task\":\"%s\",\"reason\":\"%s\"}",
+                 (unsigned long long)rq->refused_round, s->step == STEP_EVAL ? "eval" : "train",
+                 esc);
+        fl_study_event(s, "refused", id, data, "refused %sround %lld: %s",
+                       s->step == STEP_EVAL ? "the evaluation of " : "", (long long)s->round, why);
         fl_study_advance(s, fl_now_ms());
     }
     if (s->state != FL_STUDY_RUNNING) p->told_done = 1;
@@ -548,6 +552,22 @@ grpc_status_code fl_study_update_end(fl_study *s, const char *id, int cancelled,
 
 /* ---- PutEval ---- */
 
+int fl_study_eval_form_ok(const fl_plan *p, const Fedlung__V1__EvalReport *rq, char *why,
+                          size_t cap) {
+    int noised = fl_plan_eval_noised(p), sent_noised = rq->n_noised_histogram != 0;
+    double z = p->privacy.eval_noise_multiplier;
+    if (noised == sent_noised && (!noised || rq->noise_multiplier == z)) return 1;
+    if (noised && sent_noised)
+        snprintf(why, cap,
+                 "a report noised with noise multiplier %g, the plan's eval_noise_multiplier "
+                 "is %g",
+                 rq->noise_multiplier, z);
+    else
+        snprintf(why, cap, "%s report under a plan that %s", noised ? "an un-noised" : "a noised",
+                 noised ? "asks for noised ones (eval_noise_multiplier > 0)" : "has exact ones");
+    return 0;
+}
+
 grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V1__EvalReport *rq,
                                    uint64_t len, const uint8_t sha256[32], grpc_byte_buffer **reply,
                                    fl_rpc_status *st) {
@@ -567,35 +587,67 @@ grpc_status_code fl_study_put_eval(fl_study *s, const char *id, const Fedlung__V
         return fl_rpc_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                                  "evaluation of %u classes in %u bins, the plan has %d in %d",
                                  rq->n_classes, rq->bins, s->plan->n_classes, s->plan->bins);
-    size_t n = (size_t)s->hist.K * 2 * (size_t)s->hist.B;
-    for (size_t i = 0; i < n; i++) s->hist.counts[i] += rq->histogram[i];
-    /* The site's own metrics, kept in the log (without secure aggregation the server sees
-     * each site's histogram anyway): a view of the report's counts. */
-    fl_score_hist site = {s->hist.K, s->hist.B, rq->histogram};
-    double site_auc = 0;
-    int n_auc = 0;
-    for (int k = 0; k < site.K; k++) {
-        double a = fl_hist_auc(&site, k);
-        if (!isnan(a)) site_auc += a, n_auc++;
+    /* the report's form must be the plan's: noised under DP with eval_noise_multiplier > 0 */
+    char why[192];
+    if (!fl_study_eval_form_ok(s->plan, rq, why, sizeof why)) {
+        char data[256];
+        snprintf(data, sizeof data, "{\"reason\":\"%s\"}", why);
+        fl_study_event(s, "eval_refused", id, data, "evaluation of round %lld refused: %s",
+                       (long long)s->round, why);
+        return fl_rpc_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "evaluation refused: %s", why);
     }
-    site_auc = n_auc ? site_auc / n_auc : NAN;
-    /* under DP a site's own metric is a data-dependent number: not in the record */
+    int noised = fl_plan_eval_noised(s->plan);
+    size_t n = (size_t)s->hist.K * 2 * (size_t)s->hist.B;
+    double site_auc = NAN;
+    if (noised) {
+        fl_err e = {{0}};
+        if (fl_score_histd_add(&s->histd, rq->noised_histogram, &e) != FL_OK)
+            return fl_rpc_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", e.msg);
+        s->eval_patients_noised += rq->noised_patients;
+    } else {
+        for (size_t i = 0; i < n; i++) s->hist.counts[i] += rq->histogram[i];
+        s->eval_patients += rq->patients;
+    }
+    /* under DP a site's own metric is a data-dependent number: neither computed nor recorded */
     int dp = s->plan->privacy.mechanism != FL_DP_NONE;
+    if (!dp) { /* a view of the report's counts (the server sees each site's histogram anyway) */
+        fl_score_hist site = {s->hist.K, s->hist.B, rq->histogram};
+        double sum = 0;
+        int n_auc = 0;
+        for (int k = 0; k < site.K; k++) {
+            double a = fl_hist_auc(&site, k);
+            if (!isnan(a)) sum += a, n_auc++;
+        }
+        site_auc = n_auc ? sum / n_auc : NAN;
+    }
     s->eval_loss += rq->loss_sum;
-    s->eval_patients += rq->patients;
     s->evaluated++;
     p->state = PART_DONE;
-    char data[320];
+    char data[384];
     char hex[65];
     fl_hex_encode(sha256, 32, hex);
     char auc[48] = "";
     if (!dp) snprintf(auc, sizeof auc, ",\"macro_auc\":%.6f", isnan(site_auc) ? -1.0 : site_auc);
-    snprintf(data, sizeof data,
-             "{\"bytes\":%llu,\"sha256\":\"%s\",\"patients\":%llu,\"loss_sum\":%.6f%s}",
-             (unsigned long long)len, hex, (unsigned long long)rq->patients, rq->loss_sum, auc);
-    if (dp)
+    if (noised)
+        snprintf(data, sizeof data,
+                 "{\"bytes\":%llu,\"sha256\":\"%s\",\"noised\":true,\"noise_multiplier\":%.17g,"
+                 "\"patients_noised\":%.6f,\"loss_sum_noised\":%.6f}",
+                 (unsigned long long)len, hex, rq->noise_multiplier, rq->noised_patients,
+                 rq->loss_sum);
+    else
+        snprintf(data, sizeof data,
+                 "{\"bytes\":%llu,\"sha256\":\"%s\",%s\"patients\":%llu,\"loss_sum\":%.6f%s}",
+                 (unsigned long long)len, hex, dp ? "\"noised\":false,\"noise_multiplier\":0," : "",
+                 (unsigned long long)rq->patients, rq->loss_sum, auc);
+    if (noised)
         fl_study_event(s, "evaluation", id, data,
-                       "evaluation of round %lld: %llu patients (site metrics withheld under DP)",
+                       "evaluation of round %lld: noised report (noise multiplier %g, about %.0f "
+                       "patients; site metrics withheld under DP)",
+                       (long long)s->round, rq->noise_multiplier, rq->noised_patients);
+    else if (dp)
+        fl_study_event(s, "evaluation", id, data,
+                       "evaluation of round %lld: %llu patients, un-noised report "
+                       "(eval_noise_multiplier 0; site metrics withheld under DP)",
                        (long long)s->round, (unsigned long long)rq->patients);
     else
         fl_study_event(s, "evaluation", id, data,

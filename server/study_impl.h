@@ -114,6 +114,10 @@ struct fl_study {
     /* the round's evaluation */
     fl_score_hist hist;
     int has_hist;
+    /* with noised reports (fl_plan_eval_noised): the sum of the sites' noised histograms and of
+     * their noised patient counts, in place of hist and eval_patients */
+    fl_score_histd histd;
+    double eval_patients_noised;
     double eval_loss;
     uint64_t eval_patients;
     int evaluated;

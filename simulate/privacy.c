@@ -1,7 +1,7 @@
 /* privacy.c - what DP cost each simulated hospital: the epsilon in the records of its outbox
- * log (DP-SGD, or DP-FedAvg counted by the hospital at q 1), gathered per round into
- * DIR/privacy.csv (with the round's clip norm under adaptive clipping), the round lines and
- * DIR/epsilon.png.
+ * log (DP-SGD, or DP-FedAvg counted by the hospital at q 1, and its noised evaluation reports),
+ * gathered per round into DIR/privacy.csv (with the round's clip norm under adaptive clipping),
+ * the round lines and DIR/epsilon.png.
  * Not an accountant: every number is the one the hospital's own client computed and recorded. */
 #include <math.h>
 #include <stdio.h>
@@ -46,10 +46,18 @@ typedef struct {
 static int on_record(const fl_audit_record *r, const char *problem, void *arg) {
     load_ctx *c = arg;
     if (problem || r->round < 1 || r->round > (1 << 20)) return 0;
-    /* a masked update (secure aggregation) records the same epsilon as a plain one */
-    int update = strcmp(r->kind, "update") == 0 || strcmp(r->kind, "masked_update") == 0;
+    /* a masked update (secure aggregation) records the same epsilon as a plain one; a noised
+     * evaluation report spends too, after its round's update (the later total wins) */
+    int update = strcmp(r->kind, "update") == 0 || strcmp(r->kind, "masked_update") == 0 ||
+                 strcmp(r->kind, "eval") == 0;
     int refused = strcmp(r->kind, "refused") == 0;
     if (!update && !refused) return 0;
+    if (refused) { /* a refused evaluation: the round's training went on */
+        char *task = fl_audit_data_get(r->data, "task");
+        int eval = task && strcmp(task, "eval") == 0;
+        free(task);
+        if (eval) return 0;
+    }
     char *v = update ? fl_audit_data_get(r->data, "epsilon_total") : NULL;
     if (update && !v) return 0; /* an update without DP */
     if (grow(c->e, (int)r->round) != 0) {

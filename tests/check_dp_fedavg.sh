@@ -53,6 +53,8 @@ lr = 0.1
 mechanism = dp-fedavg
 dp_clients = 3
 dp_dropouts = 1
+; training's accounting alone: the reports un-noised (check_simulate.sh checks noised ones)
+eval_noise_multiplier = 0
 PLAN
     printf '%s\n' "$@" >>study.plan
 }

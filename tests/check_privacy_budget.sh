@@ -47,6 +47,8 @@ mechanism = dp-sgd
 clip_norm = 1
 noise_multiplier = 1
 sample_rate = 0.25
+; training's accounting alone: the reports un-noised (check_simulate.sh checks noised ones)
+eval_noise_multiplier = 0
 PLAN
     local hash port k
     hash=$(sha256sum "$1/study.plan" | cut -d' ' -f1)

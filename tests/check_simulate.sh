@@ -5,8 +5,10 @@
 # log verifies against server.pub, model.h5 and the charts are there. With --kill-server-at 2
 # the server is killed during round 2 and restarted on the same port: the study still
 # completes and rounds.csv has each round exactly once. With --dp patient (fusion only) the
-# hospitals' epsilon per round lands in privacy.csv and the round lines, and a small
-# --epsilon-max makes them refuse; --dp client --adaptive-clip, with the server killed during
+# hospitals' epsilon per round (training and the noised evaluation reports, composed as
+# `fedlung privacy epsilon` composes them) lands in privacy.csv and the round lines, every
+# evaluation left each hospital noised and was charged to its ledger, the server's audit log
+# has no site metric, and a small --epsilon-max makes them refuse; --dp client --adaptive-clip, with the server killed during
 # a round, resumes with the clip norm the rule had reached, and rounds.csv, privacy.csv and the
 # round lines show the clip norm shrinking from far above the update norms; --secagg completes
 # with masked sums, with --dp patient too (the same epsilon). A SIGINT stops the run with exit 1.
@@ -134,8 +136,14 @@ grep -q "own-privacy.plan:10 has a \[privacy\] section of its own" err.txt ||
     t_fail "--plan [privacy] --secagg: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
-# statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1:
-# epsilon 4.87, 6.25, 7.33 after each (delta 1e-5, as check_privacy_budget.sh)
+# statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1,
+# each followed by a noised evaluation report (the plan's default eval_noise_multiplier 4: one
+# Gaussian mechanism at q 1): eps_after K is the epsilon after K of both (delta 1e-5), 4.99,
+# 6.47, 7.63
+eps_after() { "$fedlung" privacy epsilon --phase "0.25,1,$((4 * $1))" --phase "1,4,$1" --delta 1e-5; }
+e1=$(eps_after 1)
+e3=$(eps_after 3)
+e3r=$(printf %.2f "$e3")
 cat >dp.plan <<'PLAN'
 [study]
 id = simulate-dp
@@ -156,7 +164,8 @@ t_expect 0 "--dp patient" -- "$fedlung" simulate --out dp "${dp[@]}" --dp patien
 for f in privacy.csv epsilon.png rounds.csv; do [ -s "dp/$f" ] || t_fail "--dp: no $f"; done
 grep -q "^mechanism = dp-sgd$" dp/study.plan || t_fail "--dp: the plan has no dp-sgd"
 grep -q "^epsilon_max = 100$" dp/hospitals/hospital-2/client.conf || t_fail "--dp: no epsilon_max"
-grep -Eq "^round 4 +fusion .* ε 1:7\.33 2:7\.33 3:7\.33$" out.txt || t_fail "--dp: $(cat out.txt)"
+grep -Fq " ε 1:$e3r 2:$e3r 3:$e3r" out.txt && grep -Eq "^round 4 +fusion .* ε 1:$e3r" out.txt ||
+    t_fail "--dp: not ε $e3r: $(cat out.txt)"
 head -1 dp/rounds.csv | grep -q "^round,phase,participants,loss,macro_auc,auc_LUAD,auc_LUSC,auc_NORMAL$" ||
     t_fail "--dp: rounds.csv header changed: $(head -1 dp/rounds.csv)"
 # a row per hospital per fusion round, each hospital's epsilon rising
@@ -164,17 +173,63 @@ awk -F, 'NR > 1 { n[$3]++; if ($4 + 0 <= last[$3] + 0) bad = bad " " $1 ":" $3; 
     END { for (h in n) if (n[h] != 3) bad = bad " " h "x" n[h]; if (length(n) != 3) bad = bad " hospitals"
           if (bad) { print bad; exit 1 } }' dp/privacy.csv >awk.txt ||
     t_fail "--dp: privacy.csv:$(cat awk.txt): $(cat dp/privacy.csv)"
-grep -q "^4,fusion,hospital-3,7\.328" dp/privacy.csv || t_fail "--dp: $(cat dp/privacy.csv)"
+grep -q "^4,fusion,hospital-3,${e3:0:5}" dp/privacy.csv || t_fail "--dp: not $e3: $(cat dp/privacy.csv)"
+# every evaluation report left noised and charged; the server kept no site metric
+E3=$e3 /usr/bin/python3 - <<'PY' || t_fail "--dp: noised evaluation (outboxes, ledgers, audit.log)"
+import csv, json, os, sys
+e3 = float(os.environ["E3"])
+wrong = []  # what is not as it should be
+for k in (1, 2, 3):
+    h = "dp/hospitals/hospital-%d/state/" % k
+    out = [json.loads(l) for l in open(h + "outbox.log")]
+    ev = [r["data"] for r in out if r["kind"] == "eval"]
+    if len(ev) != 3 or not all(d.get("noised") is True and d.get("noise_multiplier") == 4 and
+                               d.get("steps") == 1 and d.get("sample_rate") == 1 and
+                               "examples" not in d for d in ev):
+        wrong.append("hospital-%d eval records %r" % (k, ev))
+    last = max(out, key=lambda r: r["round"] * 2 + (r["kind"] == "eval"))
+    if last["kind"] != "eval" or abs(last["data"]["epsilon_total"] - e3) > 1e-9 * e3:
+        wrong.append("hospital-%d's last epsilon_total %r, `fedlung privacy` composes %r" %
+                     (k, last["data"].get("epsilon_total"), e3))
+    lines = [l for l in open(h + "privacy.state") if l.startswith("round=")]
+    if len(lines) != 6 or sum(l.rstrip().endswith(" eval") for l in lines) != 3:
+        wrong.append("hospital-%d privacy.state %r" % (k, lines))
+audit = [json.loads(l) for l in open("dp/audit.log")]
+ev = [r["data"] for r in audit if r["kind"] == "evaluation"]
+if len(ev) != 9 or not all(d.get("noised") is True and d.get("noise_multiplier") == 4 and
+                           "macro_auc" not in d and "patients" not in d for d in ev):
+    wrong.append("server evaluation records %r" % ev)
+rows = [r for r in csv.DictReader(open("dp/rounds.csv")) if r["phase"] == "fusion"]
+if len(rows) != 3 or not all(0 <= float(r["macro_auc"]) <= 1 for r in rows):
+    wrong.append("rounds.csv: the noised histograms' macro AUC %r" % [r["macro_auc"] for r in rows])
+for w in wrong:
+    print("FAIL check_simulate: --dp: " + w, file=sys.stderr)
+sys.exit(1 if wrong else 0)
+PY
 [ -z "$(leftovers dp)" ] || t_fail "--dp: processes left behind: $(leftovers dp)"
-# epsilon_max 5 allows the first fusion round only: every hospital refuses the second, the
-# server retries it and stops the study (exit 1 here)
+# epsilon_max 4.9 allows the first fusion round's training (4.87) but not its evaluation report
+# (4.99): every hospital refuses the evaluation of round 2 (the round commits with none), then
+# the second fusion round; the server retries it and stops the study (exit 1 here)
+e1t=$("$fedlung" privacy epsilon --sample-rate 0.25 --noise-multiplier 1 --steps 4 --delta 1e-5)
+awk -v t="$e1t" -v e="$e1" 'BEGIN { exit !(t <= 4.9 && e > 4.9) }' ||
+    t_fail "the first fusion round spends $e1t, with its evaluation $e1: 4.9 is not between"
 t_expect 1 "--dp patient, a small budget" -- "$fedlung" simulate --out dp5 "${dp[@]}" --dp patient \
-    --sample-rate 0.25 --epsilon-max 5 --round-timeout 4
+    --sample-rate 0.25 --epsilon-max 4.9 --round-timeout 4
+e1r=$(awk -v a="$e1" -v b="$e1t" 'BEGIN { printf "%.2f", a - b }')
+grep -q "refused: the evaluation of round 2 would spend ε $e1r, total" dp5/hospitals/hospital-1/client.log ||
+    t_fail "--epsilon-max 4.9: hospital-1 did not refuse the evaluation: $(grep refused dp5/hospitals/hospital-1/client.log)"
 grep -q "refused: round 3 would spend" dp5/hospitals/hospital-1/client.log ||
-    t_fail "--epsilon-max 5: hospital-1 did not refuse: $(tail -3 dp5/hospitals/hospital-1/client.log)"
-grep -q "too few hospitals" err.txt || t_fail "--epsilon-max 5: $(tail -2 err.txt)"
-[ "$(tail -n +2 dp5/privacy.csv | wc -l)" -eq 3 ] || t_fail "--epsilon-max 5: $(cat dp5/privacy.csv)"
-[ -z "$(leftovers dp5)" ] || t_fail "--epsilon-max 5: processes left behind: $(leftovers dp5)"
+    t_fail "--epsilon-max 4.9: hospital-1 did not refuse: $(tail -3 dp5/hospitals/hospital-1/client.log)"
+[ "$(grep '"kind":"refused"' dp5/server/state/audit.log | grep -c '"task":"eval"')" -eq 3 ] ||
+    t_fail "--epsilon-max 4.9: not 3 refused evaluations in the audit log"
+grep -q '"kind":"refused".*"task":"eval"' dp5/hospitals/hospital-2/state/outbox.log ||
+    t_fail "--epsilon-max 4.9: hospital-2's outbox has no refused evaluation"
+grep -q '"kind":"evaluation"' dp5/server/state/audit.log && t_fail "--epsilon-max 4.9: an evaluation was sent"
+awk -F, '$1 == 2 && $5 != "" { exit 1 }' dp5/server/state/rounds.csv ||
+    t_fail "--epsilon-max 4.9: round 2 has a macro AUC: $(cat dp5/server/state/rounds.csv)"
+grep -q "too few hospitals" err.txt || t_fail "--epsilon-max 4.9: $(tail -2 err.txt)"
+[ "$(tail -n +2 dp5/privacy.csv | wc -l)" -eq 3 ] || t_fail "--epsilon-max 4.9: $(cat dp5/privacy.csv)"
+[ -z "$(leftovers dp5)" ] || t_fail "--epsilon-max 4.9: processes left behind: $(leftovers dp5)"
 # ---- --dp client --adaptive-clip: C from 5 (update norms are about 0.3) shrinks each round;
 # the server killed during round 3 resumes with round 2's next C ----
 t_expect 2 "--adaptive-clip without --dp client" -- "$fedlung" simulate --adaptive-clip
@@ -227,7 +282,7 @@ t_expect 0 "--dp patient --secagg" -- "$fedlung" simulate --out dpsa "${dp[@]}" 
 grep -q "^update_clip = 50$" dpsa/study.plan || t_fail "--dp patient --secagg: no update_clip"
 [ "$(grep -c '"kind":"secagg_unmasked"' dpsa/audit.log)" -eq 3 ] ||
     t_fail "--dp patient --secagg: not 3 unmasked sums in the audit log"
-grep -Eq "^round 4 +fusion .* ε 1:7\.33 2:7\.33 3:7\.33$" out.txt ||
+grep -Eq "^round 4 +fusion .* ε 1:$e3r 2:$e3r 3:$e3r$" out.txt ||
     t_fail "--dp patient --secagg: $(cat out.txt)"
 [ -z "$(leftovers dpsa)" ] || t_fail "--dp patient --secagg: processes left behind: $(leftovers dpsa)"
 

@@ -544,6 +544,63 @@ static int dump(const char *d, int B) {
     return bad || s != FL_OK;
 }
 
+/* Noised (real-valued) histograms: the sum of two sites' noised counts, with the merged bins
+ * clamped at 0, gives the metrics of the integer histogram whose counts are those clamped sums;
+ * with whole non-negative counts they are fl_hist_auc / fl_hist_ap exactly. */
+static void test_histd(void) {
+    enum { K = 2, B = 8 };
+    fl_err err = {{0}};
+    /* site 1 and site 2, each K x 2 x B; noise that leaves negative and fractional counts */
+    double s1[K * 2 * B], s2[K * 2 * B];
+    fl_score_hist clamped;
+    CHECK_OK(fl_score_hist_init(&clamped, K, B, &err), &err);
+    unsigned x = 777;
+    for (int i = 0; i < K * 2 * B; i++) {
+        x = x * 1103515245u + 12345u;
+        int want = (int)((x >> 16) % 7) - 2; /* the merged sum: -2 .. 4, so some clamp to 0 */
+        double noise = ((double)((x >> 8) % 1000) - 500) / 100; /* -5 .. 5, split over two */
+        s1[i] = 0.5 * want + noise;
+        s2[i] = 0.5 * want - noise;
+        clamped.counts[i] = want > 0 ? (uint64_t)want : 0;
+    }
+    fl_score_histd h;
+    CHECK_OK(fl_score_histd_init(&h, K, B, &err), &err);
+    CHECK_OK(fl_score_histd_add(&h, s1, &err), &err);
+    CHECK_OK(fl_score_histd_add(&h, s2, &err), &err);
+    int negative = 0;
+    for (int i = 0; i < K * 2 * B; i++) negative += h.counts[i] < -0.5;
+    CHECK(negative > 0); /* the clamp is exercised */
+    for (int k = 0; k < K; k++) {
+        CHECK_CLOSE(fl_histd_auc(&h, k), fl_hist_auc(&clamped, k), 0, 1e-12);
+        CHECK_CLOSE(fl_histd_ap(&h, k), fl_hist_ap(&clamped, k), 0, 1e-12);
+        CHECK(!isnan(fl_histd_auc(&h, k)));
+    }
+    /* a non-finite count is refused and changes nothing */
+    double before = h.counts[3];
+    s1[5] = NAN;
+    CHECK_EQ_INT(fl_score_histd_add(&h, s1, &err), FL_EINVAL);
+    CHECK(h.counts[3] == before);
+    /* fractional counts: a positive of weight 0.5 above a negative of weight 2 ranks perfectly */
+    fl_score_histd f;
+    CHECK_OK(fl_score_histd_init(&f, 1, 2, &err), &err);
+    double one[4] = {2.0, -1.0, -0.3, 0.5}; /* neg bins 0, 1; pos bins 0, 1 */
+    CHECK_OK(fl_score_histd_add(&f, one, &err), &err);
+    CHECK_CLOSE(fl_histd_auc(&f, 0), 1.0, 0, 1e-12);
+    CHECK_CLOSE(fl_histd_ap(&f, 0), 1.0, 0, 1e-12);
+    /* all clamped away: undefined */
+    double gone[4] = {-1, -1, -2, 0};
+    fl_score_histd_destroy(&f);
+    CHECK_OK(fl_score_histd_init(&f, 1, 2, &err), &err);
+    CHECK_OK(fl_score_histd_add(&f, gone, &err), &err);
+    CHECK(isnan(fl_histd_auc(&f, 0)) && isnan(fl_histd_ap(&f, 0)));
+    CHECK(isnan(fl_histd_auc(&f, 1)));
+    CHECK_EQ_INT(fl_score_histd_init(&f, 1, 0, &err), FL_EINVAL);
+    fl_score_histd_destroy(&f);
+    fl_score_histd_destroy(&h);
+    fl_score_histd_destroy(NULL);
+    fl_score_hist_destroy(&clamped);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--dump") == 0)
         return dump(argv[2], argc >= 4 ? atoi(argv[3]) : 20);
@@ -554,6 +611,7 @@ int main(int argc, char **argv) {
     test_missing_class();
     test_errors();
     test_hist();
+    test_histd();
     test_reports();
     test_plots();
     release_font_caches();

@@ -4,6 +4,7 @@
  * parameter counts of the two graphs a plan builds. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "../crypto/hash.h"
@@ -391,8 +392,80 @@ static void check_secagg(void) {
     }
 }
 
+/* [privacy] eval_noise_multiplier and eval_loss_clip: DP plans noise their evaluation reports by
+ * default (z_e 4, L 10, 20 bins at most 50), 0 sends them exact, and neither key without DP. */
+static void check_eval_noise(void) {
+    const char *base = "[study]\nid = x\nclasses = A,B,C\nphases = statistics,fusion\n%s"
+                       "[fusion]\nmodalities = rna\n[privacy]\n%s";
+#define SGD "mechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\nsample_rate = 0.1\n"
+#define FEDAVG "mechanism = dp-fedavg\nclip_norm = 1\nnoise_multiplier = 1\ndp_clients = 3\n"
+    /* [study] lines, [privacy] lines; then z_e, L, bins as the plan reads them */
+    static const struct {
+        const char *study, *privacy;
+        double z, L;
+        int bins;
+    } good[] = {
+        {"", SGD, 4, 10, 20}, /* the defaults under either mechanism */
+        {"", FEDAVG, 4, 10, 20},
+        {"bins = 50\n", SGD "eval_noise_multiplier = 2.5\neval_loss_clip = 5\n", 2.5, 5, 50},
+        {"bins = 1000\n", SGD "eval_noise_multiplier = 0\n", 0, 10, 1000}, /* exact reports */
+        {"", "", 0, 0, 1000},                                              /* no DP */
+    };
+    char buf[1024], priv[512];
+    fl_plan pl;
+    fl_err err = {{0}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(buf, sizeof buf, base, good[i].study, good[i].privacy);
+        CHECK_OK(fl_plan_parse(buf, strlen(buf), "p", &pl, &err), &err);
+        if (fl_test_failures) return;
+        CHECK_EQ_INT(fl_plan_eval_noised(&pl), good[i].z > 0);
+        CHECK_CLOSE(pl.privacy.eval_noise_multiplier, good[i].z, 0, 0);
+        CHECK_CLOSE(pl.privacy.eval_loss_clip, good[i].L, 0, 0);
+        CHECK_EQ_INT(pl.bins, good[i].bins);
+        /* one patient moves K = 3 histogram counts, the patients, one class's count and the
+         * clipped loss: sqrt(K + 3) in units of one count (of L for the loss) */
+        CHECK_CLOSE(fl_plan_eval_count_std(&pl), good[i].z * sqrt(6.0), 0, 1e-12);
+        CHECK_CLOSE(fl_plan_eval_loss_std(&pl), good[i].z * sqrt(6.0) * good[i].L, 0, 1e-11);
+        fl_plan_destroy(&pl);
+    }
+    const char *sgd = SGD;
+#undef SGD
+#undef FEDAVG
+    /* refused: each key without DP (the first two), and under DP-SGD the rest; the [study]
+     * line, the [privacy] lines and the complaint run one after the other */
+    static const char *const bad[] = {
+        "",
+        "eval_noise_multiplier = 4\n",
+        "eval_noise_multiplier is only for a DP mechanism",
+        "",
+        "eval_loss_clip = 4\n",
+        "eval_loss_clip is only for a DP mechanism",
+        "bins = 51\n",
+        "",
+        "bins = 51 is too many for noised evaluation reports",
+        "",
+        "eval_noise_multiplier = -1\n",
+        "eval_noise_multiplier '-1' is not a number >= 0",
+        "",
+        "eval_loss_clip = 0\n",
+        "eval_loss_clip '0' is not a number > 0",
+        "",
+        "eval_noise_multiplier = 0\neval_loss_clip = 3\n",
+        "eval_noise_multiplier = 0",
+    };
+    for (size_t i = 0; i + 2 < sizeof bad / sizeof bad[0]; i += 3) {
+        snprintf(priv, sizeof priv, "%s%s", i < 6 ? "" : sgd, bad[i + 1]);
+        snprintf(buf, sizeof buf, base, bad[i], priv);
+        fl_status st = fl_plan_parse(buf, strlen(buf), "p", &pl, &err);
+        CHECK(st == FL_EFORMAT);
+        CHECK_MSG(err, bad[i + 2]);
+        if (st == FL_OK) fl_plan_destroy(&pl);
+    }
+}
+
 int main(void) {
     if (!fl_test_mkdtemp("test_plan")) return 1;
+    check_eval_noise();
     check_secagg();
     check_example();
     check_defaults();

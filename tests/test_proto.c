@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "proto/rpc.h"
 #include "proto_test.h"
+#include "server/study.h"
 
 static proto_samples S;
 
@@ -130,6 +131,110 @@ static void expect_invalid(const ProtobufCMessage *m, const char *text, int line
     proto_samples_init(&S);
 }
 #define INVALID(msg, text) expect_invalid(&(msg).base, text, __LINE__)
+
+/* S.eval in its noised form (DP, eval_noise_multiplier 4): real counts, some negative. */
+static double noised_hist[24], noised_pc[3];
+static void noised_eval(void) {
+    for (int i = 0; i < 24; i++) noised_hist[i] = i - 3.5;
+    for (int k = 0; k < 3; k++) noised_pc[k] = 10.25 - 7 * k;
+    Fedlung__V1__EvalReport *e = &S.eval;
+    e->n_histogram = e->n_patients_per_class = 0;
+    e->histogram = e->patients_per_class = NULL;
+    e->patients = 0;
+    e->n_noised_histogram = 24;
+    e->noised_histogram = noised_hist;
+    e->n_noised_patients_per_class = 3;
+    e->noised_patients_per_class = noised_pc;
+    e->noised_patients = -1.5;
+    e->loss_sum = -3.25; /* noised: may be negative */
+    e->noise_multiplier = 4;
+}
+
+/* EvalReport: one form or the other, exact or noised (docs/protocol.md, fields 20-23). */
+static void test_eval_forms(void) {
+    fl_err err = {{0}};
+    noised_eval();
+    CHECK_OK(fl_rpc_validate(&S.eval.base, &err), &err);
+    size_t n;
+    uint8_t *b = proto_pack(&S.eval.base, &n);
+    ProtobufCMessage *u = NULL;
+    CHECK_OK(fl_rpc_unpack_mem(&fedlung__v1__eval_report__descriptor, b, n, n, &u, &err), &err);
+    if (u) {
+        Fedlung__V1__EvalReport *e = (Fedlung__V1__EvalReport *)u;
+        CHECK_EQ_INT(e->n_histogram, 0);
+        CHECK_EQ_INT(e->n_noised_histogram, 24);
+        CHECK_CLOSE(e->noised_histogram[1], -2.5, 0, 0);
+        CHECK_CLOSE(e->noised_patients_per_class[2], -3.75, 0, 0);
+        CHECK_CLOSE(e->noised_patients, -1.5, 0, 0);
+        CHECK_CLOSE(e->noise_multiplier, 4, 0, 0);
+        CHECK_CLOSE(e->loss_sum, -3.25, 0, 0);
+        protobuf_c_message_free_unpacked(u, NULL);
+    }
+    free(b);
+    noised_eval();
+    S.eval.patients = 3;
+    INVALID(S.eval, "EvalReport has both the exact counts and the noised ones");
+    noised_eval();
+    S.eval.n_noised_histogram = 23;
+    INVALID(S.eval, "EvalReport.noised_histogram has 23 counts, not n_classes * 2 * bins = 24");
+    noised_eval();
+    S.eval.noise_multiplier = 0;
+    INVALID(S.eval, "a noised report needs a noise_multiplier > 0");
+    noised_eval();
+    noised_hist[7] = NAN;
+    INVALID(S.eval, "EvalReport.noised_histogram[7] is not finite");
+    noised_eval();
+    S.eval.loss_sum = INFINITY;
+    INVALID(S.eval, "finite loss_sum");
+    noised_eval();
+    S.eval.n_noised_patients_per_class = 2;
+    INVALID(S.eval, "EvalReport.noised_patients_per_class has 2 counts for 3 classes");
+    /* the exact form carries no noised field */
+    S.eval.noise_multiplier = 4;
+    INVALID(S.eval, "has noised counts or a noise_multiplier but no noised_histogram");
+    S.eval.noised_patients = 2;
+    INVALID(S.eval, "has noised counts or a noise_multiplier but no noised_histogram");
+    S.eval.loss_sum = -1;
+    INVALID(S.eval, "EvalReport.loss_sum is -1");
+}
+
+/* The server takes the form its plan asks for (server/study.h fl_study_eval_form_ok). */
+static void test_eval_plan_form(void) {
+    static const char *const plans[3] = {
+        "", /* no DP: exact reports */
+        "[privacy]\nmechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\n"
+        "sample_rate = 0.1\n", /* DP: noised at the default z_e 4 */
+        "[privacy]\nmechanism = dp-fedavg\nclip_norm = 1\nnoise_multiplier = 1\n"
+        "dp_clients = 3\neval_noise_multiplier = 0\n", /* DP, exact reports */
+    };
+    fl_err err = {{0}};
+    char text[512], why[192];
+    for (int i = 0; i < 3; i++) {
+        snprintf(text, sizeof text,
+                 "[study]\nid = lung-2025\nclasses = A,B,C\nphases = statistics,fusion\n"
+                 "[fusion]\nmodalities = rna\n%s",
+                 plans[i]);
+        fl_plan p;
+        CHECK_OK(fl_plan_parse(text, strlen(text), "p", &p, &err), &err);
+        if (fl_test_failures) return;
+        int want_noised = i == 1;
+        proto_samples_init(&S); /* exact */
+        why[0] = 0;
+        CHECK_EQ_INT(fl_study_eval_form_ok(&p, &S.eval, why, sizeof why), !want_noised);
+        if (want_noised)
+            CHECK(strstr(why, "an un-noised report under a plan that asks for noised"));
+        noised_eval(); /* z 4 */
+        why[0] = 0;
+        CHECK_EQ_INT(fl_study_eval_form_ok(&p, &S.eval, why, sizeof why), want_noised);
+        if (!want_noised) CHECK(strstr(why, "a noised report under a plan that has exact ones"));
+        S.eval.noise_multiplier = 3;
+        CHECK_EQ_INT(fl_study_eval_form_ok(&p, &S.eval, why, sizeof why), 0);
+        if (want_noised)
+            CHECK(strstr(why, "noise multiplier 3, the plan's eval_noise_multiplier is 4"));
+        fl_plan_destroy(&p);
+    }
+    proto_samples_init(&S);
+}
 
 /* The secure-aggregation messages: key, signature and ciphertext lengths, indices, lists. */
 static void test_secagg_validation(void) {
@@ -469,6 +574,8 @@ int main(int argc, char **argv) {
     test_round_trips();
     test_validation();
     test_secagg_validation();
+    test_eval_forms();
+    test_eval_plan_form();
     test_malformed();
     test_status();
     grpc_shutdown();

@@ -358,7 +358,7 @@ static void test_evaluation(const float *w, size_t n) {
     uint64_t per_class[N_CLASSES], pc_sum[N_CLASSES] = {0}, patients, pat_sum = 0;
     double loss, loss_sum = 0;
     for (int i = 0; i < N_SITES; i++) {
-        CHECK_OK(fl_site_evaluate(sites[i], FL_PHASE_FUSION, w, n, B, one, &loss, &patients,
+        CHECK_OK(fl_site_evaluate(sites[i], FL_PHASE_FUSION, w, n, B, 0, one, &loss, &patients,
                                   per_class, &err),
                  &err);
         for (size_t j = 0; j < hn; j++) merged[j] += one[j];
@@ -366,7 +366,7 @@ static void test_evaluation(const float *w, size_t n) {
         pat_sum += patients;
         loss_sum += loss;
     }
-    CHECK_OK(fl_site_evaluate(sites[POOLED], FL_PHASE_FUSION, w, n, B, pooled, &loss, &patients,
+    CHECK_OK(fl_site_evaluate(sites[POOLED], FL_PHASE_FUSION, w, n, B, 0, pooled, &loss, &patients,
                               per_class, &err),
              &err);
     CHECK(memcmp(merged, pooled, hn * sizeof(uint64_t)) == 0);
@@ -473,7 +473,7 @@ static void test_image(void) {
     uint64_t per_class[N_CLASSES], patients, pat_sum = 0;
     double ce;
     for (int i = 0; i <= N_SITES; i++) {
-        CHECK_OK(fl_site_evaluate(sites[i], FL_PHASE_IMAGE, rnet, n, B, hist, &ce, &patients,
+        CHECK_OK(fl_site_evaluate(sites[i], FL_PHASE_IMAGE, rnet, n, B, 0, hist, &ce, &patients,
                                   per_class, &err),
                  &err);
         if (i < N_SITES) {
@@ -521,8 +521,8 @@ static void test_image(void) {
                 fl_site_train(s, FL_PHASE_FUSION, &plan_img.fusion, w, nf, d, &ex, &loss, &err),
                 &err);
             for (size_t j = 0; j < nf; j++) w[j] += d[j];
-            CHECK_OK(fl_site_evaluate(s, FL_PHASE_FUSION, w, nf, B, hist, &ce, &patients, per_class,
-                                      &err),
+            CHECK_OK(fl_site_evaluate(s, FL_PHASE_FUSION, w, nf, B, 0, hist, &ce, &patients,
+                                      per_class, &err),
                      &err);
             const char *model = fl_test_path("fusion-img.h5");
             CHECK_OK(fl_site_save_model(s, FL_PHASE_FUSION, w, nf, model, &err), &err);
@@ -580,7 +580,7 @@ static void test_errors(void) {
           FL_ESHAPE);
     CHECK_MSG(err, "floats");
     CHECK(fl_site_features(sites[0], w, n + 1, vec, &E, &err) == FL_ESHAPE);
-    CHECK(fl_site_evaluate(sites[0], FL_PHASE_IMAGE, w, 7, 4, hist, &loss, &patients, per_class,
+    CHECK(fl_site_evaluate(sites[0], FL_PHASE_IMAGE, w, 7, 4, 0, hist, &loss, &patients, per_class,
                            &err) == FL_ESHAPE);
     CHECK(fl_site_train(sites[0], FL_PHASE_STATISTICS, &plan.image, w, n, w, &ex, &loss, &err) ==
           FL_EINVAL);

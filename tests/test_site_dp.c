@@ -501,6 +501,20 @@ static void test_csprng(void) {
     free(mask);
 }
 
+/* A restarted client's ledger at path remembers `rounds` training rounds, `evals` evaluation
+ * reports and the epsilon eps (delta 1e-5). */
+static void check_reopened(const char *path, int rounds, int evals, double eps) {
+    fl_dp_ledger *l = NULL;
+    double got = -1;
+    CHECK_OK(fl_dp_ledger_open(path, &l, &err), &err);
+    if (!l) return;
+    CHECK_EQ_INT(fl_dp_ledger_rounds(l), rounds);
+    CHECK_EQ_INT(fl_dp_ledger_evaluations(l), evals);
+    CHECK_OK(fl_dp_ledger_epsilon(l, NULL, 1e-5, &got, &err), &err);
+    CHECK_CLOSE(got, eps, 1e-12, 0);
+    fl_dp_ledger_free(l);
+}
+
 /* The ledger: spends survive a reopen, compose like the accountant, refuse a damaged file. */
 static void test_ledger(void) {
     const char *path = fl_test_path("privacy.state");
@@ -528,13 +542,7 @@ static void test_ledger(void) {
     CHECK_OK(fl_accountant_epsilon(acc, 1e-5, FL_DP_CONVERSION_BALLE, &want, NULL, &err), &err);
     fl_accountant_free(acc);
     CHECK_CLOSE(e2, want, 1e-12, 0);
-    CHECK_OK(fl_dp_ledger_open(path, &l, &err), &err); /* a restarted client remembers */
-    if (l) {
-        CHECK_EQ_INT(fl_dp_ledger_rounds(l), 2);
-        CHECK_OK(fl_dp_ledger_epsilon(l, NULL, 1e-5, &e1, &err), &err);
-        CHECK_CLOSE(e1, e2, 1e-12, 0);
-        fl_dp_ledger_free(l);
-    }
+    check_reopened(path, 2, 0, e2);
     size_t len;
     char *text = fl_test_read_file(path, &len);
     CHECK(text && strstr(text, "round=4 phase=fusion q=0.02 sigma=1.1000000000000001 clip=1 "
@@ -544,6 +552,94 @@ static void test_ledger(void) {
     fl_test_write_file(path, bad, strlen(bad));
     CHECK(fl_dp_ledger_open(path, &l, &err) == FL_EFORMAT);
     CHECK_MSG(err, "privacy.state:1: not a round");
+}
+
+/* A noised evaluation report in the ledger: one Gaussian mechanism at q 1, sigma z_e, 1 step,
+ * composed with the training rounds; the total equals `fedlung privacy epsilon --phase
+ * 0.25,1,4 --phase 1,4,1 --delta 1e-5` (4.992516743, the CLI's number, computed apart). */
+static void test_ledger_eval(void) {
+    fl_site_dp_round r = {.q = 0.25, .sigma = 1, .clip = 1, .steps = 4};
+    fl_site_dp_round ev = {.q = 1, .sigma = 4, .clip = 1, .steps = 1};
+    const char *path = fl_test_path("privacy_eval.state");
+    fl_dp_ledger *l = NULL;
+    if (fl_dp_ledger_open(path, &l, &err) != FL_OK) {
+        CHECK_OK(FL_EIO, &err); /* reported with the ledger's sentence */
+        return;
+    }
+    double priced, spent;
+    CHECK_OK(fl_dp_ledger_spend(l, 2, FL_PHASE_FUSION, &r, &err), &err);
+    CHECK_OK(fl_dp_ledger_epsilon(l, &ev, 1e-5, &priced, &err), &err);
+    CHECK_OK(fl_dp_ledger_spend_eval(l, 2, FL_PHASE_FUSION, 4, &err), &err);
+    CHECK_OK(fl_dp_ledger_epsilon(l, NULL, 1e-5, &spent, &err), &err);
+    CHECK_CLOSE(priced, 4.992516743, 1e-9, 0);
+    CHECK_CLOSE(spent, priced, 1e-12, 0);
+    CHECK_EQ_INT(fl_dp_ledger_rounds(l), 1);
+    CHECK_EQ_INT(fl_dp_ledger_evaluations(l), 1);
+    fl_dp_ledger_free(l);
+    check_reopened(path, 1, 1, spent);
+    size_t len;
+    char *text = fl_test_read_file(path, &len);
+    CHECK(text && strstr(text, "round=2 phase=fusion q=1 sigma=4 clip=1 steps=1 eval\n"));
+    free(text);
+    /* an evaluation is one step at q 1; anything else is a damaged line */
+    static const char *const bad[] = {"round=2 phase=fusion q=0.5 sigma=4 clip=1 steps=1 eval\n",
+                                      "round=2 phase=fusion q=1 sigma=4 clip=1 steps=2 eval\n",
+                                      "round=2 phase=fusion q=1 sigma=4 clip=1 steps=1 evil\n",
+                                      "round=2 phase=fusion q=1 sigma=4 clip=1 steps=1eval\n"};
+    for (int i = 0; i < 4; i++) {
+        fl_test_write_file(path, bad[i], strlen(bad[i]));
+        CHECK(fl_dp_ledger_open(path, &l, &err) == FL_EFORMAT);
+        CHECK_MSG(err, "privacy_eval.state:1: not a round");
+    }
+}
+
+/* fl_dp_eval_noise: every count plus N(0, count_std^2), the loss plus N(0, loss_std^2), with the
+ * plan's stds for K = 2 (z_e 4: 4 sqrt(5) per count, times L = 10 on the loss); a failed source
+ * sends nothing. */
+static void test_eval_noise(void) {
+    fl_dp_csprng c;
+    fl_dp_csprng_init(&c);
+    fl_dp_source src = fl_dp_csprng_source(&c);
+    const size_t K = 2, N = 2 * K * 20000, R = 4000;
+    double cs = 4 * sqrt(5.0), ls = cs * 10;
+    uint64_t *hist = malloc(N * sizeof *hist), per_class[2] = {7, 5};
+    double *nh = malloc(N * sizeof *nh), np, npc[2], nl;
+    for (size_t i = 0; i < N; i++) hist[i] = i % 3;
+    CHECK_OK(
+        fl_dp_eval_noise(&src, cs, ls, hist, N, 12, per_class, K, 3.5, nh, &np, npc, &nl, &err),
+        &err);
+    double s1 = 0, s2 = 0;
+    for (size_t i = 0; i < N; i++) {
+        double d = nh[i] - (double)hist[i];
+        s1 += d;
+        s2 += d * d;
+    }
+    CHECK(fabs(s1 / N) < 4 * cs / sqrt((double)N));
+    CHECK_CLOSE(sqrt(s2 / N), cs, 4.0 / sqrt(2.0 * N), 0);
+    /* the scalars over R reports of one count */
+    double p1 = 0, p2 = 0, l1 = 0, l2 = 0, c2 = 0;
+    for (size_t r = 0; r < R; r++) {
+        CHECK_OK(
+            fl_dp_eval_noise(&src, cs, ls, hist, 4, 12, per_class, K, 3.5, nh, &np, npc, &nl, &err),
+            &err);
+        p1 += np - 12;
+        p2 += (np - 12) * (np - 12);
+        l1 += nl - 3.5;
+        l2 += (nl - 3.5) * (nl - 3.5);
+        c2 += (npc[1] - 5) * (npc[1] - 5);
+    }
+    CHECK(fabs(p1 / R) < 4 * cs / sqrt((double)R) && fabs(l1 / R) < 4 * ls / sqrt((double)R));
+    CHECK_CLOSE(sqrt(p2 / R), cs, 5.0 / sqrt(2.0 * R), 0);
+    CHECK_CLOSE(sqrt(c2 / R), cs, 5.0 / sqrt(2.0 * R), 0);
+    CHECK_CLOSE(sqrt(l2 / R), ls, 5.0 / sqrt(2.0 * R), 0);
+    CHECK_EQ_INT(c.st, FL_OK);
+    fl_dp_csprng_destroy(&c);
+    fl_dp_source broken = {nan_noise, NULL, NULL};
+    CHECK(fl_dp_eval_noise(&broken, cs, ls, hist, 4, 12, per_class, K, 3.5, nh, &np, npc, &nl,
+                           &err) == FL_EBACKEND);
+    CHECK_MSG(err, "the evaluation report is not sent");
+    free(hist);
+    free(nh);
 }
 
 /* ---- the cost of DP-SGD (--bench) ---- */
@@ -631,6 +727,8 @@ int main(int argc, char **argv) {
         test_plan();
         test_csprng();
         test_ledger();
+        test_ledger_eval();
+        test_eval_noise();
         fl_plan p;
         CHECK_OK(parse(&p, "0.125", "", DP), &err);
         if (fl_test_failures == 0 && make_cohort("cohort.h5", 60, 3, 64) == 0) {
