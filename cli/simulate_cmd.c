@@ -23,7 +23,7 @@ static const char usage[] =
     "                        [--straggler K:SECONDS]...\n"
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
     "                        [--epsilon-max E] [--secagg] [--clip-norm C] [--update-clip B]\n"
-    "                        [--adaptive-clip [--clip-bit-noise S]]\n"
+    "                        [--adaptive-clip [--clip-bit-noise S]] [--eval-noise Z]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -70,6 +70,8 @@ static const char usage[] =
     "                         towards the median update norm (adaptive_clip = true); the bits'\n"
     "                         noise --clip-bit-noise (default N/20) must exceed half the\n"
     "                         --noise-multiplier. rounds.csv and privacy.csv gain clip_norm\n"
+    "  --eval-noise Z         with --dp: eval_noise_multiplier = Z, the Gaussian noise on each\n"
+    "                         hospital's evaluation report (default 4; 0: reports un-noised)\n"
     "  --epsilon-max E        every hospital's budget (client.conf [privacy] epsilon_max): a\n"
     "                         hospital refuses a round that would take it above E\n"
     "  --secagg               secure aggregation (secagg = true; updates clipped to\n"
@@ -120,6 +122,7 @@ enum {
     O_UPDATE_CLIP,
     O_ADAPTIVE,
     O_BIT_NOISE,
+    O_EVAL_NOISE,
     O_HELP
 };
 
@@ -182,6 +185,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"update-clip", required_argument, 0, O_UPDATE_CLIP},
                                              {"adaptive-clip", no_argument, 0, O_ADAPTIVE},
                                              {"clip-bit-noise", required_argument, 0, O_BIT_NOISE},
+                                             {"eval-noise", required_argument, 0, O_EVAL_NOISE},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -284,6 +288,9 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             break;
         case O_BIT_NOISE:
             bad = parse_double(optarg, 0, 0, 1e9, &o->clip_bit_noise);
+            break;
+        case O_EVAL_NOISE:
+            bad = parse_double(optarg, 0, 1, 1e6, &o->eval_noise);
             break;
         case 'h':
         case O_HELP:

@@ -21,6 +21,7 @@ void fl_sim_options_default(fl_sim_options *o) {
     o->noise_multiplier = FL_SIM_DEFAULT_NOISE;
     o->sample_rate = FL_SIM_DEFAULT_SAMPLE_RATE;
     o->update_clip = FL_SIM_DEFAULT_UPDATE_CLIP;
+    o->eval_noise = -1;
 }
 
 void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
@@ -50,6 +51,9 @@ void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
         o->clip_bit_noise > 0)
         used += snprintf(out + used, cap - (size_t)used, "clip_bit_noise = %.15g\n",
                          o->clip_bit_noise);
+    if (used > 0 && (size_t)used < cap && o->dp != FL_SIM_DP_NONE && o->eval_noise >= 0)
+        used += snprintf(out + used, cap - (size_t)used, "eval_noise_multiplier = %.15g\n",
+                         o->eval_noise);
     if (used > 0 && (size_t)used < cap && o->secagg)
         used += snprintf(out + used, cap - (size_t)used, "secagg = true\n");
     /* DP-SGD bounds a patient's gradient; the masked sum needs a bound on the update */
@@ -148,6 +152,8 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
         return fl_fail(err, FL_EINVAL, "--adaptive-clip and --clip-bit-noise need --dp client");
     if (o->clip_bit_noise > 0 && !o->adaptive_clip)
         return fl_fail(err, FL_EINVAL, "--clip-bit-noise needs --adaptive-clip");
+    if (o->eval_noise >= 0 && o->dp == FL_SIM_DP_NONE)
+        return fl_fail(err, FL_EINVAL, "--eval-noise needs --dp");
     if ((s = check_plan_privacy(o, err)) != FL_OK || (s = check_privacy(o, err)) != FL_OK)
         return s;
     if (o->dp != FL_SIM_DP_NONE && !(o->epsilon_max > 0))

@@ -66,6 +66,7 @@ typedef struct {
     double epsilon_max;                 /* --epsilon-max: every client.conf's; 0: not set */
     int adaptive_clip;                  /* --adaptive-clip (dp client): adaptive_clip = true */
     double clip_bit_noise;              /* --clip-bit-noise (adaptive): 0: the plan's default */
+    double eval_noise;                  /* --eval-noise Z (dp): < 0: the plan's default */
     volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
 } fl_sim_options;
 

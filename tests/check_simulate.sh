@@ -134,6 +134,8 @@ t_expect 2 "--plan with its own [privacy] and --secagg" -- "$fedlung" simulate \
     --plan own-privacy.plan --secagg
 grep -q "own-privacy.plan:10 has a \[privacy\] section of its own" err.txt ||
     t_fail "--plan [privacy] --secagg: $(head -1 err.txt)"
+t_expect 2 "--eval-noise without --dp" -- "$fedlung" simulate --eval-noise 0
+grep -q "eval-noise needs --dp" err.txt || t_fail "--eval-noise without --dp: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
 # statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1,
