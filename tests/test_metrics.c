@@ -594,7 +594,10 @@ static void test_histd(void) {
     CHECK_OK(fl_score_histd_add(&f, gone, &err), &err);
     CHECK(isnan(fl_histd_auc(&f, 0)) && isnan(fl_histd_ap(&f, 0)));
     CHECK(isnan(fl_histd_auc(&f, 1)));
+    fl_score_histd_destroy(&f);
+    /* a refused init leaves the histogram empty (destroyable) */
     CHECK_EQ_INT(fl_score_histd_init(&f, 1, 0, &err), FL_EINVAL);
+    CHECK(f.counts == NULL);
     fl_score_histd_destroy(&f);
     fl_score_histd_destroy(&h);
     fl_score_histd_destroy(NULL);
