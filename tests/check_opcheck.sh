@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check_opcheck.sh - the CPU side of the GPU validation kit (bench/gpu-check): `fedlung model
 # opcheck --device cpu` against the committed references tests/gpu_ref (a regression test of
-# the CPU backend, op by op), and failing (exit 1, the case named) on a reference perturbed past
+# the CPU backend, op by op; regenerated with --write, their inputs and manifest are
+# byte-identical, so the fixtures are the committed tool's output), and failing (exit 1, the case named) on a reference perturbed past
 # its 1e-5 bound or missing; every case redone in PyTorch (tests/gpu/torch_parity.py ops, CPU);
 # `fedlung model step --device cpu` on a small ResNet-18 against PyTorch float64 (loss, logits,
 # gradients, BN buffers within 1e-4); `bench/gpu-check --dry-run`. Needs Debian's torch
@@ -29,6 +30,26 @@ if grep -q FAIL out.txt; then t_fail "opcheck printed a FAIL: $(grep FAIL out.tx
 [ -s got/manifest.json ] || t_fail "--out wrote no manifest.json"
 size=$(du -sb "$ref" | cut -f1)
 [ "$size" -lt 1000000 ] || t_fail "tests/gpu_ref holds $size bytes (should stay under 1 MB)"
+# The committed files are what the committed tool writes: regenerated here, every input array
+# and the manifest are byte-identical (outputs may differ in the last bits with the thread count;
+# step 1 holds them to their bounds).
+t_expect 0 "opcheck --device cpu --write" -- \
+    "$fedlung" model opcheck --device cpu --ref regen --write
+cmp -s regen/manifest.json "$ref/manifest.json" || t_fail "manifest.json differs when regenerated"
+$py - "$ref" regen <<'EOF' || t_fail "regenerated inputs differ from tests/gpu_ref"
+import json, sys
+ref, regen = sys.argv[1:]
+bad = 0
+for c in json.load(open(ref + "/manifest.json"))["cases"]:
+    for a in c["arrays"]:
+        if a["role"] != "in":
+            continue
+        f = "/%s.%s.npy" % (c["name"], a["name"])
+        if open(ref + f, "rb").read() != open(regen + f, "rb").read():
+            print("FAIL check_opcheck: %s differs when regenerated" % f[1:], file=sys.stderr)
+            bad += 1
+sys.exit(1 if bad else 0)
+EOF
 
 # 2. A reference perturbed past its bound (one element of one output by 1e-4 of the array's
 # scale, ten times the fp32 bound), or missing, fails with exit 1 and names its case; PyTorch's
