@@ -328,10 +328,14 @@ static fl_status join_once(fl_client *c, const fl_client_retry *r, Fedlung__V1__
     jq.n_approved_plan_hashes = (size_t)c->cfg->n_approve;
     jq.approved_plan_hashes = c->approved;
     if (c->has_budget) jq.budget = &c->budget;
+    /* A hospital with a privacy budget (its config's epsilon_max) sends no patient count
+     * (un-noised numbers about its patients), from its first Join on: classes, modalities and
+     * feature lists only. */
+    int counts = !c->has_budget && !(c->cfg->epsilon_max > 0);
     if (c->has_summary) {
         ds.n_class_names = (size_t)c->n_classes;
         ds.class_names = c->class_names;
-        ds.n_patients_per_class = (size_t)c->n_classes;
+        ds.n_patients_per_class = counts ? (size_t)c->n_classes : 0;
         ds.patients_per_class = c->per_class;
         ds.modalities = mod_ptrs;
         for (int i = 0; i < 4; i++) {
@@ -339,13 +343,13 @@ static fl_status join_once(fl_client *c, const fl_client_retry *r, Fedlung__V1__
             Fedlung__V1__ModalityCount *mc = &mods[ds.n_modalities];
             fedlung__v1__modality_count__init(mc);
             mc->modality = (Fedlung__V1__Modality)(i + 1); /* fl_modality = the wire's values */
-            mc->patients = c->mod_patients[i];
+            mc->patients = counts ? c->mod_patients[i] : 0;
             mc->features = c->features[i];
             if (c->features[i])
                 mc->features_sha256 = (ProtobufCBinaryData){FL_SHA256_LEN, c->features_sha256[i]};
             mod_ptrs[ds.n_modalities++] = mc;
         }
-        ds.patients = c->patients;
+        ds.patients = counts ? c->patients : 0;
         jq.data = &ds;
     }
     ProtobufCMessage *rep = NULL;

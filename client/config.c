@@ -119,7 +119,7 @@ fl_status fl_client_config_load(const char *path, fl_client_config *cfg, fl_err 
     memset(cfg, 0, sizeof *cfg);
     if (strlen(path) >= sizeof cfg->path) return fl_fail(err, FL_EINVAL, "config path too long");
     cfg->delta = 1e-5;
-    fl_conf_schema schema = {keys, N_KEYS, 1u << K_APPROVE, set_key, cfg};
+    fl_conf_schema schema = {keys, N_KEYS, (uint64_t)1 << K_APPROVE, set_key, cfg};
     unsigned seen;
     static const int required[] = {K_SERVER, K_STUDY, K_STATE_DIR, K_CA, K_CERT, K_KEY};
     unsigned tls = 1u << K_CA | 1u << K_CERT | 1u << K_KEY;

@@ -72,6 +72,7 @@ fl_status fl_site_open(fl_site **out, const char *cohort, const fl_plan *p, int 
     snprintf(s->path, sizeof s->path, "%s", cohort);
     fl_status st = fl_cohort_open(&s->f, &s->c, cohort, err);
     if (st == FL_OK) st = check_plan(s, err);
+    if (st == FL_OK) st = fl_site_std_resolve(s, err);
     if (st != FL_OK) goto fail;
     const fl_cohort *c = &s->c;
     s->train_rows = malloc(((size_t)c->P + 1) * sizeof(int));
@@ -107,6 +108,7 @@ void fl_site_free(fl_site *s) {
     free(s->test_rows);
     free(s->train_tiles);
     for (int i = 0; i < 4; i++) fl_standardizer_destroy(&s->std[i]);
+    for (int i = 0; i < 3; i++) free(s->cols[i]);
     free(s->rnet);
     free(s->emb);
     free(s->has);

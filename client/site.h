@@ -31,7 +31,8 @@ void fl_site_free(fl_site *s);
  * starts (fl_backend_new once). */
 void fl_site_set_device(fl_site *s, const char *device, fl_precision precision);
 
-/* The data summary a client declares when it joins: counts only, no patient data. */
+/* The data summary a client declares when it joins: counts only, no patient data (a client
+ * with a privacy budget leaves the patient counts out: client.c). */
 typedef struct {
     int n_classes;
     uint64_t patients;
@@ -54,6 +55,13 @@ fl_status fl_site_statistics(fl_site *s, float *vec, fl_err *err);
  * order. FL_EINVAL when an index is out of range. */
 fl_status fl_site_set_standardization(fl_site *s, fl_modality m, const fl_stats_result *r,
                                       fl_err *err);
+
+/* Site standardization (the plan's standardize = site): standardizes each omics modality of the
+ * fusion model over the site's own training patients, for the plan's names in the plan's order,
+ * and, when emb_sums is not NULL, the image embeddings from their sums (FL_STATS_LEN(E) floats:
+ * what fl_site_features wrote). Nothing leaves the site. FL_EINVAL under federated
+ * standardization, or naming the modality that fewer than 2 training patients have. */
+fl_status fl_site_standardize_here(fl_site *s, const float *emb_sums, int E, fl_err *err);
 
 /* Features phase: embeds every patient with the global RNet (model: its flat vector of n
  * floats, which must match the plan's ResNet; FL_ESHAPE otherwise), keeps the embeddings for the

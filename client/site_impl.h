@@ -25,6 +25,9 @@ struct fl_site {
     /* The global standardization, by modality - 1 (names = this site's feature names). */
     unsigned have_std; /* FL_MODALITY_BIT set */
     fl_standardizer std[4];
+    /* Site standardization: the plan's rna, methylation, clinical names as columns of the
+     * cohort (site_std.c), or NULL. */
+    int *cols[3];
     /* The features phase: the global RNet (its flat vector) and every patient's embedding. */
     float *rnet; /* n_rnet floats, NULL before the features phase */
     size_t n_rnet;
@@ -55,6 +58,10 @@ fl_status fl_site_model(fl_site *s, fl_phase ph, const float *w, size_t n, int B
 /* Builds s->in when it is not current (needs every standardization; the image embeddings when
  * the plan's fusion uses the image). */
 fl_status fl_site_fusion_inputs(fl_site *s, fl_err *err);
+
+/* Site standardization: finds each of the plan's names in the cohort (s->cols). FL_OK at once
+ * under federated standardization; FL_EINVAL naming the first missing name. */
+fl_status fl_site_std_resolve(fl_site *s, fl_err *err);
 
 /* ---- DP-SGD inside fl_site_train (site_dp.c) ---- */
 

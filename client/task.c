@@ -199,8 +199,9 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     h.encoding = FEDLUNG__V1__ENCODING__ENCODING_FLOAT32;
     h.n_params = n_params;
     h.n_buffers = n_buffers;
-    h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_EXACT;
-    h.example_count = examples;
+    h.count_kind = examples < 0 ? FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED
+                                : FEDLUNG__V1__COUNT_KIND__COUNT_KIND_EXACT;
+    h.example_count = examples < 0 ? 0 : examples;
     if (dp) { /* no count under DP (it would tell the cohort's size); the DP declared */
         h.count_kind = FEDLUNG__V1__COUNT_KIND__COUNT_KIND_OMITTED;
         h.example_count = 0;
@@ -254,8 +255,24 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     return record(L, kind, t, bytes, sha, dp || examples < 0 ? -1 : examples, dp, err);
 }
 
+/* Under site standardization: the site's own, computed once (with the embeddings' in the
+ * features phase when the model takes the image). A server's global one is refused. */
+static fl_status standardize_here(loop *L, const Fedlung__V1__Task *t, fl_err *err) {
+    if (t->n_standardization)
+        return fl_fail(err, FL_EINVAL,
+                       "round %" PRIu64 ": the task carries a global standardization, which the "
+                       "approved plan does not use (standardize = site)",
+                       t->round);
+    unsigned omics = L->plan.modalities & ~FL_MODALITY_BIT(FL_MODALITY_IMAGE);
+    if ((L->std_set & omics) == omics) return FL_OK;
+    fl_status st = fl_site_standardize_here(L->site, NULL, 0, err);
+    if (st == FL_OK) L->std_set |= omics;
+    return st;
+}
+
 /* Applies the task's standardizations that differ from what the site has. */
 static fl_status apply_standardization(loop *L, const Fedlung__V1__Task *t, fl_err *err) {
+    if (L->plan.standardize == FL_STD_SITE) return standardize_here(L, t, err);
     for (size_t i = 0; i < t->n_standardization; i++) {
         const Fedlung__V1__FeatureStats *fs = t->standardization[i];
         int m = fs->modality;
@@ -301,6 +318,11 @@ static fl_status get_model(loop *L, const Fedlung__V1__Task *t, fl_phase ph,
 
 static fl_status task_statistics(loop *L, const Fedlung__V1__Task *t, grpc_status_code *code,
                                  fl_err *err) {
+    if (L->plan.standardize == FL_STD_SITE)
+        return fl_fail(err, FL_EINVAL,
+                       "round %" PRIu64 ": a statistics task, which the approved plan does not "
+                       "run (standardize = site): nothing sent",
+                       t->round);
     size_t n = fl_site_statistics_len(L->site);
     float *vec = work_vector(L, n, err);
     if (!vec) return FL_ENOMEM;
@@ -335,6 +357,17 @@ static fl_status task_features(loop *L, const Fedlung__V1__Task *t, grpc_status_
     double patients = block_patients(vec, (size_t)L->E);
     char sent[96];
     size_t len = FL_STATS_LEN(L->E);
+    if (L->plan.standardize == FL_STD_SITE) { /* the sums stay here; an empty update says done */
+        if ((st = fl_site_standardize_here(L->site, vec, L->E, err)) != FL_OK) return st;
+        L->std_set = L->plan.modalities;
+        if ((st = send_update(L, t, "statistics", vec, 0, 0, -1, NULL, sent, code, err)) != FL_OK)
+            return st;
+        fl_client_log("round %" PRIu64 " features: embedded patients with model %" PRIu64
+                      " (%d features, %.0f training patients) and standardized here (site "
+                      "standardization), %s",
+                      t->round, t->model_version, L->E, patients, sent);
+        return FL_OK;
+    }
     if ((st = send_update(L, t, "statistics", vec, len, 0, patients, NULL, sent, code, err)) !=
         FL_OK)
         return st;

@@ -150,7 +150,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         k++;
     if (k == s->n_keys) return fl_conf_complain(ps->msg, "unknown key '%s' in [%s]", name, section);
     uint64_t bit = (uint64_t)1 << (k % 64);
-    if ((ps->seen[k / 64] & bit) && !(k < 32 && (s->repeatable & (1u << k))))
+    if ((ps->seen[k / 64] & bit) && !(k < 64 && ((s->repeatable >> k) & 1)))
         return fl_conf_complain(ps->msg, "%s is set twice in [%s]", name, section);
     ps->seen[k / 64] |= bit;
     if (!no_hash_comment(ps->msg, name, value)) return 0;

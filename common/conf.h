@@ -22,7 +22,7 @@ typedef struct {
     const fl_conf_key *keys; /* n_keys of them (at most 32; FL_CONF_MAX_KEYS with
                                 fl_conf_parse_text) */
     int n_keys;
-    unsigned repeatable; /* bit k: keys[k] may appear more than once (k < 32) */
+    uint64_t repeatable; /* bit k: keys[k] may appear more than once (k < 64) */
     /* Stores value for keys[k]; returns 1, or 0 after fl_conf_complain(msg, ...). */
     int (*set)(void *user, int k, const char *name, const char *value, char *msg);
     void *user;

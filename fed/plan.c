@@ -22,8 +22,9 @@ static const char *const training_names[N_TRAINING] = {
     "beta2",    "tau",          "fedbn",      "weighted", "eval_every"};
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
 static const char *const image_names[] = {"arch", "stem", "tile", "width", "model"};
-static const char *const fusion_names[] = {"modalities", "rna_features", "meth_features", "mvalue",
-                                           "enc_dim",    "hidden",       "dropout"};
+static const char *const fusion_names[] = {
+    "modalities", "rna_features", "meth_features", "mvalue",        "enc_dim",       "hidden",
+    "dropout",    "standardize",  "rna_names",     "meth_names",    "clinical_names"};
 const char *const fl_plan_privacy_names[] = {
     "mechanism",     "clip_norm",      "noise_multiplier", "sample_rate",
     "delta",         "secagg",         "secagg_threshold", "secagg_cipher",
@@ -91,10 +92,8 @@ static int choice(char *msg, const char *name, const char *value, const char *co
     return -1;
 }
 
-/* Calls item(user, item_text, msg) for each comma-separated item of value (spaces trimmed; an
- * empty item is a complaint). Returns 1, or 0 after a complaint. */
-static int each_item(char *msg, const char *name, const char *value,
-                     int (*item)(void *user, const char *s, char *msg), void *user) {
+int fl_plan_each_item(char *msg, const char *name, const char *value,
+                      int (*item)(void *user, const char *s, char *msg), void *user) {
     const char *p = value;
     for (;;) {
         while (*p == ' ' || *p == '\t') p++;
@@ -207,12 +206,12 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
             return fl_conf_complain(msg, "id '%s' is not an id (1-64 of A-Z a-z 0-9 . _ -)", value);
         return fl_conf_set_str(msg, name, p->id, sizeof p->id, value);
     case K_CLASSES:
-        if (!each_item(msg, name, value, add_class, p)) return 0;
+        if (!fl_plan_each_item(msg, name, value, add_class, p)) return 0;
         if (p->n_classes < 2) return fl_conf_complain(msg, "classes names fewer than 2 classes");
         return 1;
     case K_PHASES:
         p->phases = 0;
-        return each_item(msg, name, value, add_phase, &p->phases);
+        return fl_plan_each_item(msg, name, value, add_phase, &p->phases);
     case K_SEED: {
         char *end;
         errno = 0;
@@ -245,7 +244,7 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
                fl_conf_set_str(msg, name, p->image_model, sizeof p->image_model, value);
     case F_MODALITIES:
         p->modalities = 0;
-        return each_item(msg, name, value, add_modality, &p->modalities);
+        return fl_plan_each_item(msg, name, value, add_modality, &p->modalities);
     case F_RNA:
         return set_int(msg, name, value, 0, INT_MAX, &p->rna_features);
     case F_METH:
@@ -258,6 +257,16 @@ static int set_key(void *user, int k, const char *name, const char *value, char 
         return set_int(msg, name, value, 1, 65536, &p->hidden);
     case F_DROPOUT:
         return set_float(msg, name, value, 0, 1, 1, "in [0, 1)", &p->dropout);
+    case F_STANDARDIZE: {
+        static const char *const modes[] = {"federated", "site"};
+        v = choice(msg, name, value, modes, 2, "federated, site");
+        p->standardize = (fl_standardize)v;
+        return v >= 0;
+    }
+    case F_RNA_NAMES:
+    case F_METH_NAMES:
+    case F_CLINICAL_NAMES:
+        return fl_plan_add_names(p, k, value, msg);
     case P_MECHANISM: {
         static const char *const mechanisms[] = {"none", "dp-sgd", "dp-fedavg"};
         v = choice(msg, name, value, mechanisms, 3, "none, dp-sgd, dp-fedavg");
@@ -364,10 +373,11 @@ static void plan_defaults(fl_plan *p) {
 
 /* Setting one of local_steps / epochs alone turns the other's default off; then exactly one of
  * them must be > 0 when the phase runs. */
-static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint64_t seen, int base,
+static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, const uint64_t *seen,
+                                int base,
                                 fl_err *err) {
     fl_plan_training *t = ph == FL_PHASE_IMAGE ? &p->image : &p->fusion;
-    int steps = (seen >> (base + T_LOCAL_STEPS)) & 1, epochs = (seen >> (base + T_EPOCHS)) & 1;
+    int steps = SEEN(seen, base + T_LOCAL_STEPS), epochs = SEEN(seen, base + T_EPOCHS);
     if (steps && !epochs) t->epochs = 0;
     if (epochs && !steps) t->local_steps = 0;
     if (!(p->phases & PHASE_BIT(ph)) || (t->local_steps > 0) != (t->epochs > 0)) return FL_OK;
@@ -376,7 +386,7 @@ static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, uint6
                    name, fl_phase_name(ph), t->local_steps, t->epochs);
 }
 
-static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
+static fl_status check_plan(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err) {
     fl_status st;
     if ((st = check_training(name, p, FL_PHASE_IMAGE, seen, I_TRAINING, err)) != FL_OK ||
         (st = check_training(name, p, FL_PHASE_FUSION, seen, F_TRAINING, err)) != FL_OK ||
@@ -393,7 +403,8 @@ static fl_status check_plan(const char *name, fl_plan *p, uint64_t seen, fl_err 
         return fl_fail(err, FL_EFORMAT,
                        "%s: the features phase needs the image phase or an [image] model", name);
     if (!(ph & PHASE_BIT(FL_PHASE_FUSION))) return FL_OK;
-    if ((p->modalities & OMICS_MODALITIES) && !(ph & PHASE_BIT(FL_PHASE_STATISTICS)))
+    if (p->standardize == FL_STD_FEDERATED && (p->modalities & OMICS_MODALITIES) &&
+        !(ph & PHASE_BIT(FL_PHASE_STATISTICS)))
         return fl_fail(err, FL_EFORMAT,
                        "%s: fusion uses omics modalities but the plan has no statistics phase",
                        name);
@@ -412,12 +423,15 @@ static fl_status parse_owned(char *text, size_t n, const char *name, fl_plan *p,
     p->text_len = n;
     fl_conf_key keys[N_KEYS];
     build_keys(keys);
-    fl_conf_schema schema = {keys, N_KEYS, 0, set_key, p};
+    uint64_t lists = ((uint64_t)1 << F_RNA_NAMES) | ((uint64_t)1 << F_METH_NAMES) |
+                     ((uint64_t)1 << F_CLINICAL_NAMES);
+    fl_conf_schema schema = {keys, N_KEYS, lists, set_key, p};
     static const int required[] = {K_ID, K_CLASSES};
     uint64_t seen[FL_CONF_SEEN_WORDS] = {0};
     fl_status st = fl_conf_parse_text(text, name, &schema, seen, err);
     if (st == FL_OK) st = fl_conf_require(name, &schema, (unsigned)seen[0], required, 2, 0, err);
-    if (st == FL_OK) st = check_plan(name, p, seen[0], err);
+    if (st == FL_OK) st = fl_plan_check_standardize(name, p, seen, err);
+    if (st == FL_OK) st = check_plan(name, p, seen, err);
     if (st == FL_OK) st = fl_plan_check_adaptive(name, p, seen, err);
     if (st == FL_OK) st = fl_plan_check_secagg(name, p, seen, err);
     if (st == FL_OK) st = fl_plan_check_eval_noise(name, p, seen, err);
@@ -463,6 +477,7 @@ fl_status fl_plan_load(const char *path, fl_plan *p, fl_err *err) {
 
 void fl_plan_destroy(fl_plan *p) {
     free(p->text);
+    fl_plan_free_names(p);
     memset(p, 0, sizeof *p);
 }
 

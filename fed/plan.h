@@ -88,6 +88,21 @@ typedef struct {
 #define FL_PLAN_EVAL_BINS 20        /* default [study] bins with noised evaluation reports */
 #define FL_PLAN_EVAL_MAX_BINS 50    /* the most bins noised reports may have */
 
+/* How the fusion model's inputs are standardized (docs/privacy.md, "Standardization under
+ * DP"). */
+typedef enum {
+    FL_STD_FEDERATED = 0, /* the statistics and features phases: the sites' sums give global
+                             z-scores and the variance ranking (the default without DP) */
+    FL_STD_SITE = 1,      /* each site z-scores its own data with its own training patients; the
+                             plan names the features (the default, and required, under DP) */
+} fl_standardize;
+
+/* A feature list the plan names ([fusion] rna_names, meth_names, clinical_names), in order. */
+typedef struct {
+    char **v; /* n names (heap, owned by the plan) */
+    int n;
+} fl_plan_names;
+
 typedef enum { FL_STRATEGY_FEDAVG = 0, FL_STRATEGY_FEDADAM = 1, FL_STRATEGY_FEDYOGI = 2 } fl_strategy;
 typedef enum { FL_LOCAL_SGD = 1, FL_LOCAL_ADAM = 2, FL_LOCAL_ADAMW = 3 } fl_local_optimizer;
 
@@ -126,6 +141,10 @@ typedef struct {
     unsigned modalities;                         /* FL_MODALITY_BIT set (default: all four) */
     int rna_features, meth_features;             /* top-variance features kept (default 256) */
     int mvalue;                                  /* methylation beta -> M-value (default 1) */
+    fl_standardize standardize;                  /* default FL_STD_SITE under DP, else federated */
+    fl_plan_names names[3]; /* FL_STD_SITE: the features of rna, methylation, clinical (by
+                               fl_modality - FL_MODALITY_RNA), required for each omics modality
+                               of the fusion model; none under FL_STD_FEDERATED */
     int enc_dim, hidden;                         /* default 32, 32 */
     float dropout;                               /* default 0.2 */
     fl_plan_training fusion;
@@ -171,6 +190,10 @@ int fl_plan_eval_noised(const fl_plan *p);
  * eval_loss_clip. 0 when the reports are not noised. */
 double fl_plan_eval_count_std(const fl_plan *p);
 double fl_plan_eval_loss_std(const fl_plan *p);
+
+/* The names [fusion] gives omics modality m (rna, methylation, clinical), or NULL for another
+ * modality; n is 0 without a list. */
+const fl_plan_names *fl_plan_names_of(const fl_plan *p, fl_modality m);
 
 /* "statistics", "image", "features", "fusion" (and "none"). */
 const char *fl_phase_name(fl_phase ph);

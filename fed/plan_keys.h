@@ -52,6 +52,10 @@ enum {
     F_ENC_DIM,
     F_HIDDEN,
     F_DROPOUT,
+    F_STANDARDIZE,
+    F_RNA_NAMES,
+    F_METH_NAMES,
+    F_CLINICAL_NAMES,
     F_TRAINING,
     P_MECHANISM = F_TRAINING + N_TRAINING,
     P_CLIP_NORM,
@@ -73,8 +77,7 @@ enum {
     N_KEYS
 };
 _Static_assert(N_KEYS <= FL_CONF_MAX_KEYS, "the plan's keys are tracked in common/conf.h's bits");
-/* Whether key k was seen (bits from fl_conf_parse_text). The checks written before the plan had
- * more than 64 keys take the first word alone: their keys are all below 64. */
+/* Whether key k was seen (bits from fl_conf_parse_text). */
 #define SEEN(seen, k) (((seen)[(k) / 64] >> ((k) % 64)) & 1)
 
 /* The [privacy] key names, in P_MECHANISM order (fed/plan.c). */
@@ -82,9 +85,24 @@ extern const char *const fl_plan_privacy_names[];
 
 /* fed/plan_privacy.c: the [privacy] section against the rest of the plan (seen: the keys set).
  * Each returns FL_OK or FL_EFORMAT with a sentence naming the file (name) and the key. */
-fl_status fl_plan_check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err);
+fl_status fl_plan_check_privacy(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err);
 fl_status fl_plan_check_adaptive(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err);
 fl_status fl_plan_check_secagg(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err);
 fl_status fl_plan_check_eval_noise(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err);
+
+/* fed/plan.c: calls item(user, item_text, msg) for each comma-separated item of value (spaces
+ * trimmed; an empty item is a complaint). Returns 1, or 0 after a complaint. */
+int fl_plan_each_item(char *msg, const char *name, const char *value,
+                      int (*item)(void *user, const char *s, char *msg), void *user);
+
+/* fed/plan_standardize.c: [fusion] standardize and the name lists. fl_plan_add_names appends
+ * value's comma-separated names to the list of key k (F_RNA_NAMES...; the keys repeat); returns
+ * 1 or 0 after a complaint in msg. fl_plan_check_standardize settles the default (site under DP)
+ * and the statistics phase, and checks lists against modalities and mode. fl_plan_free_names
+ * frees the lists. */
+int fl_plan_add_names(fl_plan *p, int k, const char *value, char *msg);
+fl_status fl_plan_check_standardize(const char *name, fl_plan *p, const uint64_t *seen,
+                                    fl_err *err);
+void fl_plan_free_names(fl_plan *p);
 
 #endif

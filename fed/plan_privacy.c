@@ -13,13 +13,13 @@
  * ResNet with GroupNorm (DP-SGD: BatchNorm mixes the patients of a batch, a patient's gradient
  * would depend on the others'; DP-FedAvg: running statistics are no noise-tolerant parameters). */
 
-fl_status fl_plan_check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_err *err) {
+fl_status fl_plan_check_privacy(const char *name, fl_plan *p, const uint64_t *seen, fl_err *err) {
     static const int needed[] = {P_CLIP_NORM, P_NOISE, P_SAMPLE_RATE, P_DELTA};
     static const char *const mech[] = {"none", "dp-sgd", "dp-fedavg"};
     fl_plan_privacy *pv = &p->privacy;
     int fedavg = pv->mechanism == FL_DP_FEDAVG;
     for (int k = P_DP_CLIENTS; k <= P_DP_DROPOUTS; k++)
-        if (!fedavg && ((seen >> k) & 1))
+        if (!fedavg && SEEN(seen, k))
             return fl_fail(err, FL_EFORMAT,
                            "%s: [privacy] %s is only for mechanism = dp-fedavg (it has %s)", name,
                            fl_plan_privacy_names[k - P_MECHANISM], mech[pv->mechanism]);
@@ -27,7 +27,7 @@ fl_status fl_plan_check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_
         /* without DP, clip_norm bounds each site's update delta (client-side clipping; secure
          * aggregation's fixed-point range needs it) */
         for (int i = 1; i < 4; i++)
-            if ((seen >> needed[i]) & 1)
+            if (SEEN(seen, needed[i]))
                 return fl_fail(err, FL_EFORMAT,
                                "%s: [privacy] %s is set but there is no mechanism (add "
                                "mechanism = dp-sgd, or remove it)",
@@ -35,15 +35,15 @@ fl_status fl_plan_check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_
         return FL_OK;
     }
     for (int i = 0; i < (fedavg ? 2 : 3); i++)
-        if (!((seen >> needed[i]) & 1))
+        if (!SEEN(seen, needed[i]))
             return fl_fail(err, FL_EFORMAT, "%s: [privacy] mechanism = %s needs %s", name,
                            mech[pv->mechanism], fl_plan_privacy_names[needed[i] - P_MECHANISM]);
-    if (fedavg && ((seen >> P_SAMPLE_RATE) & 1))
+    if (fedavg && SEEN(seen, P_SAMPLE_RATE))
         return fl_fail(err, FL_EFORMAT,
                        "%s: [privacy] sample_rate is DP-SGD's (patients per step); dp-fedavg "
                        "samples no patients",
                        name);
-    if (fedavg && !((seen >> P_DP_CLIENTS) & 1))
+    if (fedavg && !SEEN(seen, P_DP_CLIENTS))
         return fl_fail(err, FL_EFORMAT,
                        "%s: [privacy] mechanism = dp-fedavg needs dp_clients (the sites expected "
                        "per round: each adds noise sigma C / sqrt(dp_clients - dp_dropouts))",
@@ -55,7 +55,7 @@ fl_status fl_plan_check_privacy(const char *name, fl_plan *p, uint64_t seen, fl_
     for (int i = 0; i < 2; i++) {
         fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
         int base = i == 0 ? I_TRAINING : F_TRAINING;
-        if ((p->phases & PHASE_BIT(trained[i])) && ((seen >> (base + T_WEIGHTED)) & 1) &&
+        if ((p->phases & PHASE_BIT(trained[i])) && SEEN(seen, base + T_WEIGHTED) &&
             t->weighted)
             return fl_fail(err, FL_EFORMAT,
                            "%s: [%s] weighted = true needs the sites' example counts, which "

@@ -30,17 +30,9 @@ void fl_stats_to_float(const double *acc, int F, float *out) {
     for (size_t i = 0; i < FL_STATS_LEN(F); i++) out[i] = (float)acc[i];
 }
 
-fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r, fl_err *err) {
-    memset(r, 0, sizeof *r);
-    if (F < 1) return fl_fail(err, FL_EINVAL, "no features to standardize");
-    int *rank = malloc((size_t)F * sizeof *rank);
-    double *mean = malloc((size_t)F * sizeof *mean), *sd = malloc((size_t)F * sizeof *sd);
-    double *score = malloc((size_t)F * sizeof *score);
-    fl_status st = FL_OK;
-    if (!rank || !mean || !sd || !score) {
-        st = fl_fail(err, FL_ENOMEM, "out of memory for %d features", F);
-        goto done;
-    }
+/* Means, sample deviations and variances (the ranking score: -1 below 2 values) of the F
+ * features of a summed block. Returns 1 when some feature has 2 values. */
+static int moments(const float *sum, int F, double *mean, double *sd, double *score) {
     int any = 0;
     for (int j = 0; j < F; j++) {
         double n = sum[j], s = sum[F + j], q = sum[2 * (size_t)F + j];
@@ -51,12 +43,13 @@ fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r
         score[j] = n > 1 ? var : -1.0; /* too few values: ranks last */
         any |= n > 1;
     }
-    if (!any) {
-        st = fl_fail(err, FL_EINVAL, "fewer than 2 training patients have this modality");
-        goto done;
-    }
-    if ((st = fl_rank_desc(score, F, rank, err)) != FL_OK) goto done;
-    int keep = (top_k <= 0 || top_k > F) ? F : top_k;
+    return any;
+}
+
+/* The result keeping the `keep` features order[0..keep) (all F in their order when order is
+ * NULL). */
+static fl_status result_of(int F, int keep, const int *order, const double *mean,
+                           const double *sd, fl_stats_result *r, fl_err *err) {
     r->F = F;
     r->n = keep;
     r->index = malloc((size_t)keep * sizeof *r->index);
@@ -64,21 +57,47 @@ fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r
     r->std = malloc((size_t)keep * sizeof *r->std);
     if (!r->index || !r->mean || !r->std) {
         fl_stats_result_destroy(r);
-        st = fl_fail(err, FL_ENOMEM, "out of memory for %d features", keep);
-        goto done;
+        return fl_fail(err, FL_ENOMEM, "out of memory for %d features", keep);
     }
     for (int i = 0; i < keep; i++) {
-        int j = rank[i];
+        int j = order ? order[i] : i;
         r->index[i] = (uint32_t)j;
         r->mean[i] = (float)mean[j];
         r->std[i] = (float)(sd[j] > 1e-6 ? sd[j] : 1.0);
     }
-done:
+    return FL_OK;
+}
+
+/* top_k < 0: every feature in its own order, no ranking (fl_stats_moments). */
+static fl_status finish(const float *sum, int F, int top_k, fl_stats_result *r, fl_err *err) {
+    memset(r, 0, sizeof *r);
+    if (F < 1) return fl_fail(err, FL_EINVAL, "no features to standardize");
+    int *rank = malloc((size_t)F * sizeof *rank);
+    double *mean = malloc((size_t)F * sizeof *mean), *sd = malloc((size_t)F * sizeof *sd);
+    double *score = malloc((size_t)F * sizeof *score);
+    fl_status st = FL_OK;
+    if (!rank || !mean || !sd || !score) {
+        st = fl_fail(err, FL_ENOMEM, "out of memory for %d features", F);
+    } else if (!moments(sum, F, mean, sd, score)) {
+        st = fl_fail(err, FL_EINVAL, "fewer than 2 training patients have this modality");
+    } else if (top_k < 0) {
+        st = result_of(F, F, NULL, mean, sd, r, err);
+    } else if ((st = fl_rank_desc(score, F, rank, err)) == FL_OK) {
+        st = result_of(F, top_k == 0 || top_k > F ? F : top_k, rank, mean, sd, r, err);
+    }
     free(rank);
     free(mean);
     free(sd);
     free(score);
     return st;
+}
+
+fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r, fl_err *err) {
+    return finish(sum, F, top_k < 0 ? 0 : top_k, r, err);
+}
+
+fl_status fl_stats_moments(const float *sum, int F, fl_stats_result *r, fl_err *err) {
+    return finish(sum, F, -1, r, err);
 }
 
 void fl_stats_result_destroy(fl_stats_result *r) {

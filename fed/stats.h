@@ -33,6 +33,9 @@ typedef struct {
  * FL_EINVAL when no feature has 2 values ("fewer than 2 training patients have this
  * modality"). */
 fl_status fl_stats_finish(const float *sum, int F, int top_k, fl_stats_result *r, fl_err *err);
+/* The same without ranking: every one of the F features, in its own order (index i = i), with
+ * its mean and deviation (site standardization, where the plan fixes the features). */
+fl_status fl_stats_moments(const float *sum, int F, fl_stats_result *r, fl_err *err);
 void fl_stats_result_destroy(fl_stats_result *r);
 
 #endif

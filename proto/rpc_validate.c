@@ -142,7 +142,8 @@ static fl_status join_request(const Fedlung__V1__JoinRequest *m, fl_err *err) {
         TRY(check_count(n, "class_names", d->n_class_names, FL_RPC_MAX_CLASSES, err));
         for (size_t i = 0; i < d->n_class_names; i++)
             TRY(check_text(n, "class_names", d->class_names[i], FL_RPC_MAX_TEXT, err));
-        if (d->n_patients_per_class != d->n_class_names)
+        /* none: a hospital with a privacy budget withholds its counts */
+        if (d->n_patients_per_class && d->n_patients_per_class != d->n_class_names)
             return fl_fail(err, FL_EFORMAT, "%s has %zu patient counts for %zu classes", n,
                            d->n_patients_per_class, d->n_class_names);
         TRY(check_count(n, "modalities", d->n_modalities, FL_RPC_MAX_LIST, err));

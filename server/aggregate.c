@@ -24,10 +24,9 @@ fl_status fl_agg_init(fl_aggregator *a, const fl_agg_config *c, fl_err *err) {
     memset(a, 0, sizeof *a);
     a->c = *c;
     a->n = c->n_params + c->n_buffers;
-    if (a->n == 0) return fl_fail(err, FL_EINVAL, "aggregator: the model has no parameters");
     if (!(c->server_lr > 0)) return fl_fail(err, FL_EINVAL, "aggregator: server lr must be > 0");
-    a->sum = zeros(a->n);
-    a->staging = zeros(a->n);
+    a->sum = zeros(a->n + 1); /* n = 0: updates that are acknowledgments, with nothing to add */
+    a->staging = zeros(a->n + 1);
     if (c->strategy != FL_AGG_FEDAVG) {
         a->m = zeros(c->n_params);
         a->v = zeros(c->n_params);

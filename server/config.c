@@ -123,7 +123,7 @@ fl_status fl_server_config_load(const char *path, fl_server_config *cfg, fl_err 
     cfg->min_clients = 1;
     cfg->round_timeout_s = 600;
     cfg->retries = 2;
-    fl_conf_schema schema = {keys, N_KEYS, 1u << K_ALLOW, set_key, cfg};
+    fl_conf_schema schema = {keys, N_KEYS, (uint64_t)1 << K_ALLOW, set_key, cfg};
     unsigned seen;
     static const int required[] = {K_LISTEN, K_STUDY,     K_STATE_DIR, K_ALLOW, K_PLAN,
                                    K_CA,     K_AUDIT_KEY, K_CERT,      K_KEY};

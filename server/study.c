@@ -114,8 +114,16 @@ static int site_features(const fl_study *s, fl_modality m) {
     return 0;
 }
 
+/* The fusion model's inputs: what the standardizations kept, or under site standardization what
+ * the plan names and the RNet's embedding width. */
 static void in_dims(const fl_study *s, int in_dim[4]) {
     for (int k = 0; k < 4; k++) in_dim[k] = s->has_std[k] ? s->std[k].n : 0;
+    if (s->plan->standardize != FL_STD_SITE) return;
+    for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL; m++)
+        in_dim[m - 1] = fl_plan_names_of(s->plan, (fl_modality)m)->n;
+    fl_err ignored;
+    if (fl_gmodel_embedding_dim(s->plan, &in_dim[FL_MODALITY_IMAGE - 1], &ignored) != FL_OK)
+        in_dim[FL_MODALITY_IMAGE - 1] = 0; /* the fusion graph then says the image has none */
 }
 
 /* Sets up the aggregation of the current phase for updates of np + nb floats. */
@@ -176,7 +184,10 @@ static fl_status phase_start(fl_study *s, fl_phase ph, float *resume, fl_err *er
         memcpy(data, s->rnet, s->n_rnet * sizeof(float));
         if (!(s->model = snapshot_new(++s->version, ph, data, np, nb)))
             return fl_fail(err, FL_ENOMEM, "out of memory for a model snapshot");
-        return agg_setup(s, FL_STATS_LEN(s->embed_dim), 0, err);
+        /* under site standardization each site keeps its sums: its update is an empty
+         * acknowledgment that it embedded its patients */
+        return agg_setup(
+            s, s->plan->standardize == FL_STD_SITE ? 0 : FL_STATS_LEN(s->embed_dim), 0, err);
     case FL_PHASE_IMAGE:
     case FL_PHASE_FUSION: {
         fl_graph *g;
@@ -441,6 +452,7 @@ static void commit(fl_study *s, int64_t now) {
 /* The statistics and features phases: the summed blocks give the standardizations. */
 static fl_status finish_statistics(fl_study *s, fl_err *err) {
     const float *sum = s->agg.sum;
+    if (s->plan->standardize == FL_STD_SITE) return FL_OK; /* nothing was summed */
     if (s->phase == FL_PHASE_FEATURES) {
         fl_stats_result_destroy(&s->std[FL_MODALITY_IMAGE - 1]);
         s->has_std[FL_MODALITY_IMAGE - 1] = 0;
@@ -470,8 +482,14 @@ void fl_study_finish_train(fl_study *s, int64_t now) {
     fl_err err = {{0}};
     if (s->phase == FL_PHASE_STATISTICS || s->phase == FL_PHASE_FEATURES) {
         if (finish_statistics(s, &err) != FL_OK) return fail(s, &err);
-        fl_study_event(s, "aggregate", "", NULL, "round %lld: %s of %d sites summed",
-                       (long long)s->round, fl_phase_name(s->phase), s->participants);
+        if (s->plan->standardize == FL_STD_SITE)
+            fl_study_event(s, "aggregate", "", NULL,
+                           "round %lld: %d sites embedded their patients (site standardization: "
+                           "nothing summed)",
+                           (long long)s->round, s->participants);
+        else
+            fl_study_event(s, "aggregate", "", NULL, "round %lld: %s of %d sites summed",
+                           (long long)s->round, fl_phase_name(s->phase), s->participants);
         return commit(s, now);
     }
     size_t n = s->model->n_params + s->model->n_buffers;

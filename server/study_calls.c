@@ -114,10 +114,16 @@ grpc_status_code fl_study_join(fl_study *s, const char *id, const Fedlung__V1__J
             snprintf(budget, sizeof budget,
                      ",\"epsilon_max\":%.9g,\"epsilon_spent\":%.9g,\"delta\":%.9g",
                      rq->budget->epsilon_max, rq->budget->epsilon_spent, rq->budget->delta);
-        snprintf(data, sizeof data,
-                 "{\"patients\":%llu,\"software\":\"%.32s\",\"plan_sha256\":\"%s\"%s}",
-                 (unsigned long long)(d ? d->patients : 0), rq->software_version, hex, budget);
-        if (first)
+        char patients[48] = ""; /* none when withheld (a hospital with a budget) */
+        if (d && d->n_patients_per_class)
+            snprintf(patients, sizeof patients, "\"patients\":%llu,",
+                     (unsigned long long)(d ? d->patients : 0));
+        snprintf(data, sizeof data, "{%s\"software\":\"%.32s\",\"plan_sha256\":\"%s\"%s}",
+                 patients, rq->software_version, hex, budget);
+        if (first && !patients[0])
+            fl_study_event(s, "join", id, data, "%s: plan approved (patient counts withheld)",
+                           again ? "joined again" : "joined");
+        else if (first)
             fl_study_event(s, "join", id, data, "%s: %llu patients, plan approved",
                            again ? "joined again" : "joined",
                            (unsigned long long)(d ? d->patients : 0));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_privacy_budget.sh - DP-SGD studies with real processes on 127.0.0.1 over mutual TLS, and
-# each hospital's privacy budget: (0) a DP plan is refused by a hospital without epsilon_max or
+# each hospital's privacy budget, under site standardization (no statistics phase, no patient
+# counts at Join): (0) a DP plan is refused by a hospital without epsilon_max or
 # with a smaller delta than the plan's; (1) three hospitals train a fusion model with DP-SGD; the one
 # with a small [privacy] epsilon_max refuses from the round that would exceed it on (its log and
 # its outbox say "refused" with the numbers, the server's log records the refusal), the study
@@ -34,10 +35,12 @@ setup() {
 [study]
 id = $2
 classes = LUAD,LUSC,NORMAL
-phases = statistics,fusion
+phases = fusion
 [fusion]
 modalities = rna,clinical
-rna_features = 16
+rna_names = NKX2-1, NAPSA, SFTA2, SFTA3, TMC5, CEACAM6, KRT7, MUC1
+rna_names = KRT5, KRT6A, KRT6B, TP63, SOX2, DSG3, CALML3, PKP1
+clinical_names = age, male, never_smoker, pack_years
 rounds = 4
 epochs = 1
 optimizer = sgd
@@ -127,32 +130,34 @@ t_stop_server
 no_sanitizer_reports
 cd ..
 
-# ---- (1) hospital-3 refuses from round 4 on; the study finishes with the other two ----
+# ---- (1) hospital-3 refuses from round 3 on; the study finishes with the other two ----
 setup s1 dp-budget 2 0 30 100 100 7
 cd s1 || exit 1
 t_start_server "$fedlung" server.conf || exit 1
-# hospital-3 first, so that it is in from the first round (a site that joins during a round
-# takes part from the next one)
-start_client 3
-for _ in $(seq 100); do
-    grep -q "JOIN hospital-3" server.log && break
-    sleep 0.1
+# hospital-3, then hospital-1, so that both are in from the first round (it starts with two
+# hospitals; a site that joins during a round takes part from the next one)
+for k in 3 1; do
+    start_client $k
+    for _ in $(seq 100); do
+        grep -q "JOIN hospital-$k" server.log && break
+        sleep 0.1
+    done
 done
-for k in 1 2; do start_client $k; done
+start_client 2
 t_wait_clients 1 2 3
 t_wait_server
 rc=$?
 [ "$rc" -eq 0 ] || t_fail "(1) the server exited $rc: $(tail -5 server.log)"
-# rounds: 1 statistics, 2-5 fusion; hospital-3 takes part in 2 and 3 only (hospital-2 may have
-# joined too late for round 2 on a busy machine)
-parts=$(tail -n +5 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')
-[ "$parts" = "2 2 " ] || t_fail "(1) participants in rounds 4-5: '$parts'"
+# rounds 1-4: fusion (site standardization: no statistics phase); hospital-3 takes part in 1 and
+# 2 only
+parts=$(tail -n +4 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')
+[ "$parts" = "2 2 " ] || t_fail "(1) participants in rounds 3-4: '$parts'"
 e4=$(eps 12)
 e4r=$(awk -v a="$e4" -v b="$(eps 8)" 'BEGIN { printf "%.2f", a - b }')
-want="refused: round 4 would spend ε $e4r, total $(printf %.2f "$e4") > epsilon_max 7.00"
+want="refused: round 3 would spend ε $e4r, total $(printf %.2f "$e4") > epsilon_max 7.00"
 grep -qF "$want" h3.log || t_fail "(1) hospital-3's log lacks '$want': $(grep -i refused h3.log)"
-grep -qF "refused: round 5 would spend" h3.log || t_fail "(1) hospital-3 did not refuse round 5"
-grep -qF "REFUSED hospital-3 refused round 4: $want" server.log ||
+grep -qF "refused: round 4 would spend" h3.log || t_fail "(1) hospital-3 did not refuse round 4"
+grep -qF "REFUSED hospital-3 refused round 3: $want" server.log ||
     t_fail "(1) the server's log lacks the refusal: $(grep -i refused server.log)"
 grep -q "DROPPED\|REFUSED hospital-[12]" server.log && t_fail "(1) another hospital was dropped"
 grep -q "refused" h1.log && t_fail "(1) hospital-1 refused a round: $(grep refused h1.log)"
@@ -161,6 +166,10 @@ t_expect 0 "(1) audit verify server" -- "$fedlung" audit verify state/audit.log 
 grep -q " refused .*hospital-3" audit.txt || t_fail "(1) no refused record in the server's audit log"
 grep -q '"kind":"join".*"epsilon_max":[0-9.e]*,"epsilon_spent":0,"delta":1e-05' state/audit.log ||
     t_fail "(1) the server's join records lack the hospitals' declared budgets"
+# under DP nothing un-noised about the patients: no patient counts at Join, no statistics phase
+grep '"kind":"join"' state/audit.log | grep -q '"patients"' &&
+    t_fail "(1) a join record has patient counts: $(grep '"kind":"join"' state/audit.log | head -1)"
+grep -qi "statistics" server.log && t_fail "(1) a statistics phase ran: $(grep -i statistics server.log)"
 grep -q '"kind":"update_accepted".*"mechanism":"dp-sgd","clip_norm":[0-9.e-]*[1-9]' state/audit.log ||
     t_fail "(1) the server's update records lack the declared DP parameters"
 for k in 1 3; do
@@ -181,7 +190,7 @@ def records(k, kind):
 ups = records(1, "update")
 check([r["data"].get("epsilon_total") for r in ups] != [] and len(ups) == 4,
       "hospital-1 has %d update records, not 4" % len(ups))
-check([r["round"] for r in ups] == [2, 3, 4, 5], "hospital-1's update rounds %r" %
+check([r["round"] for r in ups] == [1, 2, 3, 4], "hospital-1's update rounds %r" %
       [r["round"] for r in ups])
 for r, w in zip(ups, want):
     d = r["data"]
@@ -191,13 +200,16 @@ for r, w in zip(ups, want):
           and d.get("steps") == 4 and d.get("epsilon_round", 0) > 0 and "examples" not in d,
           "hospital-1 update record %r" % d)
 ref = records(3, "refused")
-check([r["round"] for r in ref] == [4, 5], "hospital-3 refused rounds %r" % [r["round"] for r in ref])
+check([r["round"] for r in ref] == [3, 4], "hospital-3 refused rounds %r" % [r["round"] for r in ref])
 for r in ref:
     d = r["data"]
     check(d["reason"].startswith("refused: round %d would spend" % r["round"]) and
           d["epsilon_max"] == 7 and d["epsilon_total"] > 7 and d["noise_multiplier"] == 1,
           "hospital-3 refusal %r" % d)
-check([r["round"] for r in records(3, "update")] == [2, 3],
+for k in (1, 3):
+    kinds = {r["kind"] for r in map(json.loads, open("h%d/outbox.log" % k))}
+    check("statistics" not in kinds, "hospital-%d sent statistics: %r" % (k, kinds))
+check([r["round"] for r in records(3, "update")] == [1, 2],
       "hospital-3 sent updates in rounds %r" % [r["round"] for r in records(3, "update")])
 sys.exit(1 if bad else 0)
 PY
@@ -218,10 +230,10 @@ rc=$?
 t_wait_clients 1 2
 grep -q "spent so far: epsilon $(printf %.4g "$(eps 8)") over 2 rounds" h2.log ||
     t_fail "(2) hospital-2 did not remember what it spent: $(grep privacy h2.log)"
-grep -qF "refused: round 2 would spend ε" h2.log || t_fail "(2) hospital-2 did not refuse round 2"
-grep -q "REFUSED hospital-2 refused round 2" server.log || t_fail "(2) no refusal in the server's log"
+grep -qF "refused: round 1 would spend ε" h2.log || t_fail "(2) hospital-2 did not refuse round 1"
+grep -q "REFUSED hospital-2 refused round 1" server.log || t_fail "(2) no refusal in the server's log"
 grep -q "ROUND_RETRY" server.log || t_fail "(2) no retry: $(tail -5 server.log)"
-grep -q "STUDY_STOPPED round 2 had 1 of the 2 updates needed after 2 attempts" server.log ||
+grep -q "STUDY_STOPPED round 1 had 1 of the 2 updates needed after 2 attempts" server.log ||
     t_fail "(2) no study_stopped line: $(tail -5 server.log)"
 [ "$(grep -c '^round=' h2/privacy.state)" = 2 ] || t_fail "(2) h2 spent more: $(cat h2/privacy.state)"
 no_sanitizer_reports

@@ -24,9 +24,12 @@ static fl_err err;
 static const char *PLAN_TEXT = "[study]\n"
                                "id = dpfa-test\n"
                                "classes = LUAD,LUSC,NORMAL\n"
-                               "phases = statistics,fusion\n"
+                               "phases = fusion\n"
                                "[fusion]\n"
                                "modalities = rna,clinical\n"
+                               "standardize = site\n"
+                               "rna_names = G1, G2\n"
+                               "clinical_names = age\n"
                                "%s"
                                "[privacy]\n"
                                "%s";

@@ -345,8 +345,9 @@ static void check_graphs(void) {
 
 /* [privacy]: secure aggregation's keys and what they exclude. */
 static void check_secagg(void) {
-    const char *base = "[study]\nid = x\nclasses = A,B\nphases = statistics,fusion\n"
-                       "[fusion]\nmodalities = rna\nweighted = false\n";
+    const char *base = "[study]\nid = x\nclasses = A,B\nphases = fusion\n"
+                       "[fusion]\nmodalities = rna\nstandardize = site\nrna_names = G1\n"
+                       "weighted = false\n";
     static const char *const cases[][2] = {
         {"[privacy]\nsecagg = true\nclip_norm = 1\n", NULL},
         {"[privacy]\nsecagg = true\n", "needs clip_norm"},
@@ -395,8 +396,9 @@ static void check_secagg(void) {
 /* [privacy] eval_noise_multiplier and eval_loss_clip: DP plans noise their evaluation reports by
  * default (z_e 4, L 10, 20 bins at most 50), 0 sends them exact, and neither key without DP. */
 static void check_eval_noise(void) {
-    const char *base = "[study]\nid = x\nclasses = A,B,C\nphases = statistics,fusion\n%s"
-                       "[fusion]\nmodalities = rna\n[privacy]\n%s";
+    const char *base = "[study]\nid = x\nclasses = A,B,C\nphases = fusion\n%s"
+                       "[fusion]\nmodalities = rna\nstandardize = site\nrna_names = G1\n"
+                       "[privacy]\n%s";
 #define SGD "mechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\nsample_rate = 0.1\n"
 #define FEDAVG "mechanism = dp-fedavg\nclip_norm = 1\nnoise_multiplier = 1\ndp_clients = 3\n"
     /* [study] lines, [privacy] lines; then z_e, L, bins as the plan reads them */
@@ -463,9 +465,73 @@ static void check_eval_noise(void) {
     }
 }
 
+/* [fusion] standardize: federated by default, site (and only site) under DP, where the plan names
+ * the omics features in order and no statistics phase runs. */
+static void check_standardize(void) {
+    fl_plan p;
+    fl_err err = {{0}};
+    const char *t = MINIMAL "[fusion]\nmodalities = rna\n";
+    CHECK_OK(fl_plan_parse(t, strlen(t), "s.plan", &p, &err), &err);
+    CHECK_EQ_INT(p.standardize, FL_STD_FEDERATED);
+    CHECK(p.phases & (1u << FL_PHASE_STATISTICS));
+    CHECK_EQ_INT(fl_plan_names_of(&p, FL_MODALITY_RNA)->n, 0);
+    fl_plan_destroy(&p);
+    /* DP: site by default, the statistics phase left out of the default phases, the lists read
+     * over repeated lines in order, spaces trimmed */
+    t = MINIMAL "[fusion]\nmodalities = image,rna,clinical\nrna_names = TP53 , EGFR,KRAS\n"
+                "clinical_names = age\nrna_names = SOX2\n[image]\ntile = 32\n"
+                "[privacy]\nmechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\n"
+                "sample_rate = 0.1\n";
+    CHECK_OK(fl_plan_parse(t, strlen(t), "s.plan", &p, &err), &err);
+    CHECK_EQ_INT(p.standardize, FL_STD_SITE);
+    CHECK(!(p.phases & (1u << FL_PHASE_STATISTICS)));
+    CHECK_EQ_INT(fl_plan_next_phase(&p, FL_PHASE_NONE), FL_PHASE_IMAGE);
+    const fl_plan_names *rna = fl_plan_names_of(&p, FL_MODALITY_RNA);
+    CHECK_EQ_INT(rna->n, 4);
+    if (rna->n == 4)
+        CHECK(!strcmp(rna->v[0], "TP53") && !strcmp(rna->v[1], "EGFR") &&
+              !strcmp(rna->v[2], "KRAS") && !strcmp(rna->v[3], "SOX2"));
+    CHECK_EQ_INT(fl_plan_names_of(&p, FL_MODALITY_CLINICAL)->n, 1);
+    CHECK_EQ_INT(fl_plan_names_of(&p, FL_MODALITY_METHYLATION)->n, 0);
+    CHECK(fl_plan_names_of(&p, FL_MODALITY_IMAGE) == NULL);
+    fl_plan_destroy(&p);
+    /* site standardization without DP, asked for */
+    t = MINIMAL "phases = fusion\n[fusion]\nmodalities = rna\nstandardize = site\n"
+                "rna_names = A, B\n";
+    CHECK_OK(fl_plan_parse(t, strlen(t), "s.plan", &p, &err), &err);
+    CHECK_EQ_INT(p.standardize, FL_STD_SITE);
+    fl_plan_destroy(&p);
+#define DPSGD "[privacy]\nmechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\nsample_rate = 0.1\n"
+    static const char *const bad[][2] = {
+        {MINIMAL "[fusion]\nmodalities = rna\nstandardize = federated\n" DPSGD,
+         "standardize = federated under differential privacy"},
+        {MINIMAL "phases = statistics,fusion\n[fusion]\nmodalities = rna\nrna_names = A\n" DPSGD,
+         "phases names statistics"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A\nrna_features = 10\n" DPSGD,
+         "rna_features ranks features"},
+        {MINIMAL "[fusion]\nmodalities = rna,methylation\nrna_names = A\n" DPSGD,
+         "uses methylation under standardize = site but has no meth_names"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A\nclinical_names = age\n" DPSGD,
+         "clinical_names is set but the fusion model does not use that modality"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A, B\nrna_names = C, A\n" DPSGD,
+         "rna_names names 'A' twice"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A\n", "rna_names is for standardize = site"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A,,B\n" DPSGD, "rna_names has an empty item"},
+        {MINIMAL "[fusion]\nstandardize = global\n", "'global' is not one of federated, site"},
+    };
+#undef DPSGD
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fl_status st = fl_plan_parse(bad[i][0], strlen(bad[i][0]), "s.plan", &p, &err);
+        CHECK(st != FL_OK);
+        CHECK_MSG(err, bad[i][1]);
+        if (st == FL_OK) fl_plan_destroy(&p);
+    }
+}
+
 int main(void) {
     if (!fl_test_mkdtemp("test_plan")) return 1;
     check_eval_noise();
+    check_standardize();
     check_secagg();
     check_example();
     check_defaults();

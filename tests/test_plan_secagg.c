@@ -17,7 +17,8 @@
 #include "harness.h"
 
 #define HEAD                                                                                     \
-    "[study]\nid = s\nclasses = A,B\nphases = statistics,fusion\n[fusion]\nmodalities = rna\n" \
+    "[study]\nid = s\nclasses = A,B\nphases = fusion\n[fusion]\nmodalities = rna\n"            \
+    "standardize = site\nrna_names = G1, G2\n"                                                 \
     "rounds = 1\nepochs = 1\n[privacy]\n"
 
 static fl_status parse(const char *privacy, fl_plan *p, fl_err *err) {

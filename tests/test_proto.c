@@ -211,8 +211,8 @@ static void test_eval_plan_form(void) {
     char text[512], why[192];
     for (int i = 0; i < 3; i++) {
         snprintf(text, sizeof text,
-                 "[study]\nid = lung-2025\nclasses = A,B,C\nphases = statistics,fusion\n"
-                 "[fusion]\nmodalities = rna\n%s",
+                 "[study]\nid = lung-2025\nclasses = A,B,C\nphases = fusion\n"
+                 "[fusion]\nmodalities = rna\nstandardize = site\nrna_names = G1\n%s",
                  plans[i]);
         fl_plan p;
         CHECK_OK(fl_plan_parse(text, strlen(text), "p", &p, &err), &err);

@@ -13,13 +13,17 @@
 
 static fl_err err;
 
-static const char *PLAN = "[study]\nid = state-test\nclasses = A,B\nphases = statistics,fusion\n"
-                          "[fusion]\nmodalities = rna\nrounds = 3\nepochs = 1\n"
+static const char *PLAN = "[study]\nid = state-test\nclasses = A,B\nphases = %s\n"
+                          "[fusion]\nmodalities = rna\nrounds = 3\nepochs = 1\n%s"
                           "[privacy]\n%s";
 
+/* Under DP the plan standardizes at the sites and has no statistics phase; the journal and the
+ * state files take rows of any phase (round 1's statistics row below is one without clipping). */
 static fl_status plan(fl_plan *p, const char *privacy) {
     char text[1024];
-    snprintf(text, sizeof text, PLAN, privacy);
+    int dp = strstr(privacy, "mechanism") != NULL;
+    snprintf(text, sizeof text, PLAN, dp ? "fusion" : "statistics,fusion",
+             dp ? "standardize = site\nrna_names = G1\n" : "", privacy);
     return fl_plan_parse(text, strlen(text), "the test plan", p, &err);
 }
 
