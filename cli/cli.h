@@ -23,6 +23,8 @@ int fl_cmd_explain(int argc, char **argv);
 int fl_cmd_pki(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
 int fl_cmd_privacy(int argc, char **argv);
+/* `fedlung plan features` (plan_cmd.c). */
+int fl_cmd_plan(int argc, char **argv);
 int fl_cmd_server(int argc, char **argv);
 int fl_cmd_client(int argc, char **argv);
 int fl_cmd_simulate(int argc, char **argv);

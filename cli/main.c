@@ -28,6 +28,7 @@ static const char usage[] =
     "  pki init|issue|show|verify the consortium CA and its server and client certificates\n"
     "  audit keygen|verify|show|report  signing keys, verification, a table, an HTML report\n"
     "  privacy epsilon|sigma|rdp  the DP-SGD accountant: epsilon spent, sigma for a target\n"
+    "  plan features COHORT.h5    a study plan's feature lists, ranked on public data\n"
     "  server --config FILE       the federation server of a study: rounds, aggregation, logs\n"
     "  client --config FILE       a hospital's client: runs the study's tasks on its cohort\n"
     "  simulate                   a federation on this machine: a server, N hospitals, faults\n"
@@ -73,6 +74,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pki") == 0) return fl_cmd_pki(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0) return fl_cmd_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "privacy") == 0) return fl_cmd_privacy(argc - 1, argv + 1);
+    if (strcmp(cmd, "plan") == 0) return fl_cmd_plan(argc - 1, argv + 1);
     if (strcmp(cmd, "server") == 0) return fl_cmd_server(argc - 1, argv + 1);
     if (strcmp(cmd, "client") == 0) return fl_cmd_client(argc - 1, argv + 1);
     if (strcmp(cmd, "simulate") == 0) return fl_cmd_simulate(argc - 1, argv + 1);

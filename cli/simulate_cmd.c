@@ -24,6 +24,7 @@ static const char usage[] =
     "                        [--dp patient|client [--noise-multiplier S] [--sample-rate Q]]\n"
     "                        [--epsilon-max E] [--secagg] [--clip-norm C] [--update-clip B]\n"
     "                        [--adaptive-clip [--clip-bit-noise S]] [--eval-noise Z]\n"
+    "                        [--standardize site|federated]\n"
     "\n"
     "Runs a federated study on this machine: a server and N hospital clients, each a process of\n"
     "this binary, over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in DIR/pki). The\n"
@@ -80,6 +81,15 @@ static const char usage[] =
     "  --clip-norm C          the L2 bound of --dp and --secagg (default 1)\n"
     "  --update-clip B        --dp patient with --secagg: the L2 bound of each hospital's\n"
     "                         update for the fixed-point encoding (default 1000)\n"
+    "  --standardize S        how the fusion model's inputs are z-scored ([fusion] standardize):\n"
+    "                         federated, the statistics phase summing every hospital's patients\n"
+    "                         (the default without --dp; refused with it: the sums would leave\n"
+    "                         every hospital un-noised), or site, each hospital with its own\n"
+    "                         training patients (the default with --dp): the demo plan then has\n"
+    "                         no statistics phase and lists the features, ranked as `fedlung\n"
+    "                         plan features` ranks on a public reference cohort DIR/public.h5\n"
+    "                         (the generator's genes and probes, 64 other patients: --seed plus\n"
+    "                         7919); a --plan must agree, and a --cohort needs a --plan\n"
     "ROUND counts every round of the study (statistics, image, features, fusion) from 1.\n"
     "Exit 0 when the study finished and its audit log verified, 1 on failure (the logs to\n"
     "read are named), 2 on bad usage.\n";
@@ -123,6 +133,7 @@ enum {
     O_ADAPTIVE,
     O_BIT_NOISE,
     O_EVAL_NOISE,
+    O_STANDARDIZE,
     O_HELP
 };
 
@@ -186,6 +197,7 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
                                              {"adaptive-clip", no_argument, 0, O_ADAPTIVE},
                                              {"clip-bit-noise", required_argument, 0, O_BIT_NOISE},
                                              {"eval-noise", required_argument, 0, O_EVAL_NOISE},
+                                             {"standardize", required_argument, 0, O_STANDARDIZE},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
     fl_synth_config *sy = &o->synth;
@@ -291,6 +303,10 @@ static int parse(int argc, char **argv, fl_sim_options *o) {
             break;
         case O_EVAL_NOISE:
             bad = parse_double(optarg, 0, 1, 1e6, &o->eval_noise);
+            break;
+        case O_STANDARDIZE:
+            bad = strcmp(optarg, "site") != 0 && strcmp(optarg, "federated") != 0;
+            o->standardize = strcmp(optarg, "site") == 0 ? FL_SIM_STD_SITE : FL_SIM_STD_FEDERATED;
             break;
         case 'h':
         case O_HELP:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../crypto/hash.h"
+#include "../fed/plan_features.h"
 #include "site_impl.h"
 
 /* The cohort's omics matrix of modality m (rna, methylation, clinical), or NULL (image). */
@@ -157,27 +158,11 @@ fl_status fl_site_statistics(fl_site *s, float *vec, fl_err *err) {
     for (int m = FL_MODALITY_RNA; m <= FL_MODALITY_CLINICAL; m++) {
         if (!plan_has(s->p, (fl_modality)m)) continue;
         const fl_omics_matrix *om = omics_of(s, (fl_modality)m);
-        int F = om->F, mvalue = m == FL_MODALITY_METHYLATION && s->p->mvalue;
-        double *acc = calloc(FL_STATS_LEN(F) + 1, sizeof(double));
-        float *row = malloc(((size_t)F + 1) * sizeof(float));
-        if (!acc || !row) {
-            free(acc);
-            free(row);
-            return fl_fail(err, FL_ENOMEM, "%s: out of memory for %d %s features", s->path, F,
-                           fl_modality_name((fl_modality)m));
-        }
-        for (int i = 0; i < s->n_train; i++) {
-            int pt = s->train_rows[i];
-            if (!om->present[pt]) continue;
-            const float *x = om->values + (size_t)pt * F;
-            for (int j = 0; j < F; j++) /* the transform the standardization applies */
-                row[j] = mvalue && !isnan(x[j]) ? (float)fl_mvalue(x[j]) : x[j];
-            fl_stats_add_row(acc, row, F);
-        }
-        fl_stats_to_float(acc, F, vec + at);
-        at += FL_STATS_LEN(F);
-        free(acc);
-        free(row);
+        int mvalue = m == FL_MODALITY_METHYLATION && s->p->mvalue;
+        fl_status st =
+            fl_plan_features_sums(om, s->train_rows, s->n_train, NULL, 0, mvalue, vec + at, err);
+        if (st != FL_OK) return st;
+        at += FL_STATS_LEN(om->F);
     }
     return FL_OK;
 }

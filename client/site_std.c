@@ -2,11 +2,11 @@
  * under DP"): the site finds the plan's feature names in its cohort and z-scores the fusion
  * model's inputs with its own training patients' means and deviations. Nothing about them
  * leaves the site: the statistics phase does not run and the features phase's update is empty. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fed/plan_features.h"
 #include "site_impl.h"
 
 static int site_mode(const fl_site *s) {
@@ -52,27 +52,16 @@ static fl_status omics_std(fl_site *s, fl_modality m, fl_err *err) {
     const fl_omics_matrix *om = &s->c.omics[m - FL_MODALITY_RNA];
     const int *cols = s->cols[m - FL_MODALITY_RNA];
     int n = l->n, mvalue = m == FL_MODALITY_METHYLATION && s->p->mvalue;
-    double *acc = calloc(FL_STATS_LEN(n) + 1, sizeof(double));
-    float *row = malloc(((size_t)n + 1) * sizeof(float));
     float *sum = malloc((FL_STATS_LEN(n) + 1) * sizeof(float));
     fl_stats_result r = {0};
     fl_status st = FL_OK;
-    if (!acc || !row || !sum || !cols)
+    if (!sum || !cols)
         st = fl_fail(err, cols ? FL_ENOMEM : FL_EINVAL, "%s: %s for the %s standardization",
                      s->path, cols ? "out of memory" : "no feature columns",
                      fl_modality_name(m));
-    for (int i = 0; st == FL_OK && i < s->n_train; i++) {
-        int pt = s->train_rows[i];
-        if (!om->present[pt]) continue;
-        const float *x = om->values + (size_t)pt * om->F;
-        for (int k = 0; k < n; k++) { /* the transform the standardizer applies */
-            float v = x[cols[k]];
-            row[k] = mvalue && !isnan(v) ? (float)fl_mvalue(v) : v;
-        }
-        fl_stats_add_row(acc, row, n);
-    }
+    if (st == FL_OK)
+        st = fl_plan_features_sums(om, s->train_rows, s->n_train, cols, n, mvalue, sum, err);
     if (st == FL_OK) {
-        fl_stats_to_float(acc, n, sum);
         st = fl_stats_moments(sum, n, &r, err);
         if (st != FL_OK) {
             char why[FL_ERR_LEN];
@@ -86,8 +75,6 @@ static fl_status omics_std(fl_site *s, fl_modality m, fl_err *err) {
         st = fl_site_set_standardization(s, m, &r, err);
     }
     fl_stats_result_destroy(&r);
-    free(acc);
-    free(row);
     free(sum);
     return st;
 }

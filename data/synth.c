@@ -402,19 +402,23 @@ static fl_status fill_tiles_and_provenance(const fl_synth_config *cfg, fl_cohort
         for (int64_t t = 0; t < c->n_tiles; t++)
             c->tile_patient[t] = (int32_t)(t / cfg->tiles_per_patient);
     }
-    char buf[512], miss[96] = "none";
+    char buf[560], miss[96] = "none", features[48] = "";
     int ms = cfg->no_methylation_site, ss = cfg->no_smoking_site;
     int has_m = ms >= 0 && ms < cfg->sites, has_s = ss >= 0 && ss < cfg->sites;
     if (has_m || has_s)
         snprintf(miss, sizeof miss, "%s%s%s%s%s", has_m ? "methylation@" : "",
                  has_m ? tss_codes[ms] : "", has_m && has_s ? "," : "", has_s ? "smoking@" : "",
                  has_s ? tss_codes[ss] : "");
+    if (cfg->own_features) /* only then, so that other cohorts keep their provenance */
+        snprintf(features, sizeof features, " feature_seed=%llu",
+                 (unsigned long long)cfg->feature_seed);
     snprintf(buf, sizeof buf,
              "fedlung synthetic lung cohort v1: patients=%d sites=%d tile=%d "
-             "tiles_per_patient=%d genes=%d probes=%d label_skew=%g seed=%llu kappa=%g "
+             "tiles_per_patient=%d genes=%d probes=%d label_skew=%g seed=%llu%s kappa=%g "
              "missing=%s",
              cfg->patients, cfg->sites, cfg->tile, cfg->tiles_per_patient, cfg->genes, cfg->probes,
-             (double)cfg->label_skew, (unsigned long long)cfg->seed, (double)cfg->kappa, miss);
+             (double)cfg->label_skew, (unsigned long long)cfg->seed, features, (double)cfg->kappa,
+             miss);
     if (!(c->provenance = dup_str(buf)))
         return fl_fail(err, FL_ENOMEM, "synthetic cohort: out of memory");
     return FL_OK;

@@ -41,6 +41,12 @@ typedef struct {
      * NORMAL share varies by about +-0.1), 1 or less = strong (sites nearly one class). */
     float label_skew;
     uint64_t seed; /* default 1 */
+    /* The features' own seed: with own_features set, the genes' and probes' names and biology
+     * (levels, class effects, which probes silence which genes) come from feature_seed instead
+     * of seed. A public reference cohort shares a federation's features but not its patients:
+     * feature_seed = the federation's seed, another seed. Default 0: from seed. */
+    int own_features;
+    uint64_t feature_seed;
     /* Image difficulty: scales the class means of the patients' latent morphology (gland-,
      * nest- and alveolus-forming tendency), in units of the between-patient SD, which decides
      * how often a diagnostic tile shows glands, solid nests or alveoli and its nuclear density,

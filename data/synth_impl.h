@@ -23,6 +23,11 @@ enum {
     FL_SYNTH_TAG_STAIN = 500 /* + site */
 };
 
+/* The seed of the genes' and probes' names and parameters (synth.h, own_features). */
+static inline uint64_t fl_synth__feature_seed(const fl_synth_config *c) {
+    return c->own_features ? c->feature_seed : c->seed;
+}
+
 /* What the generator knows about a sample beyond the cohort's columns. */
 typedef struct {
     int tumour;         /* the case's tumour subtype, FL_SYNTH_LUAD or _LUSC (also for NORMAL) */

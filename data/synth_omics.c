@@ -141,7 +141,7 @@ fl_status fl_synth__rna(const fl_synth_plan *plan, fl_cohort *c, fl_err *err) {
         goto done;
     }
     fl_rng r;
-    fl_rng_seed(&r, fl_mix64(cfg->seed, FL_SYNTH_TAG_GENES));
+    fl_rng_seed(&r, fl_mix64(fl_synth__feature_seed(cfg), FL_SYNTH_TAG_GENES));
     /* Named genes sit at spread-out positions among the background. */
     int silenced = 0;
     for (int g = 0, k = 0; g < G; g++) {
@@ -265,7 +265,7 @@ fl_status fl_synth__methylation(const fl_synth_plan *plan, fl_cohort *c, fl_err 
     named_probe named[N_NAMED_PROBES];
     named_probe_table(named);
     fl_rng r;
-    fl_rng_seed(&r, fl_mix64(cfg->seed, FL_SYNTH_TAG_PROBES));
+    fl_rng_seed(&r, fl_mix64(fl_synth__feature_seed(cfg), FL_SYNTH_TAG_PROBES));
     unsigned id = 10000 + (unsigned)(fl_rng_uniform(&r) * 10000);
     for (int j = 0, k = 0; j < M; j++) {
         probe_param *q = &pp[j];

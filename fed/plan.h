@@ -97,6 +97,8 @@ typedef enum {
                              plan names the features (the default, and required, under DP) */
 } fl_standardize;
 
+#define FL_PLAN_NAME_MAX 127 /* characters of a name in a feature list */
+
 /* A feature list the plan names ([fusion] rna_names, meth_names, clinical_names), in order. */
 typedef struct {
     char **v; /* n names (heap, owned by the plan) */

@@ -11,8 +11,7 @@
 
 static const char *const list_keys[3] = {"rna_names", "meth_names", "clinical_names"};
 
-#define MAX_NAMES (1 << 20) /* names in one list */
-#define MAX_NAME 127        /* characters of one name */
+#define FL_PLAN_NAME_MAXS (1 << 20) /* names in one list */
 
 typedef struct {
     fl_plan_names *list;
@@ -22,11 +21,11 @@ typedef struct {
 static int add_name(void *user, const char *s, char *msg) {
     add_ctx *c = user;
     fl_plan_names *l = c->list;
-    if (strlen(s) > MAX_NAME)
+    if (strlen(s) > FL_PLAN_NAME_MAX)
         return fl_conf_complain(msg, "%s: '%.40s...' is longer than %d characters", c->key, s,
-                                MAX_NAME);
-    if (l->n == MAX_NAMES)
-        return fl_conf_complain(msg, "%s names more than %d features", c->key, MAX_NAMES);
+                                FL_PLAN_NAME_MAX);
+    if (l->n == FL_PLAN_NAME_MAXS)
+        return fl_conf_complain(msg, "%s names more than %d features", c->key, FL_PLAN_NAME_MAXS);
     if ((l->n & (l->n - 1)) == 0) { /* 0, 1, 2, 4...: grow to twice */
         char **v = realloc(l->v, (size_t)(l->n ? 2 * l->n : 1) * sizeof *v);
         if (!v) return fl_conf_complain(msg, "%s: out of memory", c->key);

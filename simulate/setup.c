@@ -23,6 +23,7 @@
 #include "../crypto/sign.h"
 #include "../data/cohort.h"
 #include "../fed/plan.h"
+#include "../fed/plan_features.h"
 #include "sim_impl.h"
 
 void fl_sim_path(char *out, const char *fmt, ...) {
@@ -268,7 +269,8 @@ typedef struct {
     const fl_sim_options *o;
     const fl_sim_layout *L;
     const fl_cohort *co;
-    int k; /* the hospital of a client config */
+    int k;                         /* the hospital of a client config */
+    const fl_plan_features *lists; /* site standardization's feature lists, or NULL */
 } conf_ctx;
 
 /* Writes the file at path atomically with fill(f, ctx). */
@@ -284,7 +286,8 @@ static fl_status write_file(const char *path, void (*fill)(FILE *f, const conf_c
 /* ---- the plan ---- */
 
 /* Writes the demo's plan for cohort co: every phase the cohort allows (no image phases without
- * tiles), o->rounds rounds of each trained phase. */
+ * tiles; no statistics phase under site standardization, whose feature lists go into
+ * [fusion]), o->rounds rounds of each trained phase. */
 static void write_demo_plan(FILE *f, const conf_ctx *ctx) {
     const fl_sim_options *o = ctx->o;
     const fl_cohort *co = ctx->co;
@@ -296,7 +299,7 @@ static void write_demo_plan(FILE *f, const conf_ctx *ctx) {
     for (int c = 0; c < co->n_classes; c++) fprintf(f, "%s%s", c ? "," : "", co->class_names[c]);
     int n_omics = 0;
     for (int m = 0; m < FL_N_OMICS; m++) n_omics += co->omics[m].F > 0;
-    fprintf(f, "\nphases = %s%s%s\nseed = 1\n", n_omics ? "statistics," : "",
+    fprintf(f, "\nphases = %s%s%s\nseed = 1\n", n_omics && !ctx->lists ? "statistics," : "",
             tiles ? "image,features," : "", "fusion");
     /* Under DP-SGD the image batch is the tiles of each sampled patient per step (each patient's
      * gradient is its own pass): 4 keeps a round's work near the plain demo's 20 x 32 tiles. */
@@ -318,6 +321,39 @@ static void write_demo_plan(FILE *f, const conf_ctx *ctx) {
             "\nrounds = %d\nepochs = 10\nbatch = 32\noptimizer = adamw\nlr = 3e-3\n"
             "weight_decay = 1e-2\nstrategy = fedavg\n",
             o->rounds);
+    if (ctx->lists) fl_plan_features_write(ctx->lists, f);
+}
+
+/* Site standardization's feature lists for the demo plan, ranked as `fedlung plan features`
+ * ranks them (every patient, the plan's defaults: 256 genes, 256 probes as M-values, every
+ * clinical column) on DIR/public.h5: a public reference cohort from the same generator, with
+ * the hospitals' genes and probes (their feature seed) but other patients (another seed), 1
+ * site, FL_SIM_PUBLIC_PATIENTS, no tiles. */
+static fl_status public_lists(const fl_sim_options *o, const fl_sim_layout *L,
+                              fl_plan_features *lists, fl_err *err) {
+    char path[FL_SIM_PATH];
+    fl_sim_path(path, "%s/public.h5", L->dir);
+    fl_synth_config c = o->synth;
+    c.feature_seed = o->synth.own_features ? o->synth.feature_seed : o->synth.seed;
+    c.own_features = 1;
+    c.seed = o->synth.seed + FL_SIM_PUBLIC_SEED_OFFSET;
+    c.sites = 1;
+    c.patients = FL_SIM_PUBLIC_PATIENTS;
+    c.tile = c.tiles_per_patient = 0;
+    c.progress = NULL;
+    fprintf(stderr,
+            "fedlung simulate: site standardization: the plan's features ranked on a "
+            "public reference cohort %s (%d patients, seed %llu)\n",
+            path, c.patients, (unsigned long long)c.seed);
+    fl_plan_features_opts opts;
+    fl_plan_features_opts_default(&opts);
+    fl_cohort pub;
+    fl_status s = fl_synth_write(&c, path, err);
+    if (s == FL_OK && (s = fl_cohort_load(&pub, path, err)) == FL_OK) {
+        s = fl_plan_features_rank(&pub, path, &opts, lists, err);
+        fl_cohort_destroy(&pub);
+    }
+    return s;
 }
 
 /* A copy of the plan o->plan followed by the [privacy] section of --dp and --secagg. */
@@ -346,14 +382,25 @@ static fl_status make_plan(const fl_sim_options *o, fl_sim_layout *L, const fl_c
                            fl_err *err) {
     char path[FL_SIM_PATH];
     fl_sim_path(path, "%s/study.plan", L->dir);
-    conf_ctx ctx = {o, L, co, 0};
-    fl_status s = o->plan ? copy_plan(o, path, err) : write_file(path, write_plan, &ctx, err);
+    fl_plan_features lists = {0};
+    conf_ctx ctx = {o, L, co, 0, NULL};
+    fl_status s = FL_OK;
+    if (!o->plan && fl_sim_site_standardized(o) && (s = public_lists(o, L, &lists, err)) == FL_OK)
+        ctx.lists = &lists;
+    if (s == FL_OK) s = o->plan ? copy_plan(o, path, err) : write_file(path, write_plan, &ctx, err);
+    fl_plan_features_destroy(&lists);
     if (s != FL_OK) return s;
     fl_plan plan;
     if ((s = fl_plan_load(path, &plan, err)) != FL_OK) return s;
     for (int c = 0; c < plan.n_classes && s == FL_OK; c++)
         if (plan.n_classes != co->n_classes || strcmp(plan.class_names[c], co->class_names[c]))
             s = fl_fail(err, FL_EINVAL, "%s: its classes differ from the cohort's", path);
+    int site = plan.standardize == FL_STD_SITE;
+    if (s == FL_OK && o->standardize != FL_SIM_STD_AUTO && site != fl_sim_site_standardized(o))
+        s = fl_fail(err, FL_EINVAL,
+                    "--standardize %s, but %s standardizes %s ([fusion] standardize)",
+                    site ? "federated" : "site", o->plan ? o->plan : path,
+                    site ? "at each site" : "federated");
     snprintf(L->study, sizeof L->study, "%s", plan.id);
     fl_plan_hash_hex(&plan, L->plan_hash);
     L->phases = plan.phases;
@@ -433,7 +480,7 @@ static fl_status make_federation(const fl_sim_options *o, fl_sim_layout *L, fl_e
     L->client_threads = cores / L->n > 1 ? cores / L->n : 1;
     L->min_clients = L->n - o->n_drops > 1 ? L->n - o->n_drops : 1;
     char path[FL_SIM_PATH];
-    conf_ctx ctx = {o, L, NULL, 0};
+    conf_ctx ctx = {o, L, NULL, 0, NULL};
     fl_sim_path(path, "%s/server/server.conf", L->dir);
     fl_status s;
     if ((s = make_pki(L, err)) != FL_OK || (s = make_audit_key(L, err)) != FL_OK ||

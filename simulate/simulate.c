@@ -61,15 +61,24 @@ void fl_sim_privacy_section(const fl_sim_options *o, char *out, size_t cap) {
         snprintf(out + used, cap - (size_t)used, "update_clip = %.15g\n", o->update_clip);
 }
 
+int fl_sim_site_standardized(const fl_sim_options *o) {
+    return o->standardize == FL_SIM_STD_SITE ||
+           (o->standardize == FL_SIM_STD_AUTO && o->dp != FL_SIM_DP_NONE);
+}
+
 /* FL_EINVAL unless the study plan's rules accept the [privacy] section of o: the section
- * under a minimal plan, and the plan parser's own sentence (without its file and line) when
- * it refuses it. */
+ * under a minimal plan (standardized as o asks), and the plan parser's own sentence (without
+ * its file and line) when it refuses it. */
 static fl_status check_privacy(const fl_sim_options *o, fl_err *err) {
     static const char probe_name[] = "simulate";
     char text[1024];
     int n = snprintf(text, sizeof text,
-                     "[study]\nid = probe\nclasses = A,B\nphases = statistics,fusion\n"
-                     "[fusion]\nmodalities = rna\nrounds = 1\nepochs = 1\n");
+                     fl_sim_site_standardized(o)
+                         ? "[study]\nid = probe\nclasses = A,B\nphases = fusion\n[fusion]\n"
+                           "modalities = rna\nstandardize = site\nrna_names = g\nrounds = 1\n"
+                           "epochs = 1\n"
+                         : "[study]\nid = probe\nclasses = A,B\nphases = statistics,fusion\n"
+                           "[fusion]\nmodalities = rna\nrounds = 1\nepochs = 1\n");
     fl_sim_privacy_section(o, text + n, sizeof text - (size_t)n);
     if (n <= 0 || text[n] == '\0') return FL_OK;
     fl_plan plan;
@@ -154,6 +163,15 @@ fl_status fl_sim_options_check(const fl_sim_options *o, fl_err *err) {
         return fl_fail(err, FL_EINVAL, "--clip-bit-noise needs --adaptive-clip");
     if (o->eval_noise >= 0 && o->dp == FL_SIM_DP_NONE)
         return fl_fail(err, FL_EINVAL, "--eval-noise needs --dp");
+    if (o->standardize == FL_SIM_STD_FEDERATED && o->dp != FL_SIM_DP_NONE)
+        return fl_fail(err, FL_EINVAL,
+                       "--standardize federated is refused with --dp: the statistics phase's "
+                       "sums would leave every hospital un-noised");
+    if (fl_sim_site_standardized(o) && o->cohort && !o->plan)
+        return fl_fail(err, FL_EINVAL,
+                       "--cohort with site standardization (the default under --dp) needs "
+                       "--plan FILE naming the features: rank them on public data with "
+                       "`fedlung plan features`");
     if ((s = check_plan_privacy(o, err)) != FL_OK || (s = check_privacy(o, err)) != FL_OK)
         return s;
     if (o->dp != FL_SIM_DP_NONE && !(o->epsilon_max > 0))

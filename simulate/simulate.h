@@ -24,6 +24,8 @@
 #define FL_SIM_DP_IMAGE_BATCH 4          /* the demo plan's [image] batch under --dp patient */
 #define FL_SIM_DEFAULT_UPDATE_CLIP 1000.0 /* [privacy] update_clip of --dp patient --secagg */
 #define FL_SIM_DELTA 1e-5                /* the plan's and every hospital's delta */
+#define FL_SIM_PUBLIC_SEED_OFFSET 7919   /* the public reference cohort's seed: the cohort's + */
+#define FL_SIM_PUBLIC_PATIENTS 64        /* its patients (1 site, no tiles) */
 
 /* --dp: the unit whose privacy is protected. */
 typedef enum {
@@ -31,6 +33,14 @@ typedef enum {
     FL_SIM_DP_PATIENT, /* DP-SGD at each site: [privacy] mechanism = dp-sgd */
     FL_SIM_DP_CLIENT,  /* DP-FedAvg: mechanism = dp-fedavg, dp_clients = the hospitals */
 } fl_sim_dp;
+
+/* --standardize: how the fusion model's inputs are z-scored ([fusion] standardize). */
+typedef enum {
+    FL_SIM_STD_AUTO = 0,  /* site under --dp, federated without */
+    FL_SIM_STD_FEDERATED, /* the statistics phase sums the hospitals' patients (not under --dp) */
+    FL_SIM_STD_SITE,      /* each hospital its own patients; the demo plan lists the features,
+                             ranked on a public reference cohort (DIR/public.h5) */
+} fl_sim_standardize;
 
 /* One fault: hospital (1-based) and the round (the server's counter, unique across phases)
  * or the seconds it concerns. */
@@ -67,6 +77,7 @@ typedef struct {
     int adaptive_clip;                  /* --adaptive-clip (dp client): adaptive_clip = true */
     double clip_bit_noise;              /* --clip-bit-noise (adaptive): 0: the plan's default */
     double eval_noise;                  /* --eval-noise Z (dp): < 0: the plan's default */
+    fl_sim_standardize standardize;     /* --standardize */
     volatile sig_atomic_t *interrupted; /* set (by a signal handler) to stop the run; or NULL */
 } fl_sim_options;
 
@@ -74,8 +85,12 @@ typedef struct {
  * synthetic cohort, the demo plan, all cores). */
 void fl_sim_options_default(fl_sim_options *o);
 
+/* Whether o standardizes at each site: --standardize site, or --dp without --standardize. */
+int fl_sim_site_standardized(const fl_sim_options *o);
+
 /* Checks what the command line cannot: fault hospitals within 1..N, no hospital dropped twice,
- * rounds >= 1, --dp with --epsilon-max, --adaptive-clip only with --dp client, and a [privacy]
+ * rounds >= 1, --dp with --epsilon-max, --adaptive-clip only with --dp client, no --standardize
+ * federated under --dp, site standardization of a --cohort only with a --plan, and a [privacy]
  * section (--dp, --secagg, --adaptive-clip) that the study plan's rules accept (one it refuses,
  * e.g. a --clip-bit-noise too small for the noise multiplier, is refused with the plan's own
  * sentence). FL_EINVAL with a sentence naming the option. */

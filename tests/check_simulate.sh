@@ -4,7 +4,11 @@
 # mutual TLS on 127.0.0.1 and finishes: rounds.csv has one row per round of the plan, the audit
 # log verifies against server.pub, model.h5 and the charts are there. With --kill-server-at 2
 # the server is killed during round 2 and restarted on the same port: the study still
-# completes and rounds.csv has each round exactly once. With --dp patient (fusion only) the
+# completes and rounds.csv has each round exactly once. Under --dp the hospitals standardize
+# their own patients (--standardize site): the demo plan has no statistics round and lists its
+# features, ranked on a public cohort DIR/public.h5 with the hospitals' features; --standardize
+# federated is refused with --dp, and a --plan that says otherwise than --standardize is refused.
+# With --dp patient (fusion only, a plan listing its features) the
 # hospitals' epsilon per round (training and the noised evaluation reports, composed as
 # `fedlung privacy epsilon` composes them) lands in privacy.csv and the round lines, every
 # evaluation left each hospital noised and was charged to its ledger, the server's audit log
@@ -73,6 +77,14 @@ t_expect 2 "every hospital dropped" -- "$fedlung" simulate --hospitals 2 --drop-
     --drop-client 2@2
 t_expect 1 "no such cohort" -- "$fedlung" simulate --out nocohort --cohort nope.h5
 grep -q "nope.h5" err.txt || t_fail "no such cohort: $(cat err.txt)"
+t_expect 2 "bad --standardize" -- "$fedlung" simulate --standardize global
+t_expect 2 "--standardize federated with --dp" -- "$fedlung" simulate --dp patient \
+    --epsilon-max 9 --standardize federated
+grep -q "standardize federated is refused with --dp: the statistics phase's sums" err.txt ||
+    t_fail "--standardize federated --dp: $(head -1 err.txt)"
+t_expect 2 "--cohort, site standardization, no --plan" -- "$fedlung" simulate --cohort c.h5 \
+    --dp client --epsilon-max 9
+grep -q "needs --plan FILE naming the features" err.txt || t_fail "--cohort --dp: $(head -1 err.txt)"
 
 # ---- a small federation ----
 # 90 patients with 2 tiles of 32 px each, 64 genes and probes; the plan: statistics, one image
@@ -111,6 +123,11 @@ done
 "$fedlung" pki verify --ca run/pki --server run/pki/server.crt >/dev/null 2>&1 ||
     t_fail "the server certificate does not verify"
 
+t_expect 1 "--standardize site, a federated --plan" -- "$fedlung" simulate --out std "${small[@]}" \
+    --standardize site
+grep -q "standardize site, but small.plan standardizes federated" err.txt ||
+    t_fail "--standardize site --plan: $(tail -1 err.txt)"
+
 # ---- the server killed during round 2 and restarted ----
 # hospital-1 waits 3 s before each upload, so that round 2 lasts long enough to be interrupted
 t_expect 0 "--kill-server-at 2" -- "$fedlung" simulate --out kill "${small[@]}" --kill-server-at 2 \
@@ -138,35 +155,54 @@ t_expect 2 "--eval-noise without --dp" -- "$fedlung" simulate --eval-noise 0
 grep -q "eval-noise needs --dp" err.txt || t_fail "--eval-noise without --dp: $(head -1 err.txt)"
 t_expect 2 "--dp patient without --epsilon-max" -- "$fedlung" simulate --dp patient
 t_expect 2 "--sample-rate without --dp" -- "$fedlung" simulate --sample-rate 0.5
-# statistics and three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1,
-# each followed by a noised evaluation report (the plan's default eval_noise_multiplier 4: one
-# Gaussian mechanism at q 1): eps_after K is the epsilon after K of both (delta 1e-5), 4.99,
-# 6.47, 7.63
+# three fusion rounds of ceil(epochs / q) = 4 DP-SGD steps at q = 0.25, sigma 1, each followed
+# by a noised evaluation report (the plan's default eval_noise_multiplier 4: one Gaussian
+# mechanism at q 1): eps_after K is the epsilon after K of both (delta 1e-5), 4.99, 6.47, 7.63.
+# Under DP each hospital standardizes its own patients (no statistics round): the plan lists 16
+# genes and the clinical columns, ranked by `fedlung plan features` on a public cohort of other
+# patients (the generator's gene names do not depend on its seed)
 eps_after() { "$fedlung" privacy epsilon --phase "0.25,1,$((4 * $1))" --phase "1,4,$1" --delta 1e-5; }
 e1=$(eps_after 1)
 e3=$(eps_after 3)
 e3r=$(printf %.2f "$e3")
+t_expect 0 "public cohort" -- "$fedlung" cohort synth --out public.h5 --patients 64 --sites 1 \
+    --tile 0 --genes 64 --probes 64 --seed 7920
+t_expect 0 "plan features" -- "$fedlung" plan features public.h5 --rna 16 --out lists.plan
 cat >dp.plan <<'PLAN'
 [study]
 id = simulate-dp
 classes = LUAD,LUSC,NORMAL
-phases = statistics,fusion
+phases = fusion
 [fusion]
 modalities = rna,clinical
-rna_features = 16
 rounds = 3
 epochs = 1
 optimizer = sgd
 lr = 0.1
 PLAN
+grep -v "^meth_names" lists.plan >>dp.plan
 dp=(--hospitals 3 --patients 90 --tile 0 --genes 64 --probes 64 --partition iid --plan dp.plan
     --threads 2)
+# the demo's own plan under --dp (and --secagg): no statistics round, its feature lists ranked on
+# DIR/public.h5 (whose probes must be the hospitals' for their cohorts to have every listed one)
+t_expect 0 "--dp patient --secagg, the demo plan" -- "$fedlung" simulate --out dpdemo \
+    --hospitals 2 --patients 60 --tile 0 --genes 64 --probes 64 --partition iid --rounds 1 \
+    --threads 2 --dp patient --epsilon-max 100 --secagg
+[ -s dpdemo/public.h5 ] || t_fail "--dp, the demo plan: no public.h5"
+grep -Eq "^round 1 +fusion +2 hospitals" out.txt || t_fail "--dp, the demo plan: $(cat out.txt)"
+[ "$(grep -c '"kind":"secagg_unmasked"' dpdemo/audit.log)" -eq 1 ] ||
+    t_fail "--dp, the demo plan: not 1 unmasked sum in the audit log"
+grep -q "^phases = fusion$" dpdemo/study.plan && grep -q "^standardize = site$" dpdemo/study.plan &&
+    grep -q "^rna_names = " dpdemo/study.plan && grep -q "^meth_names = cg" dpdemo/study.plan &&
+    grep -q "^clinical_names = age, male, never_smoker, pack_years$" dpdemo/study.plan ||
+    t_fail "--dp, the demo plan: $(cat dpdemo/study.plan)"
+[ -z "$(leftovers dpdemo)" ] || t_fail "--dp, the demo plan: processes left behind: $(leftovers dpdemo)"
 t_expect 0 "--dp patient" -- "$fedlung" simulate --out dp "${dp[@]}" --dp patient \
     --sample-rate 0.25 --epsilon-max 100
 for f in privacy.csv epsilon.png rounds.csv; do [ -s "dp/$f" ] || t_fail "--dp: no $f"; done
 grep -q "^mechanism = dp-sgd$" dp/study.plan || t_fail "--dp: the plan has no dp-sgd"
 grep -q "^epsilon_max = 100$" dp/hospitals/hospital-2/client.conf || t_fail "--dp: no epsilon_max"
-grep -Fq " ε 1:$e3r 2:$e3r 3:$e3r" out.txt && grep -Eq "^round 4 +fusion .* ε 1:$e3r" out.txt ||
+grep -Fq " ε 1:$e3r 2:$e3r 3:$e3r" out.txt && grep -Eq "^round 3 +fusion .* ε 1:$e3r" out.txt ||
     t_fail "--dp: not ε $e3r: $(cat out.txt)"
 head -1 dp/rounds.csv | grep -q "^round,phase,participants,loss,macro_auc,auc_LUAD,auc_LUSC,auc_NORMAL$" ||
     t_fail "--dp: rounds.csv header changed: $(head -1 dp/rounds.csv)"
@@ -175,7 +211,7 @@ awk -F, 'NR > 1 { n[$3]++; if ($4 + 0 <= last[$3] + 0) bad = bad " " $1 ":" $3; 
     END { for (h in n) if (n[h] != 3) bad = bad " " h "x" n[h]; if (length(n) != 3) bad = bad " hospitals"
           if (bad) { print bad; exit 1 } }' dp/privacy.csv >awk.txt ||
     t_fail "--dp: privacy.csv:$(cat awk.txt): $(cat dp/privacy.csv)"
-grep -q "^4,fusion,hospital-3,${e3:0:5}" dp/privacy.csv || t_fail "--dp: not $e3: $(cat dp/privacy.csv)"
+grep -q "^3,fusion,hospital-3,${e3:0:5}" dp/privacy.csv || t_fail "--dp: not $e3: $(cat dp/privacy.csv)"
 # every evaluation report left noised and charged; the server kept no site metric
 E3=$e3 /usr/bin/python3 - <<'PY' || t_fail "--dp: noised evaluation (outboxes, ledgers, audit.log)"
 import csv, json, os, sys
@@ -210,7 +246,7 @@ sys.exit(1 if wrong else 0)
 PY
 [ -z "$(leftovers dp)" ] || t_fail "--dp: processes left behind: $(leftovers dp)"
 # epsilon_max 4.9 allows the first fusion round's training (4.87) but not its evaluation report
-# (4.99): every hospital refuses the evaluation of round 2 (the round commits with none), then
+# (4.99): every hospital refuses the evaluation of round 1 (the round commits with none), then
 # the second fusion round; the server retries it and stops the study (exit 1 here)
 e1t=$("$fedlung" privacy epsilon --sample-rate 0.25 --noise-multiplier 1 --steps 4 --delta 1e-5)
 awk -v t="$e1t" -v e="$e1" 'BEGIN { exit !(t <= 4.9 && e > 4.9) }' ||
@@ -218,22 +254,22 @@ awk -v t="$e1t" -v e="$e1" 'BEGIN { exit !(t <= 4.9 && e > 4.9) }' ||
 t_expect 1 "--dp patient, a small budget" -- "$fedlung" simulate --out dp5 "${dp[@]}" --dp patient \
     --sample-rate 0.25 --epsilon-max 4.9 --round-timeout 4
 e1r=$(awk -v a="$e1" -v b="$e1t" 'BEGIN { printf "%.2f", a - b }')
-grep -q "refused: the evaluation of round 2 would spend ε $e1r, total" dp5/hospitals/hospital-1/client.log ||
+grep -q "refused: the evaluation of round 1 would spend ε $e1r, total" dp5/hospitals/hospital-1/client.log ||
     t_fail "--epsilon-max 4.9: hospital-1 did not refuse the evaluation: $(grep refused dp5/hospitals/hospital-1/client.log)"
-grep -q "refused: round 3 would spend" dp5/hospitals/hospital-1/client.log ||
+grep -q "refused: round 2 would spend" dp5/hospitals/hospital-1/client.log ||
     t_fail "--epsilon-max 4.9: hospital-1 did not refuse: $(tail -3 dp5/hospitals/hospital-1/client.log)"
 [ "$(grep '"kind":"refused"' dp5/server/state/audit.log | grep -c '"task":"eval"')" -eq 3 ] ||
     t_fail "--epsilon-max 4.9: not 3 refused evaluations in the audit log"
 grep -q '"kind":"refused".*"task":"eval"' dp5/hospitals/hospital-2/state/outbox.log ||
     t_fail "--epsilon-max 4.9: hospital-2's outbox has no refused evaluation"
 grep -q '"kind":"evaluation"' dp5/server/state/audit.log && t_fail "--epsilon-max 4.9: an evaluation was sent"
-awk -F, '$1 == 2 && $5 != "" { exit 1 }' dp5/server/state/rounds.csv ||
-    t_fail "--epsilon-max 4.9: round 2 has a macro AUC: $(cat dp5/server/state/rounds.csv)"
+awk -F, '$1 == 1 && $5 != "" { exit 1 }' dp5/server/state/rounds.csv ||
+    t_fail "--epsilon-max 4.9: round 1 has a macro AUC: $(cat dp5/server/state/rounds.csv)"
 grep -q "too few hospitals" err.txt || t_fail "--epsilon-max 4.9: $(tail -2 err.txt)"
 [ "$(tail -n +2 dp5/privacy.csv | wc -l)" -eq 3 ] || t_fail "--epsilon-max 4.9: $(cat dp5/privacy.csv)"
 [ -z "$(leftovers dp5)" ] || t_fail "--epsilon-max 4.9: processes left behind: $(leftovers dp5)"
 # ---- --dp client --adaptive-clip: C from 5 (update norms are about 0.3) shrinks each round;
-# the server killed during round 3 resumes with round 2's next C ----
+# the server killed during round 2 resumes with round 1's next C ----
 t_expect 2 "--adaptive-clip without --dp client" -- "$fedlung" simulate --adaptive-clip
 grep -q "need --dp client" err.txt || t_fail "--adaptive-clip alone: $(head -1 err.txt)"
 t_expect 2 "--dp client without --epsilon-max" -- "$fedlung" simulate --dp client
@@ -243,11 +279,11 @@ t_expect 2 "--adaptive-clip, default bit noise" -- "$fedlung" simulate --dp clie
 grep -q "adaptive_clip needs clip_bit_noise above noise_multiplier / 2" err.txt ||
     t_fail "--adaptive-clip, sigma 1: $(head -1 err.txt)"
 t_expect 0 "--dp client --adaptive-clip" -- "$fedlung" simulate --out ada "${dp[@]}" --dp client \
-    --adaptive-clip --noise-multiplier 0.2 --clip-norm 5 --epsilon-max 1000 --kill-server-at 3 \
+    --adaptive-clip --noise-multiplier 0.2 --clip-norm 5 --epsilon-max 1000 --kill-server-at 2 \
     --straggler 1:2
 grep -q "^adaptive_clip = true$" ada/study.plan || t_fail "--adaptive-clip: the plan has none"
 grep -q "restarting the server" err.txt || t_fail "--adaptive-clip: no restart: $(cat err.txt)"
-grep -Eq "^round 3 +fusion .*  C 4\.[5-7][0-9]*  ε 1:" out.txt ||
+grep -Eq "^round 2 +fusion .*  C 4\.[5-7][0-9]*  ε 1:" out.txt ||
     t_fail "--adaptive-clip: $(cat out.txt)"
 /usr/bin/python3 - <<'PY' || t_fail "--adaptive-clip: rounds.csv, privacy.csv, audit.log"
 import csv, json, sys
@@ -261,14 +297,14 @@ rows = [r for r in csv.DictReader(open("ada/rounds.csv")) if r["phase"] == "fusi
 cs = [float(r["clip_norm"]) for r in rows]
 check(len(cs) == 3 and cs[0] == 5 and cs[0] > cs[1] > cs[2], "rounds.csv clip norms %r" % cs)
 priv = list(csv.DictReader(open("ada/privacy.csv")))
-check(len(priv) == 9 and all(float(p["clip_norm"]) == cs[int(p["round"]) - 2] for p in priv),
+check(len(priv) == 9 and all(float(p["clip_norm"]) == cs[int(p["round"]) - 1] for p in priv),
       "privacy.csv %r" % priv)
 audit = [json.loads(l) for l in open("ada/audit.log")]
 dp = {r["round"]: r["data"] for r in audit if r["kind"] == "dp_round"}
 resume = [r["data"] for r in audit if r["kind"] == "resume"]
-check(len(resume) == 1 and resume[0].get("clip_norm") == dp[2]["clip_next"] == dp[3]["clip_norm"],
-      "resumed with C %r, round 2's next C %r, round 3's C %r" %
-      (resume and resume[0].get("clip_norm"), dp[2]["clip_next"], dp[3]["clip_norm"]))
+check(len(resume) == 1 and resume[0].get("clip_norm") == dp[1]["clip_next"] == dp[2]["clip_norm"],
+      "resumed with C %r, round 1's next C %r, round 2's C %r" %
+      (resume and resume[0].get("clip_norm"), dp[1]["clip_next"], dp[2]["clip_norm"]))
 sys.exit(1 if bad else 0)
 PY
 [ -z "$(leftovers ada)" ] || t_fail "--adaptive-clip: processes left behind: $(leftovers ada)"
@@ -284,7 +320,7 @@ t_expect 0 "--dp patient --secagg" -- "$fedlung" simulate --out dpsa "${dp[@]}" 
 grep -q "^update_clip = 50$" dpsa/study.plan || t_fail "--dp patient --secagg: no update_clip"
 [ "$(grep -c '"kind":"secagg_unmasked"' dpsa/audit.log)" -eq 3 ] ||
     t_fail "--dp patient --secagg: not 3 unmasked sums in the audit log"
-grep -Eq "^round 4 +fusion .* ε 1:$e3r 2:$e3r 3:$e3r$" out.txt ||
+grep -Eq "^round 3 +fusion .* ε 1:$e3r 2:$e3r 3:$e3r$" out.txt ||
     t_fail "--dp patient --secagg: $(cat out.txt)"
 [ -z "$(leftovers dpsa)" ] || t_fail "--dp patient --secagg: processes left behind: $(leftovers dpsa)"
 

@@ -1,6 +1,7 @@
 /* test_synth.c - the synthetic lung cohort: determinism of the written file, counts, ranges and
  * names, paired normals, splits, missing modalities, the direction of the omics and tile class
- * signals, kappa, and per-site stain effects. Calibration against trained models is not here
+ * signals, kappa, per-site stain effects, and a cohort sharing another's features (own_features)
+ * but not its patients. Calibration against trained models is not here
  * (it needs the CNN); see docs for the numbers. */
 #include <math.h>
 #include <stdio.h>
@@ -321,8 +322,42 @@ static void test_tiles(void) {
     CHECK(between > 3);
 }
 
+/* A public reference cohort of the simulator: another seed, the features of seed 1. Its gene
+ * and probe names are seed 1's (probe ids are drawn, so a plain other seed renames them), its
+ * values are not, and its provenance says so. */
+static void test_own_features(void) {
+    fl_synth_config a, b, plain;
+    small_config(&a, 1);
+    small_config(&b, 7920);
+    small_config(&plain, 7920);
+    b.own_features = 1;
+    b.feature_seed = 1;
+    fl_cohort ca, cb, cp;
+    fl_err err = {{0}};
+    CHECK_OK(fl_synth_build(&a, &ca, NULL, &err), &err);
+    CHECK_OK(fl_synth_build(&b, &cb, NULL, &err), &err);
+    CHECK_OK(fl_synth_build(&plain, &cp, NULL, &err), &err);
+    int renamed = 0;
+    for (int m = FL_MOD_RNA; m <= FL_MOD_METHYLATION; m++) {
+        const fl_omics_matrix *x = &ca.omics[m], *y = &cb.omics[m], *z = &cp.omics[m];
+        CHECK_EQ_INT(x->F, y->F);
+        for (int j = 0; j < x->F && j < y->F; j++) {
+            CHECK(strcmp(x->features[j], y->features[j]) == 0);
+            renamed += strcmp(x->features[j], z->features[j]) != 0;
+        }
+        CHECK(!same_floats(x->values, y->values, (size_t)ca.P * x->F));
+    }
+    CHECK(renamed > 0); /* the plain other seed: other probe ids */
+    CHECK(strstr(cb.provenance, " seed=7920 feature_seed=1 ") != NULL);
+    CHECK(strstr(ca.provenance, "feature_seed") == NULL);
+    fl_cohort_destroy(&ca);
+    fl_cohort_destroy(&cb);
+    fl_cohort_destroy(&cp);
+}
+
 int main(void) {
     if (!fl_test_mkdtemp("fl_test_synth_")) return 1;
+    test_own_features();
     test_determinism();
     test_contents();
     test_tiles();
