@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: fedlung plan features COHORT.h5 [--rna N] [--meth M] [--split all|train]\n"
-    "                             [--no-mvalue] [--out FILE]\n"
+    "                             [--no-mvalue] [--modalities LIST] [--out FILE]\n"
     "\n"
     "Ranks the features of a reference cohort - public data such as TCGA, never a hospital's\n"
     "own patients - as the federation's statistics phase ranks them, and writes the lines of a\n"
@@ -27,11 +27,31 @@ static const char usage[] =
     "  --split S        all (default) or train: only the patients of the cohort's train split\n"
     "  --no-mvalue      rank methylation by its beta values (for a plan with mvalue = false);\n"
     "                   by default by M-values, log2(beta / (1 - beta)), as the plan's default\n"
+    "  --modalities L   the omics modalities to list, of rna,methylation,clinical: those the\n"
+    "                   plan's fusion model takes (a plan refuses a list it does not use);\n"
+    "                   default every one the cohort has\n"
     "  --out FILE       write the lines to FILE (atomically: on failure FILE is unchanged);\n"
     "                   default stdout\n"
     "What was ranked goes to stderr. Exit 0, 1 on failure (one sentence), 2 on bad usage.\n";
 
-enum { O_RNA = 256, O_METH, O_SPLIT, O_NO_MVALUE, O_OUT, O_HELP };
+enum { O_RNA = 256, O_METH, O_SPLIT, O_NO_MVALUE, O_MODALITIES, O_OUT, O_HELP };
+
+/* "rna,clinical" into bits (1 << fl_omics); 0 for an empty item or a name that is not an omics
+ * modality. */
+static unsigned omics_list(const char *list) {
+    unsigned bits = 0;
+    for (const char *p = list;; p++) {
+        size_t n = strcspn(p, ",");
+        int m = 0;
+        while (m < FL_N_OMICS && (strlen(fl_omics_name((fl_omics)m)) != n ||
+                                  strncmp(p, fl_omics_name((fl_omics)m), n) != 0))
+            m++;
+        if (n == 0 || m == FL_N_OMICS) return 0;
+        bits |= 1u << m;
+        p += n;
+        if (!*p) return bits;
+    }
+}
 
 /* Returns 0, 1 for --help, or -1 after saying what is wrong. */
 static int parse(int argc, char **argv, fl_plan_features_opts *o, const char **cohort,
@@ -40,6 +60,7 @@ static int parse(int argc, char **argv, fl_plan_features_opts *o, const char **c
                                              {"meth", required_argument, 0, O_METH},
                                              {"split", required_argument, 0, O_SPLIT},
                                              {"no-mvalue", no_argument, 0, O_NO_MVALUE},
+                                             {"modalities", required_argument, 0, O_MODALITIES},
                                              {"out", required_argument, 0, O_OUT},
                                              {"help", no_argument, 0, O_HELP},
                                              {0, 0, 0, 0}};
@@ -61,6 +82,9 @@ static int parse(int argc, char **argv, fl_plan_features_opts *o, const char **c
             break;
         case O_NO_MVALUE:
             o->mvalue = 0;
+            break;
+        case O_MODALITIES:
+            bad = !(o->omics = omics_list(optarg));
             break;
         case O_OUT:
             *out = optarg;

@@ -18,6 +18,7 @@ void fl_plan_features_opts_default(fl_plan_features_opts *o) {
     o->rna = o->meth = FL_PLAN_FEATURES_DEFAULT;
     o->train_only = 0;
     o->mvalue = 1;
+    o->omics = (1u << FL_N_OMICS) - 1;
 }
 
 fl_status fl_plan_features_sums(const fl_omics_matrix *om, const int *rows, int n_rows,
@@ -158,8 +159,15 @@ fl_status fl_plan_features_rank(const fl_cohort *c, const char *path,
     }
     for (int p = 0; p < c->P; p++)
         if (!o->train_only || c->split[p] == FL_SPLIT_TRAIN) rows[pf->patients++] = p;
-    for (int m = 0; m < FL_N_OMICS && st == FL_OK; m++)
-        st = rank_modality(c, path, (fl_omics)m, rows, pf, err);
+    unsigned all = (1u << FL_N_OMICS) - 1;
+    for (int m = 0; m < FL_N_OMICS && st == FL_OK; m++) {
+        if (!(o->omics & (1u << m))) continue;
+        if (c->omics[m].F == 0 && o->omics != all)
+            st = fl_fail(err, FL_EINVAL, "%s has no %s data to rank", path,
+                         fl_omics_name((fl_omics)m));
+        else
+            st = rank_modality(c, path, (fl_omics)m, rows, pf, err);
+    }
 done:
     free(rows);
     if (st != FL_OK) fl_plan_features_destroy(pf);

@@ -20,6 +20,8 @@ typedef struct {
     int rna, meth;  /* top-variance features kept: N > 0, or 0 for all (default 256 each) */
     int train_only; /* 1: only the train split's patients; 0 (default): every patient */
     int mvalue;     /* 1 (default): methylation ranked as M-values, as the plan's mvalue */
+    unsigned omics; /* bit (1 << fl_omics) of each modality to list: those the plan's fusion
+                       model takes (default all three; a listed one the cohort lacks is refused) */
 } fl_plan_features_opts;
 
 void fl_plan_features_opts_default(fl_plan_features_opts *o);
@@ -46,7 +48,8 @@ fl_status fl_plan_features_sums(const fl_omics_matrix *om, const int *rows, int 
 
 /* Ranks cohort c (read from path, which messages name) with o into *pf (fl_plan_features_destroy
  * frees it; on failure it holds nothing). FL_EINVAL with a sentence naming path when a modality
- * has fewer than 2 chosen patients (or no feature with 2 values), or when a listed name cannot
+ * has fewer than 2 chosen patients (or no feature with 2 values), when o->omics names a modality
+ * the cohort lacks (except by default: then it gets no list), or when a listed name cannot
  * go into a plan: empty, longer than FL_PLAN_NAME_MAX, a ',' ';' '#' or control character,
  * leading or trailing blanks, or twice in one list. FL_ENOMEM. */
 fl_status fl_plan_features_rank(const fl_cohort *c, const char *path,

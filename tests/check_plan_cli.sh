@@ -251,6 +251,13 @@ has err.txt "nodir/x.plan" "--out in a missing folder"
 leftover=$(find . -name '*.tmp.*')
 [ -z "$leftover" ] || t_fail "temporary files left: $leftover"
 
+# ---- --modalities: only the lists the plan's fusion model takes ----
+t_expect 0 "--modalities rna" -- "$fedlung" plan features rna.h5 --rna 40 --modalities rna
+cmp -s out.txt rna40.plan || t_fail "--modalities rna differs from the default's lists"
+t_expect 1 "--modalities clinical without it" -- "$fedlung" plan features rna.h5 \
+    --modalities rna,clinical
+has err.txt "rna.h5 has no clinical data to rank" "--modalities clinical without it"
+
 # ---- usage ----
 t_expect 0 "--help" -- "$fedlung" plan features --help
 has out.txt "^usage: fedlung plan features COHORT.h5" "--help"
@@ -260,7 +267,8 @@ t_expect 0 "fedlung --help" -- "$fedlung" --help
 has out.txt "plan features" "fedlung --help"
 for bad in "" "bogus" "features" "features rna.h5 meth.h5" "features rna.h5 --rna -1" \
     "features rna.h5 --rna x" "features rna.h5 --meth 1.5" "features rna.h5 --split val" \
-    "features rna.h5 --bogus" "features rna.h5 --out"; do
+    "features rna.h5 --bogus" "features rna.h5 --out" "features rna.h5 --modalities image" \
+    "features rna.h5 --modalities rna,,clinical"; do
     # shellcheck disable=SC2086
     t_expect 2 "plan $bad" -- "$fedlung" plan $bad
     has err.txt "usage: fedlung plan" "plan $bad"

@@ -167,7 +167,8 @@ e3=$(eps_after 3)
 e3r=$(printf %.2f "$e3")
 t_expect 0 "public cohort" -- "$fedlung" cohort synth --out public.h5 --patients 64 --sites 1 \
     --tile 0 --genes 64 --probes 64 --seed 7920
-t_expect 0 "plan features" -- "$fedlung" plan features public.h5 --rna 16 --out lists.plan
+t_expect 0 "plan features" -- "$fedlung" plan features public.h5 --rna 16 --modalities rna,clinical \
+    --out lists.plan
 cat >dp.plan <<'PLAN'
 [study]
 id = simulate-dp
@@ -180,7 +181,8 @@ epochs = 1
 optimizer = sgd
 lr = 0.1
 PLAN
-grep -v "^meth_names" lists.plan >>dp.plan
+grep -q "^meth_names" lists.plan && t_fail "plan features --modalities rna,clinical listed methylation"
+cat lists.plan >>dp.plan
 dp=(--hospitals 3 --patients 90 --tile 0 --genes 64 --probes 64 --partition iid --plan dp.plan
     --threads 2)
 # the demo's own plan under --dp (and --secagg): no statistics round, its feature lists ranked on
