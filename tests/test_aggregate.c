@@ -1,5 +1,5 @@
 /* test_aggregate.c - the server's aggregation: weighting, staging (a rejected or partial update
- * never touches the sum), FedAdam / FedYogi against their formulas, FedBN, and FedAvg's
+ * never touches the sum; empty updates), FedAdam / FedYogi against their formulas, FedBN, and FedAvg's
  * defining identity with the real engine: three clients each taking one full-batch SGD step
  * and averaged by example count give the centralized full-batch step on the union. */
 #include <math.h>
@@ -49,6 +49,25 @@ static void test_weighting_and_staging(void) {
     CHECK_CLOSE(g[3], 10 + (3 + 3) / 4.0, 1e-6, 0); /* buffers are averaged too */
     fl_agg_begin_round(&a);
     CHECK(fl_agg_finish(&a, g, &err) == FL_EINVAL); /* nothing accepted */
+    fl_agg_destroy(&a);
+}
+
+/* Updates of no values: the features phase's acknowledgments under site standardization. Each
+ * is counted; a value in one is refused. */
+static void test_empty_updates(void) {
+    fl_err err = {{0}};
+    fl_aggregator a;
+    fl_agg_config c;
+    fl_agg_config_default(&c, 0, 0);
+    CHECK_OK(fl_agg_init(&a, &c, &err), &err);
+    float x = 1;
+    fl_agg_begin_round(&a);
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(fl_agg_stage_begin(&a, 1, &err), &err);
+        if (k == 1) CHECK(fl_agg_stage_chunk(&a, 0, &x, 1, &err) == FL_ESHAPE);
+        CHECK_OK(fl_agg_stage_commit(&a, &err), &err);
+    }
+    CHECK_EQ_INT(a.accepted, 3);
     fl_agg_destroy(&a);
 }
 
@@ -211,6 +230,7 @@ int main(void) {
     fl_backend *be = fl_backend_cpu_new(2, &err);
     CHECK(be != NULL);
     test_weighting_and_staging();
+    test_empty_updates();
     test_adaptive_and_fedbn();
     if (be) test_fedavg_identity(be);
     if (be) be->destroy(be);
