@@ -275,6 +275,13 @@ fl_status fl_site_fusion_inputs(fl_site *s, fl_err *err) {
         snprintf(why, sizeof why, "%s", err->msg);
         return fl_fail(err, st, "%s: %s", s->path, why);
     }
+    for (int i = 0; i < info.n_modalities; i++) /* what site standardization left out */
+        for (int m = FL_MODALITY_IMAGE; m <= FL_MODALITY_CLINICAL; m++)
+            if ((s->left_out & FL_MODALITY_BIT(m)) &&
+                strcmp(info.modalities[i], fl_modality_name((fl_modality)m)) == 0) {
+                memset(s->in.x[i], 0, (size_t)s->c.P * (size_t)info.in_dim[i] * sizeof(float));
+                memset(s->in.mask[i], 0, (size_t)s->c.P * sizeof(float));
+            }
     s->in_ready = 1;
     return FL_OK;
 }

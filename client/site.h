@@ -59,9 +59,13 @@ fl_status fl_site_set_standardization(fl_site *s, fl_modality m, const fl_stats_
 /* Site standardization (the plan's standardize = site): standardizes each omics modality of the
  * fusion model over the site's own training patients, for the plan's names in the plan's order,
  * and, when emb_sums is not NULL, the image embeddings from their sums (FL_STATS_LEN(E) floats:
- * what fl_site_features wrote). Nothing leaves the site. FL_EINVAL under federated
- * standardization, or naming the modality that fewer than 2 training patients have. */
+ * what fl_site_features wrote). Nothing leaves the site. A modality that fewer than 2 of the
+ * site's training patients have cannot be estimated: it is left out (fl_site_left_out). FL_EINVAL
+ * under federated standardization. */
 fl_status fl_site_standardize_here(fl_site *s, const float *emb_sums, int E, fl_err *err);
+/* The modalities (FL_MODALITY_BIT) fl_site_standardize_here left out: their inputs are masked
+ * for every patient of the site, as if no patient had them. */
+unsigned fl_site_left_out(const fl_site *s);
 
 /* Features phase: embeds every patient with the global RNet (model: its flat vector of n
  * floats, which must match the plan's ResNet; FL_ESHAPE otherwise), keeps the embeddings for the

@@ -28,6 +28,8 @@ struct fl_site {
     /* Site standardization: the plan's rna, methylation, clinical names as columns of the
      * cohort (site_std.c), or NULL. */
     int *cols[3];
+    unsigned left_out; /* FL_MODALITY_BIT of the modalities too few training patients have
+                          here to standardize: masked for every patient */
     /* The features phase: the global RNet (its flat vector) and every patient's embedding. */
     float *rnet; /* n_rnet floats, NULL before the features phase */
     size_t n_rnet;

@@ -46,12 +46,15 @@ fl_status fl_site_std_resolve(fl_site *s, fl_err *err) {
     return FL_OK;
 }
 
-/* Modality m's standardization over the training patients, for the plan's features. */
+/* Modality m's standardization over the training patients, for the plan's features. With fewer
+ * than 2 of them having the modality there is nothing to estimate it from: the modality is left
+ * out here (s->left_out; every patient's input of it masked) under the identity. */
 static fl_status omics_std(fl_site *s, fl_modality m, fl_err *err) {
     const fl_plan_names *l = fl_plan_names_of(s->p, m);
     const fl_omics_matrix *om = &s->c.omics[m - FL_MODALITY_RNA];
     const int *cols = s->cols[m - FL_MODALITY_RNA];
-    int n = l->n, mvalue = m == FL_MODALITY_METHYLATION && s->p->mvalue;
+    int n = l->n, mvalue = m == FL_MODALITY_METHYLATION && s->p->mvalue, have = 0;
+    for (int i = 0; i < s->n_train; i++) have += om->present[s->train_rows[i]] != 0;
     float *sum = malloc((FL_STATS_LEN(n) + 1) * sizeof(float));
     fl_stats_result r = {0};
     fl_status st = FL_OK;
@@ -59,8 +62,14 @@ static fl_status omics_std(fl_site *s, fl_modality m, fl_err *err) {
         st = fl_fail(err, cols ? FL_ENOMEM : FL_EINVAL, "%s: %s for the %s standardization",
                      s->path, cols ? "out of memory" : "no feature columns",
                      fl_modality_name(m));
-    if (st == FL_OK)
+    s->left_out &= ~FL_MODALITY_BIT(m);
+    if (st == FL_OK && have < 2) { /* as if 2 zeros: mean 0, deviation 1, the identity */
+        memset(sum, 0, FL_STATS_LEN(n) * sizeof(float));
+        for (int k = 0; k < n; k++) sum[k] = 2;
+        s->left_out |= FL_MODALITY_BIT(m);
+    } else if (st == FL_OK) {
         st = fl_plan_features_sums(om, s->train_rows, s->n_train, cols, n, mvalue, sum, err);
+    }
     if (st == FL_OK) {
         st = fl_stats_moments(sum, n, &r, err);
         if (st != FL_OK) {
@@ -87,7 +96,18 @@ fl_status fl_site_standardize_here(fl_site *s, const float *emb_sums, int E, fl_
         if (fusion_uses(s->p, (fl_modality)m)) st = omics_std(s, (fl_modality)m, err);
     if (st != FL_OK || !emb_sums) return st;
     fl_stats_result r;
-    if ((st = fl_stats_moments(emb_sums, E, &r, err)) != FL_OK) {
+    s->left_out &= ~FL_MODALITY_BIT(FL_MODALITY_IMAGE);
+    if (E > 0 && emb_sums[0] < 2) { /* patients with tiles: each dimension counts them all */
+        float *one = calloc(FL_STATS_LEN(E), sizeof(float));
+        if (!one) return fl_fail(err, FL_ENOMEM, "out of memory");
+        for (int k = 0; k < E; k++) one[k] = 2; /* as if 2 zeros: the identity */
+        st = fl_stats_moments(one, E, &r, err);
+        free(one);
+        s->left_out |= FL_MODALITY_BIT(FL_MODALITY_IMAGE);
+    } else {
+        st = fl_stats_moments(emb_sums, E, &r, err);
+    }
+    if (st != FL_OK) {
         char why[FL_ERR_LEN];
         snprintf(why, sizeof why, "%s", err->msg);
         return fl_fail(err, st, "%s: image embeddings: %s", s->path, why);
@@ -95,4 +115,8 @@ fl_status fl_site_standardize_here(fl_site *s, const float *emb_sums, int E, fl_
     st = fl_site_set_standardization(s, FL_MODALITY_IMAGE, &r, err);
     fl_stats_result_destroy(&r);
     return st;
+}
+
+unsigned fl_site_left_out(const fl_site *s) {
+    return s->left_out;
 }

@@ -255,6 +255,16 @@ static fl_status send_update(loop *L, const Fedlung__V1__Task *t, const char *ki
     return record(L, kind, t, bytes, sha, dp || examples < 0 ? -1 : examples, dp, err);
 }
 
+/* Says which modalities site standardization left out here (too few training patients). */
+static void log_left_out(const loop *L) {
+    unsigned out = fl_site_left_out(L->site);
+    for (int m = FL_MODALITY_IMAGE; m <= FL_MODALITY_CLINICAL; m++)
+        if (out & FL_MODALITY_BIT(m))
+            fl_client_log("site standardization: fewer than 2 training patients have %s here: "
+                          "left out (masked for every patient)",
+                          fl_modality_name((fl_modality)m));
+}
+
 /* Under site standardization: the site's own, computed once (with the embeddings' in the
  * features phase when the model takes the image). A server's global one is refused. */
 static fl_status standardize_here(loop *L, const Fedlung__V1__Task *t, fl_err *err) {
@@ -266,8 +276,10 @@ static fl_status standardize_here(loop *L, const Fedlung__V1__Task *t, fl_err *e
     unsigned omics = L->plan.modalities & ~FL_MODALITY_BIT(FL_MODALITY_IMAGE);
     if ((L->std_set & omics) == omics) return FL_OK;
     fl_status st = fl_site_standardize_here(L->site, NULL, 0, err);
-    if (st == FL_OK) L->std_set |= omics;
-    return st;
+    if (st != FL_OK) return st;
+    L->std_set |= omics;
+    log_left_out(L);
+    return FL_OK;
 }
 
 /* Applies the task's standardizations that differ from what the site has. */
@@ -360,6 +372,7 @@ static fl_status task_features(loop *L, const Fedlung__V1__Task *t, grpc_status_
     if (L->plan.standardize == FL_STD_SITE) { /* the sums stay here; an empty update says done */
         if ((st = fl_site_standardize_here(L->site, vec, L->E, err)) != FL_OK) return st;
         L->std_set = L->plan.modalities;
+        log_left_out(L);
         if ((st = send_update(L, t, "statistics", vec, 0, 0, -1, NULL, sent, code, err)) != FL_OK)
             return st;
         fl_client_log("round %" PRIu64 " features: embedded patients with model %" PRIu64

@@ -2,7 +2,8 @@
  * named feature's mean and sample deviation equal a two-pass computation over the site's training
  * patients written here (methylation as M-values), in the plan's order whatever the cohort's; the
  * fusion model takes exactly the plan's features; the embeddings' standardization from their
- * sums; a name the cohort lacks, and a plan that standardizes federally, are refused. */
+ * sums; a modality too few training patients have is left out (masked for every patient); a
+ * name the cohort lacks, and a plan that standardizes federally, are refused. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,44 @@ static void test_omics(const fl_cohort *c) {
     fl_plan_destroy(&p);
 }
 
+/* A modality that one training patient has here: left out, its inputs masked for everyone. */
+static void test_left_out(fl_cohort *c) {
+    uint8_t *present = c->omics[FL_MOD_METHYLATION].present, *keep = malloc((size_t)c->P);
+    memcpy(keep, present, (size_t)c->P);
+    int kept = 0;
+    for (int i = 0; i < c->P; i++)
+        if (c->split[i] == FL_SPLIT_TRAIN && present[i] && kept++ > 0) present[i] = 0;
+    char path[512];
+    snprintf(path, sizeof path, "%s", fl_test_path("one-meth.h5"));
+    CHECK_OK(fl_cohort_save_subset(c, NULL, NULL, path, &err), &err);
+    memcpy(present, keep, (size_t)c->P);
+    free(keep);
+    static const int pick[3] = {5, 6, 7};
+    fl_plan p;
+    CHECK_OK(parse_plan(c, pick, 3, "", &p), &err);
+    fl_site *s = NULL;
+    CHECK_OK(fl_site_open(&s, path, &p, 1, 1, &err), &err);
+    if (s) {
+        CHECK_OK(fl_site_standardize_here(s, NULL, 0, &err), &err);
+        CHECK_EQ_INT(fl_site_left_out(s), FL_MODALITY_BIT(FL_MODALITY_METHYLATION));
+        CHECK_OK(fl_site_fusion_inputs(s, &err), &err);
+        float rna = 0, meth = 0; /* inputs 0 rna, 1 methylation, 2 clinical */
+        for (int i = 0; i < c->P; i++) {
+            rna += s->in.mask[0][i];
+            meth += s->in.mask[1][i];
+            for (int k = 0; k < 3; k++) meth += fabsf(s->in.x[1][(size_t)i * 3 + k]);
+        }
+        CHECK(rna > 0);
+        CHECK(meth == 0);
+        /* the image embeddings of fewer than 2 patients likewise */
+        const float sums[6] = {1, 1, 3, 0, 9, 0};
+        CHECK_OK(fl_site_standardize_here(s, sums, 2, &err), &err);
+        CHECK(fl_site_left_out(s) & FL_MODALITY_BIT(FL_MODALITY_IMAGE));
+    }
+    fl_site_free(s);
+    fl_plan_destroy(&p);
+}
+
 static void test_refusals(const fl_cohort *c) {
     static const int pick[2] = {1, 2};
     fl_plan p;
@@ -143,6 +182,7 @@ int main(void) {
     CHECK_OK(fl_cohort_load(&c, cohort, &err), &err);
     if (fl_test_failures == 0) {
         test_omics(&c);
+        test_left_out(&c);
         test_refusals(&c);
     }
     fl_cohort_destroy(&c);
