@@ -22,9 +22,9 @@ chromium=/usr/bin/chromium
 [ -x "$chromium" ] ||
   t_fail "$chromium is not installed: run scripts/install-deps (Debian package chromium)"
 
-# ---- a DP study: rounds 1 (statistics) and 2-4 (fusion); each fusion round spends 4 steps at
-# q = 0.25, sigma = 1 (epsilon 4.87, 6.25, 7.33 after 1, 2, 3 rounds): with epsilon_max 7,
-# hospital-3 refuses round 4 ----
+# ---- a DP study, standardized at each site (no statistics phase): rounds 1-3 (fusion); each
+# round spends 4 steps at q = 0.25, sigma = 1 (epsilon 4.87, 6.25, 7.33 after 1, 2, 3 rounds):
+# with epsilon_max 7, hospital-3 refuses round 3 ----
 t_federation_data "$fedlung" 3 --patients 90 --tile 0 \
     --genes 64 --probes 64 --no-missing --seed 3
 # ini FILE ARG...: an INI file; an ARG "[name]" starts a section, KEY=VALUE is "KEY = VALUE"
@@ -35,8 +35,11 @@ ini() {
     case $a in "["*) printf '%s\n' "$a" ;; *) printf '%s = %s\n' "${a%%=*}" "${a#*=}" ;; esac
   done >"$f"
 }
-ini study.plan "[study]" id=audit-report classes=LUAD,LUSC,NORMAL phases=statistics,fusion \
-  "[fusion]" modalities=rna,clinical rna_features=16 rounds=3 epochs=1 optimizer=sgd lr=0.1 \
+ini study.plan "[study]" id=audit-report classes=LUAD,LUSC,NORMAL phases=fusion \
+  "[fusion]" modalities=rna,clinical \
+  "rna_names=NKX2-1, NAPSA, SFTA2, SFTA3, TMC5, CEACAM6, KRT7, MUC1" \
+  "rna_names=KRT5, KRT6A, KRT6B, TP63, SOX2, DSG3, CALML3, PKP1" \
+  "clinical_names=age, male, never_smoker, pack_years" rounds=3 epochs=1 optimizer=sgd lr=0.1 \
   "[privacy]" mechanism=dp-sgd clip_norm=1 noise_multiplier=1 sample_rate=0.25
 hash=$(sha256sum study.plan | cut -d' ' -f1)
 port=$(t_free_port)
@@ -52,7 +55,9 @@ for k in 1 2 3; do
     "[data]" cohort=parts/part-$k.h5 "[privacy]" epsilon_max=${eps_max[$k]} delta=1e-5
 done
 t_start_server "$fedlung" server.conf || exit 1
-for k in 3 1 2; do # hospital-3 first, so that it is in from the first round
+# hospital-3, then hospital-1, so that both are in from the first round (it starts with two
+# hospitals; hospital-2 joins during it and takes part from a later round)
+for k in 3 1 2; do
   OMP_WAIT_POLICY=PASSIVE timeout 60 "$fedlung" client --config h$k.conf 2>h$k.log &
   pids+=($!)
   for _ in $(seq 100); do
@@ -68,8 +73,8 @@ if timeout 60 tail --pid="$t_server_pid" -f /dev/null; then
   wait "$t_server_pid" || t_fail "the server exited $?: $(tail -5 server.log)"
 fi
 t_server_pid=
-grep -q '"kind":"refused","round":4,"actor":"hospital-3"' h3/outbox.log ||
-  t_fail "hospital-3 did not refuse round 4: $(grep -i refused h3.log)"
+grep -q '"kind":"refused","round":3,"actor":"hospital-3"' h3/outbox.log ||
+  t_fail "hospital-3 did not refuse round 3: $(grep -i refused h3.log)"
 
 outboxes=()
 for k in 1 2 3; do outboxes+=(--outbox h$k/outbox.log --outbox-key h$k/outbox.pub); done
@@ -82,14 +87,14 @@ t_expect 2 "--outbox with verify" -- "$fedlung" audit verify state/audit.log \
 for k in 1 2 3; do
   t_expect 0 "verify --inclusion h$k" -- "$fedlung" audit verify state/audit.log \
     --key keys/server.pub --inclusion h$k/outbox.log --outbox-key h$k/outbox.pub
-  n=$(grep -c '"sha256":' h$k/outbox.log) # updates, statistics and evaluations
+  n=$(grep -c '"sha256":' h$k/outbox.log) # updates and evaluations (no statistics under DP)
   r=$(grep -c '"kind":"refused"' h$k/outbox.log)
   grep -q "^h$k/outbox.log: $((n + r)) of $((n + r)) records .* are included" out.txt ||
     t_fail "verify --inclusion h$k: $(tail -1 out.txt)"
   [ "$(grep -c ": included: state/audit.log line [0-9]*, leaf .* proof of [0-9]* hash.* verified$" \
     out.txt)" -eq $((n + r)) ] || t_fail "verify --inclusion h$k lines: $(cat out.txt)"
 done
-grep -q "line [0-9]* refused round 4 (hospital-3): included" out.txt ||
+grep -q "line [0-9]* refused round 3 (hospital-3): included" out.txt ||
   t_fail "hospital-3's refusal is not matched in the server log: $(cat out.txt)"
 
 # ---- the report ----
@@ -98,7 +103,7 @@ t_expect 2 "report with an outbox log but no key" -- "$fedlung" audit report sta
   --key keys/server.pub --out x.html --outbox h1/outbox.log
 t_expect 0 "report" -- "$fedlung" audit report state/audit.log --key keys/server.pub \
   --out report.html "${outboxes[@]}"
-grep -q "report.html: 4 rounds, 3 hospitals; every log intact" out.txt || t_fail "report: $(cat out.txt)"
+grep -q "report.html: 3 rounds, 3 hospitals; every log intact" out.txt || t_fail "report: $(cat out.txt)"
 ls report.html.tmp* >/dev/null 2>&1 && t_fail "report left a temporary file"
 grep -qiE "https?:|//|src=|href|url\(|@import|<script|<link|<img|<iframe" report.html &&
   t_fail "the report has a URL or a loaded resource: $(grep -oiE ".{30}(https?:|//|src=|href|url\(|@import|<script|<link|<img|<iframe).{30}" report.html | head -3)"
@@ -164,7 +169,7 @@ for line in open(sys.argv[2]):
         bad += 1
 sys.exit(1 if bad else 0)
 PY
-  grep -q "refused: round 4 would spend ε" dom.html || t_fail "the rendered page lacks the refusal"
+  grep -q "refused: round 3 would spend ε" dom.html || t_fail "the rendered page lacks the refusal"
   chrome --screenshot="$work/report.png" --window-size=1200,1600 "file://$work/report.html" \
     >/dev/null || t_fail "chromium --screenshot failed: $(tail -3 chromium.log)"
   if [ "$(head -c 8 report.png | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] &&

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # check_dp_fedavg.sh - client-level DP-FedAvg with real processes on 127.0.0.1 over mutual TLS.
-# (1) A server and three hospitals run a statistics + fusion plan with mechanism = dp-fedavg
+# Under DP the plan standardizes at each site: no statistics phase, the fusion rounds are 1..R.
+# (1) A server and three hospitals run a fusion plan with mechanism = dp-fedavg
 # (C 1, sigma 1, dp_clients 3, dp_dropouts 1); a hospital without [privacy] epsilon_max refuses
-# the plan first. The study completes; every fusion update declares dp-fedavg with the plan's C
+# the plan first. The study completes; nothing un-noised about the patients left a hospital (no
+# statistics record in any outbox, no statistics phase in the server's log, no patient counts in
+# the server's join records); every fusion update declares dp-fedavg with the plan's C
 # and sigma and no example count (server audit log and the hospitals' outboxes); the server's
 # audit log has one "dp_round" record per fusion round with the epsilon of `fedlung privacy
 # epsilon` for q = 1 and the per-round noise multiplier sigma sqrt(3 / (3 - 1)); each hospital's
@@ -12,9 +15,10 @@
 # shrinks every round, each step is C exp(-0.2 (b - 0.5)) for the mean b of the noised bits the
 # server received, the hospitals clip to the round's C and send a bit, rounds.csv has C, the
 # epsilon is that of the same plan without adaptive clipping, and hospital-3, whose epsilon_max
-# allows one round, is refused by its own ledger ("refused" in its log, its outbox and the
-# server's log) while the study goes on with the other two.
-# (3) From far below every update norm: C grows every round.
+# allows two rounds, is refused by its own ledger ("refused" in its log, its outbox and the
+# server's log) while the study goes on with the other two (round 1 has hospitals 3 and 1,
+# round 2 all three, rounds 3 and 4 hospitals 1 and 2).
+# (3) From far below every update norm: C grows every round (all three hospitals in each).
 # Usage (ctest, from tests/): bash check_dp_fedavg.sh /path/to/fedlung
 set -uo pipefail
 fedlung=$(realpath "${1:?usage: check_dp_fedavg.sh /path/to/fedlung}")
@@ -33,7 +37,8 @@ eps() {
     "$fedlung" privacy epsilon --sample-rate 1 --noise-multiplier "$1" --steps "$2" --delta 1e-5
 }
 
-# plan ROUNDS PRIVACY-LINES...: study.plan of a statistics + fusion study
+# plan ROUNDS PRIVACY-LINES...: study.plan of a fusion study, standardized at each site (the
+# default under DP: no statistics phase; the plan names the features)
 plan() {
     local rounds=$1
     shift
@@ -41,10 +46,12 @@ plan() {
 [study]
 id = dp-fedavg
 classes = LUAD,LUSC,NORMAL
-phases = statistics,fusion
+phases = fusion
 [fusion]
 modalities = rna,clinical
-rna_features = 16
+rna_names = NKX2-1, NAPSA, SFTA2, SFTA3, TMC5, CEACAM6, KRT7, MUC1
+rna_names = KRT5, KRT6A, KRT6B, TP63, SOX2, DSG3, CALML3, PKP1
+clinical_names = age, male, never_smoker, pack_years
 rounds = $rounds
 epochs = 1
 optimizer = sgd
@@ -68,8 +75,10 @@ budgets() {
 }
 
 # federation [ARG...]: runs the server and the three hospitals to the end (hospital-3 first,
-# with ARGs: with min_clients 2 a --delay-upload keeps the first round open until the third
-# hospital is in, so that all three take part from the second); the server must exit 0
+# with ARGs, then hospital-1, each once the server has logged the one before joining, then
+# hospital-2: a round starts as soon as min_clients hospitals have joined, so with min_clients 2
+# round 1 has hospitals 3 and 1, and hospital-3's --delay-upload keeps it open until hospital-2
+# is in, which takes part from round 2); the server must exit 0
 federation() {
     local k rc
     t_start_server "$fedlung" server.conf || return 1
@@ -80,9 +89,9 @@ federation() {
             OMP_WAIT_POLICY=PASSIVE "$fedlung" client --config h$k.conf 2>>h$k.log &
         fi
         pid[c$k]=$!
-        if [ "$k" = 3 ]; then
+        if [ "$k" != 2 ]; then
             for _ in $(seq 100); do
-                grep -q "JOIN hospital-3" server.log && break
+                grep -q "JOIN hospital-$k" server.log && break
                 sleep 0.1
             done
         fi
@@ -146,8 +155,9 @@ for r, w in zip(dp, want):
 rounds = [r["data"].get("rounds") for r in dp]
 check(rounds == [1, 2], "dp_round rounds %r" % rounds)
 ups = [r for r in audit if r["kind"] == "update_accepted"]
-fusion = [r for r in ups if r["round"] >= 2]
-check(len(fusion) == 6, "%d fusion updates accepted, not 6" % len(fusion))
+fusion = [r for r in ups if r["round"] in (1, 2)]
+check(len(fusion) == 6 and len(ups) == 6,
+      "%d fusion updates accepted in rounds 1-2 of %d, not 6" % (len(fusion), len(ups)))
 for r in fusion:
     d = r["data"]
     check(d.get("mechanism") == "dp-fedavg" and d.get("clip_norm") == 1 and
@@ -158,8 +168,13 @@ check(len(evals) > 0, "no evaluation records")
 check(all("macro_auc" not in r["data"] for r in evals), "a site's macro AUC under DP: %r" % evals)
 joins = [r for r in audit if r["kind"] == "join" and "epsilon_max" in r["data"]]
 check(len(joins) >= 3, "the join records lack the hospitals' budgets: %r" % joins)
+# site standardization: no statistics phase, no patient counts at Join
+check(not any("patients" in r["data"] for r in audit if r["kind"] == "join"),
+      "a join record has patient counts: %r" % [r for r in audit if r["kind"] == "join"])
 for k in (1, 2, 3):
     out = [json.loads(l) for l in open("h%d/outbox.log" % k)]
+    kinds = {r["kind"] for r in out}
+    check("statistics" not in kinds, "hospital-%d sent statistics: %r" % (k, kinds))
     ups = [r for r in out if r["kind"] == "update" and r["data"]["phase"] == "fusion"]
     check(len(ups) == 2, "hospital-%d has %d fusion update records" % (k, len(ups)))
     for r, w in zip(ups, site):
@@ -178,34 +193,46 @@ sys.exit(1 if bad else 0)
 PY
     t_fail "(1) audit and outbox records"
 grep -q "DP_ROUND .*epsilon" server.log || t_fail "(1) the server's log has no DP_ROUND line"
+grep -qi "statistics" server.log &&
+    t_fail "(1) a statistics phase ran: $(grep -i statistics server.log)"
+[ "$(tail -n +2 state/rounds.csv | cut -d, -f2 | sort -u)" = fusion ] ||
+    t_fail "(1) rounds other than fusion: $(cat state/rounds.csv)"
 
-# adaptive CASE C0 ROUNDS EPS3: a federation with adaptive clipping in folder CASE from C0
-# (noise_multiplier 0.2, the default clip_bit_noise 3 / 20 = 0.15, target 0.5, step 0.2) with
-# hospital-3's epsilon_max EPS3
+# adaptive CASE C0 ROUNDS EPS3 MIN [ARG...]: a federation with adaptive clipping in folder CASE
+# from C0 (noise_multiplier 0.2, the default clip_bit_noise 3 / 20 = 0.15, target 0.5, step 0.2)
+# with hospital-3's epsilon_max EPS3, min_clients MIN and hospital-3's client ARGs
 adaptive() {
     mkdir -p "$1" && cd "$1" || return 1
     ln -s ../pki ../parts ../keys .
     plan "$3" "clip_norm = $2" "noise_multiplier = 0.2" "adaptive_clip = true"
-    t_study_confs dp-fedavg 3 2 "retries = 0" "round_timeout_s = 30"
+    t_study_confs dp-fedavg 3 "$5" "retries = 0" "round_timeout_s = 30"
     budgets 1000 1000 "$4"
-    federation --delay-upload 1
+    federation "${@:6}"
 }
 
-# check_adaptive DIRECTION ROUNDS REFUSED...: the records of the adaptive study in ./: C moves
-# DIRECTION (down/up) every round, by the rule's step from the bits the server accepted; the
-# hospitals declare and record the round's C and their bit; the epsilon is the plan's at z; the
-# rounds in REFUSED are refused by hospital-3
+# check_adaptive DIRECTION ROUNDS EPS3 LATE REFUSED...: the records of the adaptive study in ./:
+# C moves DIRECTION (down/up) every round, by the rule's step from the bits the server accepted;
+# the hospitals declare and record the round's C and their bit; the epsilon is the plan's at z
+# (the server's: each round of m sites as without adaptive clipping, q m / 3, multiplier
+# z sqrt(m / 2), composed by `fedlung privacy epsilon --phase`); hospital-2 takes part from
+# round LATE + 1 on, hospital-3 (epsilon_max EPS3) refuses the rounds in REFUSED, every other
+# hospital sends an update in every round
 check_adaptive() {
     local z=0.2 zd
     zd=$(/usr/bin/python3 -c 'print(repr((0.2 ** -2 - (2 * 0.15) ** -2) ** -0.5))')
-    /usr/bin/python3 - "$1" "$2" "$zd" "$(eps $z 1)" "$(eps $z 2)" \
-        "$(eps "$(/usr/bin/python3 -c 'import math; print(repr(0.2 * math.sqrt(1.5)))')" 1)" \
+    /usr/bin/python3 - "$1" "$2" "$zd" "$(eps $z 1)" "$(eps $z 2)" "$fedlung" \
         "${@:3}" <<'PY' || t_fail "$(pwd): adaptive clipping records"
-import csv, json, math, sys
+import csv, json, math, subprocess, sys
 direction, rounds, zd = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 site_eps = list(map(float, sys.argv[4:6]))
-eps_round3 = float(sys.argv[6])
-refused = list(map(int, sys.argv[7:]))
+fedlung = sys.argv[6]
+eps_max3, late = float(sys.argv[7]), int(sys.argv[8])
+refused = list(map(int, sys.argv[9:]))
+def eps_of(phases):  # the epsilon of these (q, sigma) rounds, one step each, at delta 1e-5
+    a = [fedlung, "privacy", "epsilon", "--delta", "1e-5"]
+    for q, sigma in phases:
+        a += ["--phase", "%r,%r,1" % (q, sigma)]
+    return float(subprocess.run(a, check=True, capture_output=True, text=True).stdout.split()[0])
 bad = 0
 def check(cond, what):
     global bad
@@ -217,7 +244,7 @@ dp = [r["data"] for r in audit if r["kind"] == "dp_round"]
 check(len(dp) == rounds, "%d dp_round records, not %d" % (len(dp), rounds))
 cs = [d["clip_norm"] for d in dp]
 for i, d in enumerate(dp):
-    rnd = 2 + i
+    rnd = 1 + i
     bits = [r["data"].get("clip_bit") for r in audit
             if r["kind"] == "update_accepted" and r["round"] == rnd]
     check(len(bits) == d["participants"] and None not in bits, "round %d bits %r" % (rnd, bits))
@@ -243,24 +270,43 @@ for i, d in enumerate(dp):
         if r["kind"] == "update_accepted" and r["round"] == rnd:
             check(r["data"]["clip_norm"] == d["clip_norm"] and r["data"]["noise_multiplier"] == 0.2,
                   "round %d update declares %r" % (rnd, r["data"]))
-# the accounting is that of the plan without adaptive clipping: z 0.2 sqrt(m / 2) per round
-check(abs(dp[0]["epsilon"] - eps_round3) < 1e-6 * eps_round3,
-      "round 2 epsilon %r, expected %r (z 0.2 over 3 sites, as without adaptive clipping)"
-      % (dp[0]["epsilon"], eps_round3))
-# rounds.csv: the round's C
+# the accounting is that of the plan without adaptive clipping: a round of m of the 3 sites is
+# one Gaussian mechanism at q m / 3 with multiplier z 0.2 sqrt(m / 2)
+phases = []
+for i, d in enumerate(dp):
+    m = d["participants"]
+    phases.append((m / 3, 0.2 * math.sqrt(m / 2)))
+    check(abs(d["sample_rate"] - m / 3) < 1e-12 and
+          abs(d["noise_multiplier_round"] - phases[-1][1]) < 1e-12,
+          "round %d over %d sites: q %r, multiplier %r" % (i + 1, m, d["sample_rate"],
+                                                         d["noise_multiplier_round"]))
+    w = eps_of(phases)
+    check(abs(d["epsilon"] - w) < 1e-6 * w,
+          "round %d epsilon %r, expected %r (rounds of %r sites, as without adaptive clipping)"
+          % (i + 1, d["epsilon"], w, [x["participants"] for x in dp[:i + 1]]))
+# rounds.csv: the round's C; every round a fusion round (site standardization: no statistics)
 with open("state/rounds.csv") as f:
-    rows = [r for r in csv.DictReader(f) if r["phase"] == "fusion"]
+    every = list(csv.DictReader(f))
+rows = [r for r in every if r["phase"] == "fusion"]
+check([r["round"] for r in every] == [str(r) for r in range(1, rounds + 1)] and
+      len(rows) == rounds, "rounds.csv rows %r" % [(r["round"], r["phase"]) for r in every])
 check([abs(float(r["clip_norm"]) - c) <= 1e-8 * c for r, c in zip(rows, cs)] == [True] * rounds,
       "rounds.csv clip_norm %r, the audit's %r" % ([r["clip_norm"] for r in rows], cs))
+# nothing un-noised about the patients left a hospital: no statistics, no patient counts
+check(not any("patients" in r["data"] for r in audit if r["kind"] == "join"),
+      "a join record has patient counts: %r" % [r for r in audit if r["kind"] == "join"])
 for k in (1, 2, 3):
     out = [json.loads(l) for l in open("h%d/outbox.log" % k)]
+    kinds = {r["kind"] for r in out}
+    check("statistics" not in kinds, "hospital-%d sent statistics: %r" % (k, kinds))
     ups = [r for r in out if r["kind"] == "update" and r["data"]["phase"] == "fusion"]
-    want = rounds - (len(refused) if k == 3 else 0)
-    check(len(ups) == want,
-          "hospital-%d has %d fusion update records, not %d" % (k, len(ups), want))
+    first = late + 1 if k == 2 else 1
+    want = [r for r in range(first, rounds + 1) if k != 3 or r not in refused]
+    got = [r["round"] for r in ups]
+    check(got == want, "hospital-%d sent fusion updates in rounds %r, not %r" % (k, got, want))
     for j, r in enumerate(ups):
         d = r["data"]
-        c = cs[r["round"] - 2]
+        c = cs[r["round"] - 1]
         check(d.get("clip_norm") == c and d.get("adaptive_clip") is True and
               abs(d.get("noise_multiplier_update", 0) - zd) < 1e-12 and
               abs(d.get("noise_std", 0) - zd * c / math.sqrt(2)) < 1e-12 * zd * c and
@@ -277,7 +323,7 @@ for k in (1, 2, 3):
         for r in ref:
             d = r["data"]
             check(d["reason"].startswith("refused: round %d would spend" % r["round"]) and
-                  d["epsilon_max"] == 50 and d["epsilon_total"] > 50 and
+                  d["epsilon_max"] == eps_max3 and d["epsilon_total"] > eps_max3 and
                   d["mechanism"] == "dp-fedavg" and "clip_bit" not in d,
                   "hospital-3 refusal %r" % d)
 sys.exit(1 if bad else 0)
@@ -285,24 +331,32 @@ PY
 }
 
 # ---- (2) adaptive clipping from far above (update norms are about 0.25): C shrinks; hospital-3's
-# budget (50) allows one round at z 0.2 (35.1; two: 57.3) ----
-adaptive s2 5 3 50
-check_adaptive down 3 3 4
-e1=$(eps 0.2 1)
+# budget (70) allows two rounds at z 0.2 (35.1, 57.3; three: 77.4). min_clients 2: round 1 has
+# hospitals 3 and 1 (hospital-2 joins during it, kept open by hospital-3's --delay-upload), round
+# 2 all three, rounds 3 and 4 hospitals 1 and 2 (hospital-3 refuses) ----
+adaptive s2 5 4 70 2 --delay-upload 2
+check_adaptive down 4 70 1 3 4
 e2=$(eps 0.2 2)
-er=$(/usr/bin/python3 -c "print('%.2f' % ($e2 - $e1))")
-want="refused: round 3 would spend ε $er, total $(printf %.2f "$e2") > epsilon_max 50.00"
+e3=$(eps 0.2 3)
+er=$(/usr/bin/python3 -c "print('%.2f' % ($e3 - $e2))")
+want="refused: round 3 would spend ε $er, total $(printf %.2f "$e3") > epsilon_max 70.00"
 grep -qF "$want" h3.log || t_fail "(2) hospital-3's log lacks '$want': $(grep -i refused h3.log)"
 grep -q "REFUSED hospital-3 refused round 3: refused: round 3 would spend" server.log ||
     t_fail "(2) the server's log lacks the refusal: $(grep -i refused server.log)"
-[ "$(tail -n +3 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')" = "3 2 2 " ] ||
+grep -q "REFUSED hospital-3 refused round 4: refused: round 4 would spend" server.log ||
+    t_fail "(2) the server's log lacks the refusal of round 4: $(grep -i refused server.log)"
+[ "$(tail -n +2 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')" = "2 3 2 2 " ] ||
     t_fail "(2) participants: $(cat state/rounds.csv)"
+grep -qi "statistics" server.log &&
+    t_fail "(2) a statistics phase ran: $(grep -i statistics server.log)"
 grep -q "DP-FedAvg: update norm .* (not sent), clipped to 5, .*; clipping bit 1 sent as" h1.log ||
     t_fail "(2) hospital-1's log lacks its bit: $(grep 'update norm' h1.log | head -2)"
 cd ..
 
-# ---- (3) adaptive clipping from far below: C grows ----
-adaptive s3 0.005 3 1000
-check_adaptive up 3
+# ---- (3) adaptive clipping from far below: C grows (min_clients 3: all three in every round) ----
+adaptive s3 0.005 3 1000 3
+check_adaptive up 3 1000 0
+[ "$(tail -n +2 state/rounds.csv | cut -d, -f3 | tr '\n' ' ')" = "3 3 3 " ] ||
+    t_fail "(3) participants: $(cat state/rounds.csv)"
 cd ..
 t_summary check_dp_fedavg

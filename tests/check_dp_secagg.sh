@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_dp_secagg.sh - differential privacy together with secure aggregation, with real processes
-# on 127.0.0.1 over mutual TLS (a server and three hospitals, statistics + 2 fusion rounds):
+# on 127.0.0.1 over mutual TLS (a server and three hospitals, 2 fusion rounds; under DP the plan
+# standardizes at each site, so no statistics phase):
 #  a) mechanism = dp-fedavg with secagg = true (C 1, sigma 1, dp_clients 3, dp_dropouts 1): each
 #     hospital clips its update, encodes it and adds the discrete Gaussian in the encoded domain
 #     (its log says so, with std sigma C / sqrt(3 - 1)); the server only unmasks sums; the
@@ -11,7 +12,9 @@
 #  b) mechanism = dp-sgd with secagg = true and update_clip: every hospital's own ledger spends
 #     its DP-SGD epsilon each fusion round (outbox and log), its masked updates are clipped to
 #     update_clip, and the server only unmasks sums.
-# Both studies complete and both audit logs and every outbox verify.
+# Both studies complete and both audit logs and every outbox verify. In both, nothing un-noised
+# about the patients left a hospital: no statistics record in any outbox, no statistics phase in
+# the server's log or rounds.csv, no patient counts in the server's join records.
 # Usage (ctest, from tests/): bash check_dp_secagg.sh /path/to/fedlung
 set -uo pipefail
 fedlung=$(realpath "${1:?usage: check_dp_secagg.sh /path/to/fedlung}")
@@ -35,8 +38,11 @@ run_study() {
     mkdir -p "$dir" && cd "$dir" || return 1
     ln -s ../pki ../keys ../parts .
     {
-        printf '[study]\nid = dp-secagg\nclasses = LUAD,LUSC,NORMAL\nphases = statistics,fusion\n'
-        printf '[fusion]\nmodalities = rna,clinical\nrna_features = 16\nrounds = 2\nepochs = 1\n'
+        printf '[study]\nid = dp-secagg\nclasses = LUAD,LUSC,NORMAL\nphases = fusion\n'
+        printf '[fusion]\nmodalities = rna,clinical\n'
+        printf 'rna_names = NKX2-1, NAPSA, SFTA2, SFTA3, TMC5, CEACAM6, KRT7, MUC1\n'
+        printf 'rna_names = KRT5, KRT6A, KRT6B, TP63, SOX2, DSG3, CALML3, PKP1\n'
+        printf 'clinical_names = age, male, never_smoker, pack_years\nrounds = 2\nepochs = 1\n'
         printf 'optimizer = sgd\nlr = 0.1\nweighted = false\n[privacy]\n'
         # training's accounting alone: the reports un-noised (check_simulate.sh: noised ones)
         printf 'eval_noise_multiplier = 0\n'
@@ -61,6 +67,17 @@ run_study() {
     done
     n=$(grep -c '"kind":"secagg_unmasked"' state/audit.log)
     [ "$n" -eq 2 ] || t_fail "$dir: $n secagg_unmasked records, expected one per fusion round"
+    # site standardization: no statistics left any hospital (no record of that kind or phase in
+    # an outbox), no patient counts at Join, no statistics phase at the server
+    [ "$(grep -c '"kind":"join"' state/audit.log)" -ge 3 ] || t_fail "$dir: fewer than 3 joins"
+    grep '"kind":"join"' state/audit.log | grep -q '"patients"' &&
+        t_fail "$dir: a join record has patient counts: $(grep '"patients"' state/audit.log)"
+    grep -il "statistics" h[123]/outbox.log &&
+        t_fail "$dir: statistics left a hospital: $(grep -hi statistics h[123]/outbox.log)"
+    grep -qi "statistics" server.log &&
+        t_fail "$dir: a statistics phase ran: $(grep -i statistics server.log)"
+    [ "$(tail -n +2 state/rounds.csv | cut -d, -f1,2 | tr '\n' ' ')" = "1,fusion 2,fusion " ] ||
+        t_fail "$dir: rounds.csv: $(cat state/rounds.csv)"
     grep -l "Sanitizer\|runtime error:" ./*.log 2>/dev/null &&
         t_fail "$dir: sanitizer report: $(grep -h -A8 "Sanitizer\|runtime error:" ./*.log | head)"
     cd "$top" || return 1
@@ -71,7 +88,7 @@ run_study a "mechanism = dp-fedavg" "clip_norm = 1" "noise_multiplier = 1" "dp_c
     "dp_dropouts = 1" "delta = 1e-5" "secagg = true"
 for k in 1 2 3; do
     n=$(grep -Ec "DP-FedAvg under secure aggregation: update norm .* \(not sent\), clipped to (1|0\.99[0-9]*); discrete Gaussian noise of std 0.707107 joins the encoding" a/h$k.log)
-    [ "$n" -eq 2 ] || t_fail "a: hospital-$k logged $n encoded-noise updates, not 2: $(grep 'round [23]' a/h$k.log | head -4)"
+    [ "$n" -eq 2 ] || t_fail "a: hospital-$k logged $n encoded-noise updates, not 2: $(grep 'round [12]' a/h$k.log | head -4)"
 done
 sig=$(/usr/bin/python3 -c 'import math; print(repr(math.sqrt(1.5)))')
 e1=$("$fedlung" privacy epsilon --sample-rate 1 --noise-multiplier "$sig" --steps 1 --delta 1e-5)
