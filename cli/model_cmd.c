@@ -13,6 +13,7 @@
 #include "../nn/resnet.h"
 #include "../nn/safetensors.h"
 #include "cli.h"
+#include "model_opts.h"
 
 #ifdef FL_ENGINE_ONLY
 #define WEIGHTS_FORMATS "W.safetensors"
@@ -56,124 +57,53 @@ static const char usage[] =
     "their options.\n" BUILD_NOTE;
 
 typedef struct {
-    fl_resnet_config net;
+    fl_cli_model_opts m; /* the shared options (model_opts.h) */
     const char *weights, *input, *out;
-    int features, batch, steps, threads, json;
-    const char *device;     /* --device: "cpu", "cuda", "cuda:N" */
-    fl_precision precision; /* --precision */
+    int features, steps, json;
 } model_opts;
 
-enum {
-    OPT_ARCH = 256,
-    OPT_TILE,
-    OPT_STEM,
-    OPT_CLASSES,
-    OPT_WIDTH,
-    OPT_WEIGHTS,
-    OPT_INPUT,
-    OPT_OUT,
-    OPT_FEATURES,
-    OPT_BATCH,
-    OPT_STEPS,
-    OPT_THREADS,
-    OPT_JSON,
-    OPT_DEVICE,
-    OPT_PRECISION,
-    OPT_HELP
-};
+enum { OPT_WEIGHTS = FL_MOPT_OWN, OPT_INPUT, OPT_OUT, OPT_FEATURES, OPT_STEPS, OPT_JSON };
+
+/* Stores the value of own option code into the model_opts at ctx; -1 if it is bad. */
+static int own_option(int code, const char *value, void *ctx) {
+    model_opts *o = ctx;
+    switch (code) {
+    case OPT_WEIGHTS:
+        o->weights = value;
+        break;
+    case OPT_INPUT:
+        o->input = value;
+        break;
+    case OPT_OUT:
+        o->out = value;
+        break;
+    case OPT_FEATURES:
+        o->features = 1;
+        break;
+    case OPT_STEPS:
+        return fl_parse_int(value, 1, 1 << 20, &o->steps);
+    case OPT_JSON:
+        o->json = 1;
+        break;
+    }
+    return 0;
+}
 
 static int parse(int argc, char **argv, model_opts *o) {
-    static const struct option longopts[] = {{"arch", required_argument, 0, OPT_ARCH},
-                                             {"tile", required_argument, 0, OPT_TILE},
-                                             {"stem", required_argument, 0, OPT_STEM},
-                                             {"classes", required_argument, 0, OPT_CLASSES},
-                                             {"width", required_argument, 0, OPT_WIDTH},
+    static const struct option longopts[] = {FL_MOPT_MODEL_ENTRIES,
                                              {"weights", required_argument, 0, OPT_WEIGHTS},
                                              {"input", required_argument, 0, OPT_INPUT},
                                              {"out", required_argument, 0, OPT_OUT},
                                              {"features", no_argument, 0, OPT_FEATURES},
-                                             {"batch", required_argument, 0, OPT_BATCH},
+                                             FL_MOPT_BATCH_ENTRY,
                                              {"steps", required_argument, 0, OPT_STEPS},
-                                             {"threads", required_argument, 0, OPT_THREADS},
                                              {"json", no_argument, 0, OPT_JSON},
-                                             {"device", required_argument, 0, OPT_DEVICE},
-                                             {"precision", required_argument, 0, OPT_PRECISION},
-                                             {"help", no_argument, 0, OPT_HELP},
+                                             FL_MOPT_RUN_ENTRIES,
                                              {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    fl_resnet_config_default(&o->net);
     o->steps = 5;
-    o->device = FL_CLI_DEFAULT_DEVICE;
-    int c, idx = 0, bad = 0;
-    optind = 1;
-    opterr = 0;
-    while (!bad && (c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
-        switch (c) {
-        case OPT_ARCH:
-            bad = !(o->net.depth = fl_resnet_depth_from_name(optarg));
-            break;
-        case OPT_TILE:
-            bad = fl_parse_int(optarg, 32, 8192, &o->net.tile);
-            break;
-        case OPT_STEM: {
-            int s = fl_stem_from_name(optarg);
-            bad = s < 0;
-            o->net.stem = (fl_stem)s;
-            break;
-        }
-        case OPT_CLASSES:
-            bad = fl_parse_int(optarg, 1, 100000, &o->net.classes);
-            break;
-        case OPT_WIDTH:
-            bad = fl_parse_float(optarg, 1e-3, 64, &o->net.width);
-            break;
-        case OPT_WEIGHTS:
-            o->weights = optarg;
-            break;
-        case OPT_INPUT:
-            o->input = optarg;
-            break;
-        case OPT_OUT:
-            o->out = optarg;
-            break;
-        case OPT_FEATURES:
-            o->features = 1;
-            break;
-        case OPT_BATCH:
-            bad = fl_parse_int(optarg, 1, 1 << 20, &o->batch);
-            break;
-        case OPT_STEPS:
-            bad = fl_parse_int(optarg, 1, 1 << 20, &o->steps);
-            break;
-        case OPT_THREADS:
-            bad = fl_parse_int(optarg, 1, 1024, &o->threads);
-            break;
-        case OPT_JSON:
-            o->json = 1;
-            break;
-        case OPT_DEVICE:
-            bad = fl_cli_parse_device(optarg, &o->device);
-            break;
-        case OPT_PRECISION:
-            bad = fl_cli_parse_precision(optarg, &o->precision);
-            break;
-        case OPT_HELP:
-            return 1;
-        default:
-            fprintf(stderr, "fedlung model: unknown option or missing value: %s\n",
-                    argv[optind - 1]);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "fedlung model: bad value '%s' for --%s\n", optarg, longopts[idx].name);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fedlung model: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
-    return fl_cli_check_device("model", o->device, o->precision);
+    int p = fl_cli_model_opts_parse(argc, argv, "model", longopts, &o->m, own_option, o);
+    return p ? p : fl_cli_check_device("model", o->m.device, o->m.precision);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -250,10 +180,10 @@ static fl_backend *sizing_backend_new(fl_err *err) {
 static fl_status build(fl_model **m, fl_backend **be, const model_opts *o, int batch,
                        int sizing_only, fl_err *err) {
     fl_graph *g;
-    fl_status s = fl_resnet_build(&g, &o->net, err);
+    fl_status s = fl_resnet_build(&g, &o->m.net, err);
     if (s != FL_OK) return s;
     *be = sizing_only ? sizing_backend_new(err)
-                      : fl_backend_new(o->device, o->threads, o->precision, err);
+                      : fl_backend_new(o->m.device, o->m.threads, o->m.precision, err);
     if (!*be) {
         fl_graph_free(g);
         return FL_EBACKEND;
@@ -274,10 +204,10 @@ static int cmd_info(const model_opts *o) {
     }
     const fl_graph *g = fl_model_graph(m);
     int emb = g->values[g->outputs[fl_graph_find_output(g, "embedding")]].shape[0];
-    printf("arch           resnet%d (%s stem, width %g)\n", o->net.depth, fl_stem_name(o->net.stem),
-           (double)o->net.width);
-    printf("tile           %d px\n", o->net.tile);
-    printf("classes        %d\n", o->net.classes);
+    printf("arch           resnet%d (%s stem, width %g)\n", o->m.net.depth,
+           fl_stem_name(o->m.net.stem), (double)o->m.net.width);
+    printf("tile           %d px\n", o->m.net.tile);
+    printf("classes        %d\n", o->m.net.classes);
     size_t np = fl_graph_count(g, 1);
     printf("parameters     %zu (%.1f MB)\n", np, np * 4.0 / 1e6);
     printf("buffers        %zu (BatchNorm running statistics)\n", fl_graph_count(g, 0));
@@ -304,7 +234,7 @@ static int cmd_forward(model_opts *o) {
     if (weights_readable(o->weights, &err) != FL_OK ||
         fl_npy_read_f32(o->input, &x, &ndim, shape, &err) != FL_OK)
         return fl_cli_fail(&err);
-    int T = o->net.tile;
+    int T = o->m.net.tile;
     if (ndim != 4 || shape[1] != 3 || shape[2] != T || shape[3] != T) {
         fl_fail(&err, FL_ESHAPE, "%s: expected a float32 array of shape (N, 3, %d, %d), got %d-D",
                 o->input, T, T, ndim);
@@ -314,7 +244,7 @@ static int cmd_forward(model_opts *o) {
                      (long long)shape[2], (long long)shape[3]);
         goto done;
     }
-    int n = (int)shape[0], B = o->batch ? o->batch : (n < 16 ? n : 16);
+    int n = (int)shape[0], B = o->m.batch ? o->m.batch : (n < 16 ? n : 16);
     if (n < 1) {
         fl_fail(&err, FL_ESHAPE, "%s: the array holds no images", o->input);
         goto done;
@@ -359,7 +289,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int cmd_bench(model_opts *o) {
-    if (!o->batch) {
+    if (!o->m.batch) {
         fprintf(stderr, "fedlung model bench: --batch is required\n");
         return fl_cli_usage(usage);
     }
@@ -370,7 +300,7 @@ static int cmd_bench(model_opts *o) {
     float *x = NULL;
     int32_t *labels = NULL;
     double *times = NULL;
-    int rc = FL_EXIT_FAIL, B = o->batch, T = o->net.tile, warmup = 2;
+    int rc = FL_EXIT_FAIL, B = o->m.batch, T = o->m.net.tile, warmup = 2;
     if (weights_readable(o->weights, &err) != FL_OK || build(&m, &be, o, B, 0, &err) != FL_OK)
         goto done;
     fl_optim_config oc;
@@ -402,7 +332,7 @@ static int cmd_bench(model_opts *o) {
         fl_rng_seed(&rng, 1234);
         for (size_t i = 0; i < (size_t)B * per; i++) x[i] = (float)fl_rng_normal(&rng);
     }
-    for (int i = 0; i < B; i++) labels[i] = i % o->net.classes;
+    for (int i = 0; i < B; i++) labels[i] = i % o->m.net.classes;
     /* The batch goes to the device once: the steps time the model, not the host-to-device copy
      * (a PyTorch benchmark keeps its batch on the GPU too). The forward never writes its
      * input. Each step reads its loss back, which waits for the GPU. */
@@ -425,22 +355,22 @@ static int cmd_bench(model_opts *o) {
     double median =
         o->steps % 2 ? times[o->steps / 2] : 0.5 * (times[o->steps / 2 - 1] + times[o->steps / 2]);
     double ips = B / median;
-    const char *prec = fl_cli_precision_name(o->precision);
+    const char *prec = fl_cli_precision_name(o->m.precision);
     if (o->json)
         printf("{\"arch\": \"resnet%d\", \"tile\": %d, \"batch\": %d, \"device\": \"%s\", "
                "\"precision\": \"%s\", \"threads\": %d, \"steps\": %d, "
                "\"images_per_second\": %.6g, \"peak_rss_bytes\": %lld, \"first_loss\": %.9g}\n",
-               o->net.depth, T, B, o->device, prec, be->threads, o->steps, ips, fl_peak_rss_bytes(),
-               (double)first_loss);
+               o->m.net.depth, T, B, o->m.device, prec, be->threads, o->steps, ips,
+               fl_peak_rss_bytes(), (double)first_loss);
     else if (be->device == FL_DEVICE_CPU)
         printf("resnet%d @%d px, batch %d, %d threads: %.2f images/s (median of %d steps), "
                "peak RSS %.0f MB, first loss %.6f\n",
-               o->net.depth, T, B, be->threads, ips, o->steps, fl_peak_rss_bytes() / 1e6,
+               o->m.net.depth, T, B, be->threads, ips, o->steps, fl_peak_rss_bytes() / 1e6,
                (double)first_loss);
     else
         printf("resnet%d @%d px, batch %d, %s %s: %.2f images/s (median of %d steps), "
                "first loss %.6f\n",
-               o->net.depth, T, B, o->device, prec, ips, o->steps, (double)first_loss);
+               o->m.net.depth, T, B, o->m.device, prec, ips, o->steps, (double)first_loss);
     rc = FL_EXIT_OK;
 done:
     if (rc != FL_EXIT_OK) fl_cli_fail(&err);

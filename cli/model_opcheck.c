@@ -15,6 +15,7 @@
 #include "../nn/npy.h"
 #include "../nn/opcheck.h"
 #include "cli.h"
+#include "model_opts.h"
 
 static const char usage[] =
     "usage: fedlung model opcheck --ref DIR [--write] [--out DIR] [--device D] [--precision P]\n"
@@ -38,9 +39,9 @@ static const char usage[] =
     "  --threads N    CPU threads\n";
 
 typedef struct {
-    const char *ref, *out, *device, *only;
-    int write, threads;
-    fl_precision precision;
+    fl_cli_model_opts m; /* --device --precision --threads (model_opts.h) */
+    const char *ref, *out, *only;
+    int write;
     double tol; /* 0: the table */
     uint64_t seed;
 } opcheck_opts;
@@ -69,88 +70,52 @@ static double bound_for(fl_precision p, int reduction) {
 
 /* ---- options ---- */
 
-enum {
-    OPT_REF = 256,
-    OPT_WRITE,
-    OPT_OUT,
-    OPT_DEVICE,
-    OPT_PRECISION,
-    OPT_TOL,
-    OPT_SEED,
-    OPT_CASE,
-    OPT_THREADS,
-    OPT_HELP
-};
+enum { OPT_REF = FL_MOPT_OWN, OPT_WRITE, OPT_OUT, OPT_TOL, OPT_SEED, OPT_CASE };
+
+/* Stores the value of own option code into the opcheck_opts at ctx; -1 if it is bad. */
+static int own_option(int code, const char *value, void *ctx) {
+    opcheck_opts *o = ctx;
+    float f;
+    int v;
+    switch (code) {
+    case OPT_REF:
+        o->ref = value;
+        break;
+    case OPT_WRITE:
+        o->write = 1;
+        break;
+    case OPT_OUT:
+        o->out = value;
+        break;
+    case OPT_TOL:
+        if (fl_parse_float(value, 0, 1e6, &f)) return -1;
+        o->tol = f;
+        break;
+    case OPT_SEED:
+        if (fl_parse_int(value, 0, 2147483647, &v)) return -1;
+        o->seed = (uint64_t)v;
+        break;
+    case OPT_CASE:
+        o->only = value;
+        break;
+    }
+    return 0;
+}
 
 /* 0: run; 1: --help; -1: bad usage (already said). */
 static int parse(int argc, char **argv, opcheck_opts *o) {
     static const struct option longopts[] = {{"ref", required_argument, 0, OPT_REF},
                                              {"write", no_argument, 0, OPT_WRITE},
                                              {"out", required_argument, 0, OPT_OUT},
-                                             {"device", required_argument, 0, OPT_DEVICE},
-                                             {"precision", required_argument, 0, OPT_PRECISION},
                                              {"tol", required_argument, 0, OPT_TOL},
                                              {"seed", required_argument, 0, OPT_SEED},
                                              {"case", required_argument, 0, OPT_CASE},
-                                             {"threads", required_argument, 0, OPT_THREADS},
-                                             {"help", no_argument, 0, OPT_HELP},
+                                             FL_MOPT_RUN_ENTRIES,
                                              {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    o->device = FL_CLI_DEFAULT_DEVICE;
     o->seed = 7;
-    int c, idx = 0, bad = 0;
-    optind = 1;
-    opterr = 0;
-    while (!bad && (c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
-        float f;
-        int v;
-        switch (c) {
-        case OPT_REF:
-            o->ref = optarg;
-            break;
-        case OPT_WRITE:
-            o->write = 1;
-            break;
-        case OPT_OUT:
-            o->out = optarg;
-            break;
-        case OPT_DEVICE:
-            bad = fl_cli_parse_device(optarg, &o->device);
-            break;
-        case OPT_PRECISION:
-            bad = fl_cli_parse_precision(optarg, &o->precision);
-            break;
-        case OPT_TOL:
-            bad = fl_parse_float(optarg, 0, 1e6, &f);
-            o->tol = f;
-            break;
-        case OPT_SEED:
-            bad = fl_parse_int(optarg, 0, 2147483647, &v);
-            o->seed = (uint64_t)v;
-            break;
-        case OPT_CASE:
-            o->only = optarg;
-            break;
-        case OPT_THREADS:
-            bad = fl_parse_int(optarg, 1, 1024, &o->threads);
-            break;
-        case OPT_HELP:
-            return 1;
-        default:
-            fprintf(stderr, "fedlung model opcheck: unknown option or missing value: %s\n",
-                    argv[optind - 1]);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "fedlung model opcheck: bad value '%s' for --%s\n", optarg,
-                    longopts[idx].name);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fedlung model opcheck: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
+    int p = fl_cli_model_opts_parse(argc, argv, "model opcheck", longopts, &o->m, own_option, o);
+    if (p) return p;
     if (!o->ref) {
         fprintf(stderr, "fedlung model opcheck: --ref DIR is required\n");
         return -1;
@@ -159,7 +124,7 @@ static int parse(int argc, char **argv, opcheck_opts *o) {
         fprintf(stderr, "fedlung model opcheck: --case cannot be used with --write\n");
         return -1;
     }
-    return fl_cli_check_device("model opcheck", o->device, o->precision);
+    return fl_cli_check_device("model opcheck", o->m.device, o->m.precision);
 }
 
 /* ---- files ---- */
@@ -285,7 +250,7 @@ static int compare_case(const opcheck_opts *o, const fl_opcheck_case *c) {
             return 0;
         }
         double e = normalized_error(a, f, i);
-        double b = o->tol > 0 ? o->tol : bound_for(o->precision, a->reduction);
+        double b = o->tol > 0 ? o->tol : bound_for(o->m.precision, a->reduction);
         double ratio = isfinite(e) ? e / b : INFINITY;
         if (ratio > worst_ratio) {
             worst_ratio = ratio;
@@ -313,7 +278,7 @@ static fl_status open_manifest(fl_atomic_file *af, const char *dir, const opchec
     fprintf(af->f,
             "{\"format\": \"fedlung-opcheck 1\", \"device\": \"%s\", \"precision\": \"%s\", "
             "\"seed\": %" PRIu64 ",\n \"cases\": [",
-            o->device, precision_name(o->precision), o->seed);
+            o->m.device, precision_name(o->m.precision), o->seed);
     return FL_OK;
 }
 
@@ -340,13 +305,13 @@ int fl_cmd_model_opcheck(int argc, char **argv) {
     fl_opcheck_case c = {0};
     int rc = FL_EXIT_FAIL, failed = 0, ran = 0;
     const char *wdir = o.write ? o.ref : NULL;
-    fl_backend *be = fl_backend_new(o.device, o.threads, o.precision, &err);
+    fl_backend *be = fl_backend_new(o.m.device, o.m.threads, o.m.precision, &err);
     if (!be) goto done;
     if ((wdir && (make_dir(wdir, &err) != FL_OK || open_manifest(&ref_manifest, wdir, &o, &err))) ||
         (o.out &&
          (make_dir(o.out, &err) != FL_OK || open_manifest(&out_manifest, o.out, &o, &err))))
         goto done;
-    printf("opcheck: %s (%s) %s %s\n", be->name, precision_name(o.precision),
+    printf("opcheck: %s (%s) %s %s\n", be->name, precision_name(o.m.precision),
            o.write ? "writing references to" : "against", o.ref);
     for (int i = 0; i < fl_opcheck_count(); i++) {
         if (o.only && !strstr(fl_opcheck_name(i), o.only)) continue;
@@ -379,7 +344,7 @@ int fl_cmd_model_opcheck(int argc, char **argv) {
         goto done;
     }
     printf("opcheck: %d cases, %d failed (%s, %s)\n", ran, failed, be->name,
-           precision_name(o.precision));
+           precision_name(o.m.precision));
     rc = failed ? FL_EXIT_FAIL : FL_EXIT_OK;
 done:
     if (rc != FL_EXIT_OK && err.msg[0]) fl_cli_fail(&err);

@@ -16,6 +16,7 @@
 #include "../nn/resnet.h"
 #include "../nn/safetensors.h"
 #include "cli.h"
+#include "model_opts.h"
 
 static const char usage[] =
     "usage: fedlung model step --arch A --tile T [--stem S] [--classes K] [--width W] [--seed S]\n"
@@ -43,126 +44,57 @@ static const char usage[] =
     "  --precision fp32 (default), tf32 or bf16 (cuda only)\n";
 
 typedef struct {
-    fl_resnet_config net;
-    const char *weights_out, *weights, *input, *labels, *out, *device;
-    int batch, threads;
+    fl_cli_model_opts m; /* the shared options (model_opts.h) */
+    const char *weights_out, *weights, *input, *labels, *out;
     uint64_t seed;
-    fl_precision precision;
 } step_opts;
 
-enum {
-    OPT_ARCH = 256,
-    OPT_TILE,
-    OPT_STEM,
-    OPT_CLASSES,
-    OPT_WIDTH,
-    OPT_SEED,
-    OPT_BATCH,
-    OPT_WEIGHTS_OUT,
-    OPT_WEIGHTS,
-    OPT_INPUT,
-    OPT_LABELS,
-    OPT_OUT,
-    OPT_DEVICE,
-    OPT_PRECISION,
-    OPT_THREADS,
-    OPT_HELP
-};
+enum { OPT_SEED = FL_MOPT_OWN, OPT_WEIGHTS_OUT, OPT_WEIGHTS, OPT_INPUT, OPT_LABELS, OPT_OUT };
+
+/* Stores the value of own option code into the step_opts at ctx; -1 if it is bad. */
+static int own_option(int code, const char *value, void *ctx) {
+    step_opts *o = ctx;
+    int v;
+    switch (code) {
+    case OPT_SEED:
+        if (fl_parse_int(value, 0, 2147483647, &v)) return -1;
+        o->seed = (uint64_t)v;
+        break;
+    case OPT_WEIGHTS_OUT:
+        o->weights_out = value;
+        break;
+    case OPT_WEIGHTS:
+        o->weights = value;
+        break;
+    case OPT_INPUT:
+        o->input = value;
+        break;
+    case OPT_LABELS:
+        o->labels = value;
+        break;
+    case OPT_OUT:
+        o->out = value;
+        break;
+    }
+    return 0;
+}
 
 /* 0: run; 1: --help; -1: bad usage (already said). */
 static int parse(int argc, char **argv, step_opts *o) {
-    static const struct option longopts[] = {{"arch", required_argument, 0, OPT_ARCH},
-                                             {"tile", required_argument, 0, OPT_TILE},
-                                             {"stem", required_argument, 0, OPT_STEM},
-                                             {"classes", required_argument, 0, OPT_CLASSES},
-                                             {"width", required_argument, 0, OPT_WIDTH},
+    static const struct option longopts[] = {FL_MOPT_MODEL_ENTRIES,
                                              {"seed", required_argument, 0, OPT_SEED},
-                                             {"batch", required_argument, 0, OPT_BATCH},
+                                             FL_MOPT_BATCH_ENTRY,
                                              {"weights-out", required_argument, 0, OPT_WEIGHTS_OUT},
                                              {"weights", required_argument, 0, OPT_WEIGHTS},
                                              {"input", required_argument, 0, OPT_INPUT},
                                              {"labels", required_argument, 0, OPT_LABELS},
                                              {"out", required_argument, 0, OPT_OUT},
-                                             {"device", required_argument, 0, OPT_DEVICE},
-                                             {"precision", required_argument, 0, OPT_PRECISION},
-                                             {"threads", required_argument, 0, OPT_THREADS},
-                                             {"help", no_argument, 0, OPT_HELP},
+                                             FL_MOPT_RUN_ENTRIES,
                                              {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    fl_resnet_config_default(&o->net);
-    o->device = FL_CLI_DEFAULT_DEVICE;
     o->seed = 42;
-    int c, idx = 0, bad = 0;
-    optind = 1;
-    opterr = 0;
-    while (!bad && (c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
-        int v;
-        switch (c) {
-        case OPT_ARCH:
-            bad = !(o->net.depth = fl_resnet_depth_from_name(optarg));
-            break;
-        case OPT_TILE:
-            bad = fl_parse_int(optarg, 32, 8192, &o->net.tile);
-            break;
-        case OPT_STEM:
-            v = fl_stem_from_name(optarg);
-            bad = v < 0;
-            o->net.stem = (fl_stem)v;
-            break;
-        case OPT_CLASSES:
-            bad = fl_parse_int(optarg, 1, 100000, &o->net.classes);
-            break;
-        case OPT_WIDTH:
-            bad = fl_parse_float(optarg, 1e-3, 64, &o->net.width);
-            break;
-        case OPT_SEED:
-            bad = fl_parse_int(optarg, 0, 2147483647, &v);
-            o->seed = (uint64_t)v;
-            break;
-        case OPT_BATCH:
-            bad = fl_parse_int(optarg, 1, 1 << 20, &o->batch);
-            break;
-        case OPT_WEIGHTS_OUT:
-            o->weights_out = optarg;
-            break;
-        case OPT_WEIGHTS:
-            o->weights = optarg;
-            break;
-        case OPT_INPUT:
-            o->input = optarg;
-            break;
-        case OPT_LABELS:
-            o->labels = optarg;
-            break;
-        case OPT_OUT:
-            o->out = optarg;
-            break;
-        case OPT_DEVICE:
-            bad = fl_cli_parse_device(optarg, &o->device);
-            break;
-        case OPT_PRECISION:
-            bad = fl_cli_parse_precision(optarg, &o->precision);
-            break;
-        case OPT_THREADS:
-            bad = fl_parse_int(optarg, 1, 1024, &o->threads);
-            break;
-        case OPT_HELP:
-            return 1;
-        default:
-            fprintf(stderr, "fedlung model step: unknown option or missing value: %s\n",
-                    argv[optind - 1]);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "fedlung model step: bad value '%s' for --%s\n", optarg,
-                    longopts[idx].name);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fedlung model step: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
+    int p = fl_cli_model_opts_parse(argc, argv, "model step", longopts, &o->m, own_option, o);
+    if (p) return p;
     int step = o->weights || o->input || o->labels || o->out;
     if (o->weights_out && step) {
         fprintf(stderr, "fedlung model step: --weights-out cannot be combined with a step "
@@ -174,7 +106,7 @@ static int parse(int argc, char **argv, step_opts *o) {
                         "--labels and --out\n");
         return -1;
     }
-    return fl_cli_check_device("model step", o->device, o->precision);
+    return fl_cli_check_device("model step", o->m.device, o->m.precision);
 }
 
 /* ---- the output file: a safetensors writer for named host arrays ---- */
@@ -281,7 +213,7 @@ static const char *precision_name(fl_precision p) {
 static fl_status read_batch(const step_opts *o, float **x, int32_t **y, int *n, fl_err *err) {
     int ndim;
     int64_t shape[4];
-    int T = o->net.tile;
+    int T = o->m.net.tile;
     fl_status s = fl_npy_read_f32(o->input, x, &ndim, shape, err);
     if (s != FL_OK) return s;
     if (ndim != 4 || shape[0] < 1 || shape[1] != 3 || shape[2] != T || shape[3] != T)
@@ -292,12 +224,12 @@ static fl_status read_batch(const step_opts *o, float **x, int32_t **y, int *n, 
         return fl_fail(err, FL_ESHAPE, "%s: expected %d integer labels (one per image of %s)",
                        o->labels, *n, o->input);
     for (int i = 0; i < *n; i++)
-        if ((*y)[i] < -1 || (*y)[i] >= o->net.classes)
+        if ((*y)[i] < -1 || (*y)[i] >= o->m.net.classes)
             return fl_fail(err, FL_EINVAL, "%s: label %d of image %d is not in [-1, %d)", o->labels,
-                           (*y)[i], i, o->net.classes);
-    if (o->batch && o->batch != *n)
+                           (*y)[i], i, o->m.net.classes);
+    if (o->m.batch && o->m.batch != *n)
         return fl_fail(err, FL_ESHAPE, "%s holds %d images, --batch says %d", o->input, *n,
-                       o->batch);
+                       o->m.batch);
     return FL_OK;
 }
 
@@ -317,26 +249,26 @@ int fl_cmd_model_step(int argc, char **argv) {
     float *x = NULL, *logits = NULL;
     int32_t *y = NULL;
     out_tensor *ts = NULL;
-    int rc = FL_EXIT_FAIL, n = o.batch ? o.batch : 1;
+    int rc = FL_EXIT_FAIL, n = o.m.batch ? o.m.batch : 1;
     char seed[24], width[24], tile[16], classes[16], batch[16], transfers[24], arch[16];
-    snprintf(arch, sizeof arch, "resnet%d", o.net.depth);
+    snprintf(arch, sizeof arch, "resnet%d", o.m.net.depth);
     snprintf(seed, sizeof seed, "%" PRIu64, o.seed);
-    snprintf(width, sizeof width, "%g", (double)o.net.width);
-    snprintf(tile, sizeof tile, "%d", o.net.tile);
-    snprintf(classes, sizeof classes, "%d", o.net.classes);
+    snprintf(width, sizeof width, "%g", (double)o.m.net.width);
+    snprintf(tile, sizeof tile, "%d", o.m.net.tile);
+    snprintf(classes, sizeof classes, "%d", o.m.net.classes);
 
     if (!o.weights_out && read_batch(&o, &x, &y, &n, &err) != FL_OK) goto done;
-    if (fl_resnet_build(&g, &o.net, &err) != FL_OK) goto done;
-    if (!(be = fl_backend_new(o.device, o.threads, o.precision, &err))) goto done;
+    if (fl_resnet_build(&g, &o.m.net, &err) != FL_OK) goto done;
+    if (!(be = fl_backend_new(o.m.device, o.m.threads, o.m.precision, &err))) goto done;
     fl_status s = fl_model_new(&m, g, be, n, o.seed, &err);
     g = NULL; /* the model owns it now, also on failure */
     if (s != FL_OK) goto done;
     snprintf(batch, sizeof batch, "%d", n);
 
     if (o.weights_out) {
-        const char *meta[] = {"arch",    arch,    "tile",  tile,  "stem", fl_stem_name(o.net.stem),
-                              "classes", classes, "width", width, "seed", seed,
-                              NULL};
+        const char *meta[] = {
+            "arch",  arch,  "tile", tile, "stem", fl_stem_name(o.m.net.stem), "classes", classes,
+            "width", width, "seed", seed, NULL};
         if (fl_safetensors_save_model(m, o.weights_out, meta, &err) != FL_OK) goto done;
         fprintf(stderr, "model step: initial weights of %s (seed %s) written to %s\n", arch, seed,
                 o.weights_out);
@@ -359,7 +291,7 @@ int fl_cmd_model_step(int argc, char **argv) {
     double dt = fl_now() - time0;
     snprintf(transfers, sizeof transfers, "%" PRIu64, moved);
 
-    int K = o.net.classes;
+    int K = o.m.net.classes;
     if (!(logits = malloc((size_t)n * K * sizeof *logits)) ||
         !(ts = calloc((size_t)mg->n_params + 2, sizeof *ts))) {
         fl_fail(&err, FL_ENOMEM, "out of memory");
@@ -383,19 +315,20 @@ int fl_cmd_model_step(int argc, char **argv) {
     }
     const char *meta[] = {"arch",      arch,
                           "tile",      tile,
-                          "stem",      fl_stem_name(o.net.stem),
+                          "stem",      fl_stem_name(o.m.net.stem),
                           "classes",   classes,
                           "width",     width,
                           "batch",     batch,
                           "device",    be->name,
-                          "precision", precision_name(o.precision),
+                          "precision", precision_name(o.m.precision),
                           "transfers", transfers,
                           NULL};
     if (write_tensors(o.out, be, ts, nt, meta, &err) != FL_OK) goto done;
     fprintf(stderr,
             "model step: %s on %s (%s), batch %d: loss %.6f, %.3f s, %s host<->device transfers; "
             "%d tensors written to %s\n",
-            arch, be->name, precision_name(o.precision), n, (double)loss, dt, transfers, nt, o.out);
+            arch, be->name, precision_name(o.m.precision), n, (double)loss, dt, transfers, nt,
+            o.out);
     rc = FL_EXIT_OK;
 done:
     if (rc != FL_EXIT_OK) fl_cli_fail(&err);
