@@ -448,6 +448,14 @@ static grpc_status_code receipt(fl_study *s, participant *p, const char *kind, c
     return code;
 }
 
+
+/* A secagg message refused: the audit record carries what and why. */
+static void sa_refused(fl_study *s, const char *id, const char *what, const char *why) {
+    char data[FL_ERR_LEN + 64], esc[FL_ERR_LEN];
+    fl_slog_json_str(why, esc, sizeof esc);
+    snprintf(data, sizeof data, "{\"message\":\"%s\",\"reason\":\"%s\"}", what, esc);
+    fl_study_event(s, "secagg_refused", id, data, "%s refused: %s", what, why);
+}
 grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id, const char *peer_pem,
                                          size_t peer_len, const Fedlung__V1__SecAggAdvert *rq,
                                          uint64_t len, const uint8_t sha256[32],
@@ -474,7 +482,7 @@ grpc_status_code fl_study_advertise_keys(fl_study *s, const char *id, const char
         fs = fl_fail(&err, FL_EBACKEND, "SHA-256 of its certificate failed");
     if (fs == FL_OK) fs = fl_secagg_server_add_advert(s->sa.srv, &a, &err);
     if (fs != FL_OK) {
-        fl_study_event(s, "secagg_refused", id, NULL, "advert refused: %s", err.msg);
+        sa_refused(s, id, "advert", err.msg);
         return fl_rpc_status_from(st, fs, &err);
     }
     memcpy(p->sa_cert, rq->certificate.data, rq->certificate.len); /* validated: fits */
@@ -502,7 +510,7 @@ grpc_status_code fl_study_share_keys(fl_study *s, const char *id,
     fl_status fs = fl_secagg_server_add_shares(s->sa.srv, p->sa_index, cts, rq->n_shares, &err);
     free(cts);
     if (fs != FL_OK) {
-        fl_study_event(s, "secagg_refused", id, NULL, "key shares refused: %s", err.msg);
+        sa_refused(s, id, "key shares", err.msg);
         return fl_rpc_status_from(st, fs, &err);
     }
     char data[64];
@@ -535,7 +543,7 @@ grpc_status_code fl_study_unmask(fl_study *s, const char *id,
     fl_wipe(r, sizeof *r);
     free(r);
     if (fs != FL_OK) {
-        fl_study_event(s, "secagg_refused", id, NULL, "unmask answer refused: %s", err.msg);
+        sa_refused(s, id, "unmask answer", err.msg);
         return fl_rpc_status_from(st, fs, &err);
     }
     char data[96];

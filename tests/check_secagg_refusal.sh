@@ -152,10 +152,10 @@ import sys
 recs = [json.loads(l) for l in open("state/audit.log") if l.strip()]
 ref = [r for r in recs if r.get("kind") == "secagg_refused"]
 ok = [r for r in recs if r.get("kind") == "secagg_advert"]
-# a secagg_refused record carries no reason (data {}): the "refused" record of the call, which
-# follows it, does
+# each secagg_refused record says what and why, as the "refused" record of the call after it
 why = [r["data"].get("reason", "") for r in recs if r.get("kind") == "refused" and
        r.get("data", {}).get("method") == "AdvertiseKeys" and r.get("actor") == "hospital-1"]
+own = [r["data"].get("reason", "") for r in ref if r["data"].get("message") == "advert"]
 fails = 0
 if [r.get("actor") for r in ref] != ["hospital-1"] * 2 or len(ok) != 1 or \
         ok[0].get("actor") != "hospital-1":
@@ -167,10 +167,11 @@ elif not ref[1]["seq"] < ok[0]["seq"]:
     fails += 1
 want = ["its CN is hospital-2, the connection's certificate says hospital-1",
         "the signature does not verify"]
-if len(why) != 2 or not all(w in y for w, y in zip(want, why)):
-    print("FAIL check_secagg_refusal: the AdvertiseKeys refusals of hospital-1 say %r, expected "
-          "%r" % (why, want), file=sys.stderr)
-    fails += 1
+for said, where in ((why, "refused"), (own, "secagg_refused")):
+    if len(said) != 2 or not all(w in y for w, y in zip(want, said)):
+        print("FAIL check_secagg_refusal: the %s records of hospital-1's adverts say %r, "
+              "expected %r" % (where, said, want), file=sys.stderr)
+        fails += 1
 sys.exit(1 if fails else 0)
 PYEOF
 n=$(grep -c "SECAGG_REFUSED hospital-1 advert refused: its certificate: " server.log)
