@@ -102,7 +102,9 @@ static fl_status check_site(const char *name, fl_plan *p, const uint64_t *seen, 
                            "plan features`)",
                            name, fl_modality_name((fl_modality)m), list_keys[m - FL_MODALITY_RNA]);
         if (!used && l->n)
-            return fl_fail(err, FL_EFORMAT, "%s: [fusion] %s is set but the fusion model %s",
+            return fl_fail(err, FL_EFORMAT,
+                           "%s: [fusion] %s is set but the fusion model %s (remove the list: "
+                           "`fedlung plan features --modalities` lists only those it takes)",
                            name, list_keys[m - FL_MODALITY_RNA],
                            fusion ? "does not use that modality" : "is not trained");
         fl_status st;
