@@ -60,8 +60,7 @@ static fl_status omics_std(fl_site *s, fl_modality m, fl_err *err) {
     fl_status st = FL_OK;
     if (!sum || !cols)
         st = fl_fail(err, cols ? FL_ENOMEM : FL_EINVAL, "%s: %s for the %s standardization",
-                     s->path, cols ? "out of memory" : "no feature columns",
-                     fl_modality_name(m));
+                     s->path, cols ? "out of memory" : "no feature columns", fl_modality_name(m));
     s->left_out &= ~FL_MODALITY_BIT(m);
     if (st == FL_OK && have < 2) { /* as if 2 zeros: mean 0, deviation 1, the identity */
         memset(sum, 0, FL_STATS_LEN(n) * sizeof(float));

@@ -23,8 +23,8 @@ static const char *const training_names[N_TRAINING] = {
 static const char *const study_names[] = {"id", "classes", "phases", "seed", "bins"};
 static const char *const image_names[] = {"arch", "stem", "tile", "width", "model"};
 static const char *const fusion_names[] = {
-    "modalities", "rna_features", "meth_features", "mvalue",        "enc_dim",       "hidden",
-    "dropout",    "standardize",  "rna_names",     "meth_names",    "clinical_names"};
+    "modalities", "rna_features", "meth_features", "mvalue",     "enc_dim",       "hidden",
+    "dropout",    "standardize",  "rna_names",     "meth_names", "clinical_names"};
 const char *const fl_plan_privacy_names[] = {
     "mechanism",     "clip_norm",      "noise_multiplier", "sample_rate",
     "delta",         "secagg",         "secagg_threshold", "secagg_cipher",
@@ -374,8 +374,7 @@ static void plan_defaults(fl_plan *p) {
 /* Setting one of local_steps / epochs alone turns the other's default off; then exactly one of
  * them must be > 0 when the phase runs. */
 static fl_status check_training(const char *name, fl_plan *p, fl_phase ph, const uint64_t *seen,
-                                int base,
-                                fl_err *err) {
+                                int base, fl_err *err) {
     fl_plan_training *t = ph == FL_PHASE_IMAGE ? &p->image : &p->fusion;
     int steps = SEEN(seen, base + T_LOCAL_STEPS), epochs = SEEN(seen, base + T_EPOCHS);
     if (steps && !epochs) t->epochs = 0;

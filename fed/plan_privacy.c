@@ -55,8 +55,7 @@ fl_status fl_plan_check_privacy(const char *name, fl_plan *p, const uint64_t *se
     for (int i = 0; i < 2; i++) {
         fl_plan_training *t = i == 0 ? &p->image : &p->fusion;
         int base = i == 0 ? I_TRAINING : F_TRAINING;
-        if ((p->phases & PHASE_BIT(trained[i])) && SEEN(seen, base + T_WEIGHTED) &&
-            t->weighted)
+        if ((p->phases & PHASE_BIT(trained[i])) && SEEN(seen, base + T_WEIGHTED) && t->weighted)
             return fl_fail(err, FL_EFORMAT,
                            "%s: [%s] weighted = true needs the sites' example counts, which "
                            "%s does not send (they would tell each cohort's size)",

@@ -48,8 +48,8 @@ static int moments(const float *sum, int F, double *mean, double *sd, double *sc
 
 /* The result keeping the `keep` features order[0..keep) (all F in their order when order is
  * NULL). */
-static fl_status result_of(int F, int keep, const int *order, const double *mean,
-                           const double *sd, fl_stats_result *r, fl_err *err) {
+static fl_status result_of(int F, int keep, const int *order, const double *mean, const double *sd,
+                           fl_stats_result *r, fl_err *err) {
     r->F = F;
     r->n = keep;
     r->index = malloc((size_t)keep * sizeof *r->index);

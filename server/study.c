@@ -186,8 +186,8 @@ static fl_status phase_start(fl_study *s, fl_phase ph, float *resume, fl_err *er
             return fl_fail(err, FL_ENOMEM, "out of memory for a model snapshot");
         /* under site standardization each site keeps its sums: its update is an empty
          * acknowledgment that it embedded its patients */
-        return agg_setup(
-            s, s->plan->standardize == FL_STD_SITE ? 0 : FL_STATS_LEN(s->embed_dim), 0, err);
+        return agg_setup(s, s->plan->standardize == FL_STD_SITE ? 0 : FL_STATS_LEN(s->embed_dim), 0,
+                         err);
     case FL_PHASE_IMAGE:
     case FL_PHASE_FUSION: {
         fl_graph *g;

@@ -117,9 +117,9 @@ grpc_status_code fl_study_join(fl_study *s, const char *id, const Fedlung__V1__J
         char patients[48] = ""; /* none when withheld (a hospital with a budget) */
         if (d && d->n_patients_per_class)
             snprintf(patients, sizeof patients, "\"patients\":%llu,",
-                     (unsigned long long)(d ? d->patients : 0));
-        snprintf(data, sizeof data, "{%s\"software\":\"%.32s\",\"plan_sha256\":\"%s\"%s}",
-                 patients, rq->software_version, hex, budget);
+                     (unsigned long long)d->patients);
+        snprintf(data, sizeof data, "{%s\"software\":\"%.32s\",\"plan_sha256\":\"%s\"%s}", patients,
+                 rq->software_version, hex, budget);
         if (first && !patients[0])
             fl_study_event(s, "join", id, data, "%s: plan approved (patient counts withheld)",
                            again ? "joined again" : "joined");

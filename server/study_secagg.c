@@ -448,7 +448,6 @@ static grpc_status_code receipt(fl_study *s, participant *p, const char *kind, c
     return code;
 }
 
-
 /* A secagg message refused: the audit record carries what and why. */
 static void sa_refused(fl_study *s, const char *id, const char *what, const char *why) {
     char data[FL_ERR_LEN + 64], esc[FL_ERR_LEN];

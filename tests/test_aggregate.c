@@ -1,7 +1,7 @@
 /* test_aggregate.c - the server's aggregation: weighting, staging (a rejected or partial update
- * never touches the sum; empty updates), FedAdam / FedYogi against their formulas, FedBN, and FedAvg's
- * defining identity with the real engine: three clients each taking one full-batch SGD step
- * and averaged by example count give the centralized full-batch step on the union. */
+ * never touches the sum; empty updates), FedAdam / FedYogi against their formulas, FedBN, and
+ * FedAvg's defining identity with the real engine: three clients each taking one full-batch SGD
+ * step and averaged by example count give the centralized full-batch step on the union. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -501,7 +501,8 @@ static void check_standardize(void) {
     CHECK_OK(fl_plan_parse(t, strlen(t), "s.plan", &p, &err), &err);
     CHECK_EQ_INT(p.standardize, FL_STD_SITE);
     fl_plan_destroy(&p);
-#define DPSGD "[privacy]\nmechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\nsample_rate = 0.1\n"
+#define DPSGD \
+    "[privacy]\nmechanism = dp-sgd\nclip_norm = 1\nnoise_multiplier = 1\nsample_rate = 0.1\n"
     static const char *const bad[][2] = {
         {MINIMAL "[fusion]\nmodalities = rna\nstandardize = federated\n" DPSGD,
          "standardize = federated under differential privacy"},
@@ -515,8 +516,10 @@ static void check_standardize(void) {
          "clinical_names is set but the fusion model does not use that modality"},
         {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A, B\nrna_names = C, A\n" DPSGD,
          "rna_names names 'A' twice"},
-        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A\n", "rna_names is for standardize = site"},
-        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A,,B\n" DPSGD, "rna_names has an empty item"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A\n",
+         "rna_names is for standardize = site"},
+        {MINIMAL "[fusion]\nmodalities = rna\nrna_names = A,,B\n" DPSGD,
+         "rna_names has an empty item"},
         {MINIMAL "[fusion]\nstandardize = global\n", "'global' is not one of federated, site"},
     };
 #undef DPSGD

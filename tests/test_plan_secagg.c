@@ -16,9 +16,9 @@
 #include "../fed/plan_secagg.h"
 #include "harness.h"
 
-#define HEAD                                                                                     \
-    "[study]\nid = s\nclasses = A,B\nphases = fusion\n[fusion]\nmodalities = rna\n"            \
-    "standardize = site\nrna_names = G1, G2\n"                                                 \
+#define HEAD                                                                        \
+    "[study]\nid = s\nclasses = A,B\nphases = fusion\n[fusion]\nmodalities = rna\n" \
+    "standardize = site\nrna_names = G1, G2\n"                                      \
     "rounds = 1\nepochs = 1\n[privacy]\n"
 
 static fl_status parse(const char *privacy, fl_plan *p, fl_err *err) {
