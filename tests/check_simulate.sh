@@ -7,7 +7,9 @@
 # completes and rounds.csv has each round exactly once. Under --dp the hospitals standardize
 # their own patients (--standardize site): the demo plan has no statistics round and lists its
 # features, ranked on a public cohort DIR/public.h5 with the hospitals' features; --standardize
-# federated is refused with --dp, and a --plan that says otherwise than --standardize is refused.
+# federated is refused with --dp, and a --plan that says otherwise than --standardize is refused;
+# a site-standardized plan with the image modality runs with an empty features round (each
+# hospital standardizes its embeddings itself).
 # With --dp patient (fusion only, a plan listing its features) the
 # hospitals' epsilon per round (training and the noised evaluation reports, composed as
 # `fedlung privacy epsilon` composes them) lands in privacy.csv and the round lines, every
@@ -183,6 +185,28 @@ lr = 0.1
 PLAN
 grep -q "^meth_names" lists.plan && t_fail "plan features --modalities rna,clinical listed methylation"
 cat lists.plan >>dp.plan
+# ---- site standardization with the image modality (no DP): no statistics round, the features
+# round's updates are empty acknowledgments, each hospital standardizes its embeddings itself ----
+{
+    sed -n '/^\[study\]/,/^\[fusion\]/p' small.plan | sed 's/^phases = .*/phases = image,features,fusion/'
+    printf 'modalities = image,rna,clinical\nrounds = 1\nepochs = 5\n'
+    cat lists.plan
+} >siteimg.plan
+phases="image features fusion"
+t_expect 0 "site standardization with the image" -- "$fedlung" simulate --out siteimg \
+    "${small[@]/small.plan/siteimg.plan}"
+check_run siteimg 3
+[ "$(grep -c '"kind":"update_accepted","round":2,.*"bytes":0,' siteimg/audit.log)" -eq 3 ] ||
+    t_fail "site standardization: the features round's updates are not 3 empty ones: $(grep '"round":2' siteimg/audit.log | grep update_accepted)"
+for k in 1 2 3; do
+    h=siteimg/hospitals/hospital-$k
+    [ "$(grep -c '"kind":"statistics"' $h/state/outbox.log)" -eq 1 ] &&
+        grep -q '"kind":"statistics","round":2,.*"phase":"features".*"bytes":0,' $h/state/outbox.log ||
+        t_fail "hospital-$k sent other statistics than one empty features update"
+    grep -q "features: embedded patients .* and standardized here (site standardization)" \
+        $h/client.log || t_fail "hospital-$k did not standardize its embeddings: $(grep features $h/client.log)"
+done
+
 dp=(--hospitals 3 --patients 90 --tile 0 --genes 64 --probes 64 --partition iid --plan dp.plan
     --threads 2)
 # the demo's own plan under --dp (and --secagg): no statistics round, its feature lists ranked on
