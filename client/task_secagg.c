@@ -112,6 +112,8 @@ fl_status fl_sa_site_advertise(fl_sa_site *s, const fl_plan_privacy *pv, const c
     s->scale = scale;
     s->noise_num = num;
     s->noise_den = den;
+    s->min_survivors =
+        pv->mechanism == FL_DP_FEDAVG ? (uint32_t)(pv->dp_clients - pv->dp_dropouts) : 0;
     s->signer = signer;
     s->ca = ca;
     fl_secagg_params sp = {.study = study,
@@ -255,6 +257,12 @@ fl_status fl_sa_site_unmask(fl_sa_site *s, const char *study, const Fedlung__V1_
     if (st != FL_OK) return st;
     const Fedlung__V1__SecAggUnmaskRequest *u = t->secagg_unmask;
     if (!u) return fl_fail(err, FL_EINVAL, "round %" PRIu64 ": no unmask request", t->round);
+    if (u->n_survivors < s->min_survivors) /* DP-FedAvg: each site's noise is for n - k sites */
+        return fl_fail(err, FL_EINVAL,
+                       "round %" PRIu64 ": refused to unmask a sum of %zu sites' inputs: the "
+                       "plan's DP-FedAvg noise is for at least %u (dp_clients - dp_dropouts), "
+                       "fewer would carry less noise than accounted",
+                       t->round, u->n_survivors, s->min_survivors);
     free_messages(s);
     fl_secagg_unmask_request *req = calloc(1, sizeof *req);
     s->reply = calloc(1, sizeof *s->reply);

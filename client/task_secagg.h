@@ -22,6 +22,7 @@ typedef struct {
     size_t dim;
     double scale;
     uint64_t noise_num, noise_den; /* DP-FedAvg: the discrete Gaussian's variance; num 0: none */
+    uint32_t min_survivors; /* DP-FedAvg: n - k, the sites whose noise the sum must carry */
     const fl_cert_signer *signer; /* borrowed: the TLS client key and certificate sign adverts */
     const char *ca;               /* borrowed: the consortium CA's certificate file (PEM) */
     /* while U1 is checked: each peer's certificate as the server relayed it (views into the
@@ -64,7 +65,9 @@ fl_status fl_sa_site_receive(fl_sa_site *s, const Fedlung__V1__Task *t, fl_err *
  * Gaussian when the plan has it (crypto/dgauss.h, from the CSPRNG), and masks it in place, chunk
  * by chunk: on return vec holds n ENCODING_FIXED32 masked words. n must be the round's dim. */
 fl_status fl_sa_site_mask(fl_sa_site *s, float *vec, size_t n, fl_err *err);
-/* UNMASK: answers the task's request into *out, then the round's secrets are gone. */
+/* UNMASK: answers the task's request into *out, then the round's secrets are gone. Under
+ * DP-FedAvg a request naming fewer survivors than the plan's dp_clients - dp_dropouts is refused
+ * (FL_EINVAL, no answer): their sum would carry less noise than the accountant counts. */
 fl_status fl_sa_site_unmask(fl_sa_site *s, const char *study, const Fedlung__V1__Task *t,
                             Fedlung__V1__SecAggUnmaskReply *out, fl_err *err);
 

@@ -7,7 +7,9 @@
  *    the peer and why: hospital-2's certificate swapped for hospital-3's, a rogue CA's
  *    certificate for hospital-2 over keys the server made, hospital-2's mask key replaced under
  *    its real certificate and signature, hospital-2 renamed; the refusing site's round is over;
- *  - a site whose certificate does not name the id the server knows refuses to advertise.
+ *  - a site whose certificate does not name the id the server knows refuses to advertise;
+ *  - under DP-FedAvg the decoded sum carries the 3 sites' discrete Gaussian noise (its std), and
+ *    a site refuses to unmask a sum of fewer sites than dp_clients - dp_dropouts.
  * The gRPC transport and the server's own check of adverts are
  * tests/check_secagg_federation.sh's. */
 #include <math.h>
@@ -18,6 +20,7 @@
 #include "../client/task_secagg.h"
 #include "../crypto/fixedpoint.h"
 #include "../crypto/pki.h"
+#include "../fed/plan_secagg.h"
 #include "harness.h"
 
 #define N 3      /* sites */
@@ -189,9 +192,16 @@ static void test_round(fed *F) {
     CHECK_OK(fl_secagg_server_finish(srv, &words, &err), &err);
     if (words) {
         CHECK_OK(fl_fixed_decode_sum(words, DIM, F->scale, got, &err), &err);
-        double worst = 0; /* each input rounds by at most 1 / (2 scale) per word */
-        for (size_t i = 0; i < DIM; i++) worst = fmax(worst, fabs((double)got[i] - sum[i]));
-        CHECK(worst <= N / (2 * F->scale) + 1e-7);
+        double worst = 0, sq = 0; /* each input rounds by at most 1 / (2 scale) per word */
+        for (size_t i = 0; i < DIM; i++) {
+            worst = fmax(worst, fabs((double)got[i] - sum[i]));
+            sq += ((double)got[i] - sum[i]) * ((double)got[i] - sum[i]);
+        }
+        uint64_t num = 0, den = 1; /* DP-FedAvg: N sites' discrete Gaussians in the sum */
+        CHECK_OK(fl_plan_sa_noise(&F->pv, F->scale, &num, &den, &err), &err);
+        double noise = sqrt(N * (double)num / (double)den) / F->scale;
+        CHECK(worst <= N / (2 * F->scale) + 6 * noise + 1e-7);
+        if (noise > 0) CHECK_CLOSE(sqrt(sq / DIM), noise, 0.1, 0);
     }
 done:
     fl_secagg_server_free(srv);
@@ -263,6 +273,25 @@ static void test_tampered(fed *F) {
     CHECK_OK(share(F, 1, &out, &err), &err);
 }
 
+/* DP-FedAvg (n = 3, k = 0): each site's noise is for 3; a request to unmask the sum of 2 is
+ * refused, saying why. */
+static void test_dp_survivors(fed *F) {
+    fl_err err = {{0}};
+    if (!advertise_all(F)) return;
+    static const uint32_t two[2] = {1, 2};
+    Fedlung__V1__SecAggUnmaskRequest ur = FEDLUNG__V1__SEC_AGG_UNMASK_REQUEST__INIT;
+    ur.n_survivors = 2;
+    ur.survivors = (uint32_t *)two;
+    Fedlung__V1__Task t;
+    Fedlung__V1__SecAggParams p;
+    Fedlung__V1__SecAggUnmaskReply out;
+    task_init(F, &t, &p, 1, FEDLUNG__V1__TASK_KIND__TASK_KIND_SECAGG_UNMASK);
+    t.secagg_unmask = &ur;
+    CHECK(fl_sa_site_unmask(&F->site[1], STUDY, &t, &out, &err) == FL_EINVAL);
+    CHECK_MSG(err, "refused to unmask a sum of 2 sites' inputs: the plan's DP-FedAvg noise is for "
+                   "at least 3");
+}
+
 /* A site whose certificate names another id than the server's view of it does not advertise. */
 static void test_own_identity(fed *F) {
     fl_err err = {{0}};
@@ -301,6 +330,18 @@ int main(void) {
         test_round(&F);
         test_tampered(&F);
         test_own_identity(&F);
+    }
+    /* the same round under DP-FedAvg: the sum carries the sites' noise; too few survivors */
+    F.pv = (fl_plan_privacy){.secagg = 1,
+                             .mechanism = FL_DP_FEDAVG,
+                             .clip_norm = 1.0,
+                             .noise_multiplier = 0.5,
+                             .dp_clients = N,
+                             .delta = 1e-5};
+    CHECK_OK(fl_plan_sa_scale(&F.pv, N, &F.scale, &err), &err);
+    if (fl_test_failures == 0) {
+        test_round(&F);
+        test_dp_survivors(&F);
     }
     for (int v = 0; v <= N; v++) {
         fl_sa_site_reset(&F.site[v]);
