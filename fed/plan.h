@@ -197,6 +197,10 @@ double fl_plan_eval_loss_std(const fl_plan *p);
  * modality; n is 0 without a list. */
 const fl_plan_names *fl_plan_names_of(const fl_plan *p, fl_modality m);
 
+/* The first name list l holds twice (a pointer into l), or NULL; *st is FL_ENOMEM when there
+ * was no memory to sort a copy of the list, else FL_OK. */
+const char *fl_plan_names_twice(const fl_plan_names *l, fl_status *st);
+
 /* "statistics", "image", "features", "fusion" (and "none"). */
 const char *fl_phase_name(fl_phase ph);
 /* "image", "rna", "methylation", "clinical". */

@@ -71,10 +71,6 @@ static void printable(char *out, size_t cap, const char *s) {
     out[n] = '\0';
 }
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* FL_EINVAL naming path when a name of list m is unsafe or there twice; FL_ENOMEM. */
 static fl_status check_names(const fl_plan_features *pf, const char *path, fl_omics m,
                              fl_err *err) {
@@ -87,19 +83,14 @@ static fl_status check_names(const fl_plan_features *pf, const char *path, fl_om
         return fl_fail(err, FL_EINVAL, "%s: the %s feature '%s' %s: a plan cannot list it", path,
                        fl_omics_name(m), shown, why);
     }
-    char **v = malloc(((size_t)n + 1) * sizeof *v);
-    if (!v) return fl_fail(err, FL_ENOMEM, "%s: out of memory for %d names", path, n);
-    memcpy(v, pf->names[m], (size_t)n * sizeof *v);
-    qsort(v, (size_t)n, sizeof *v, by_name);
-    fl_status st = FL_OK;
-    for (int k = 1; k < n && st == FL_OK; k++)
-        if (strcmp(v[k - 1], v[k]) == 0) {
-            printable(shown, sizeof shown, v[k]);
-            st = fl_fail(err, FL_EINVAL, "%s: the %s feature '%s' is there twice", path,
-                         fl_omics_name(m), shown);
-        }
-    free(v);
-    return st;
+    fl_plan_names l = {pf->names[m], n};
+    fl_status st;
+    const char *dup = fl_plan_names_twice(&l, &st);
+    if (st != FL_OK) return fl_fail(err, st, "%s: out of memory for %d names", path, n);
+    if (!dup) return FL_OK;
+    printable(shown, sizeof shown, dup);
+    return fl_fail(err, FL_EINVAL, "%s: the %s feature '%s' is there twice", path,
+                   fl_omics_name(m), shown);
 }
 
 /* The list of modality m into pf: the top features by variance over rows (omics), or every

@@ -59,8 +59,7 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The first name l has twice, or NULL (FL_ENOMEM in *st when the sort has no memory). */
-static const char *twice(const fl_plan_names *l, fl_status *st) {
+const char *fl_plan_names_twice(const fl_plan_names *l, fl_status *st) {
     *st = FL_OK;
     if (l->n < 2) return NULL;
     char **v = malloc((size_t)l->n * sizeof *v);
@@ -108,7 +107,7 @@ static fl_status check_site(const char *name, fl_plan *p, const uint64_t *seen, 
                            name, list_keys[m - FL_MODALITY_RNA],
                            fusion ? "does not use that modality" : "is not trained");
         fl_status st;
-        const char *dup = twice(l, &st);
+        const char *dup = fl_plan_names_twice(l, &st);
         if (st != FL_OK) return fl_fail(err, st, "%s: out of memory", name);
         if (dup)
             return fl_fail(err, FL_EFORMAT, "%s: [fusion] %s names '%s' twice", name,
